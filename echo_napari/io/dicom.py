@@ -1,0 +1,321 @@
+"""DICOM ultrasound (single- and multi-frame) through pydicom."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from echo_napari.errors import EchoIOError
+from echo_napari.io._common import (
+    MAX_EAGER_BYTES,
+    atomic_output,
+    check_shape,
+    check_spacing,
+    frames_to_uint8,
+)
+from echo_napari.sequence import EchoSequence
+
+logger = logging.getLogger(__name__)
+
+US_MULTIFRAME_SOP = "1.2.840.10008.5.1.4.1.1.3.1"
+_CM = 3  # PhysicalUnits code for centimetres
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+_DECODER_HINTS = {
+    "1.2.840.10008.1.2.4.50": "pillow, or pylibjpeg + pylibjpeg-libjpeg",
+    "1.2.840.10008.1.2.4.51": "pillow, or pylibjpeg + pylibjpeg-libjpeg",
+    "1.2.840.10008.1.2.4.57": "pylibjpeg + pylibjpeg-libjpeg, or python-gdcm",
+    "1.2.840.10008.1.2.4.70": "pylibjpeg + pylibjpeg-libjpeg, or python-gdcm",
+    "1.2.840.10008.1.2.4.80": "pyjpegls, or pylibjpeg + pylibjpeg-libjpeg",
+    "1.2.840.10008.1.2.4.81": "pyjpegls, or pylibjpeg + pylibjpeg-libjpeg",
+    "1.2.840.10008.1.2.4.90": "pylibjpeg + pylibjpeg-openjpeg (or pillow built with openjpeg)",
+    "1.2.840.10008.1.2.4.91": "pylibjpeg + pylibjpeg-openjpeg (or pillow built with openjpeg)",
+    "1.2.840.10008.1.2.4.201": "pylibjpeg + pylibjpeg-openjpeg",
+    "1.2.840.10008.1.2.4.202": "pylibjpeg + pylibjpeg-openjpeg",
+    "1.2.840.10008.1.2.4.203": "pylibjpeg + pylibjpeg-openjpeg",
+}
+
+
+def is_dicom(path: str | Path, head: bytes | None = None) -> bool:
+    """Cheap check: the ``DICM`` marker at byte 128."""
+    if head is None:
+        from echo_napari.io._common import read_head
+
+        head = read_head(path, 132)
+    return len(head) >= 132 and head[128:132] == b"DICM"
+
+
+def _dcmread(path: Path) -> Any:
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        return pydicom.dcmread(path)
+    except InvalidDicomError as exc:
+        raise EchoIOError(path, f"not a DICOM file ({exc})") from exc
+    except (
+        OSError,
+        ValueError,
+        KeyError,
+        TypeError,
+        AttributeError,
+        IndexError,
+        EOFError,
+        NotImplementedError,
+        OverflowError,
+        MemoryError,
+        UnicodeDecodeError,
+    ) as exc:
+        raise EchoIOError(path, f"corrupt DICOM header ({type(exc).__name__}: {exc})") from exc
+
+
+def _number(ds: Any, keyword: str) -> float | None:
+    try:
+        value = ds.get(keyword)
+        value = float(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+    return value if value is not None and np.isfinite(value) else None
+
+
+def frame_time_ms(ds: Any) -> float | None:
+    """Frame time from FrameTime, FrameTimeVector, CineRate or RecommendedDisplayFrameRate."""
+    value = _number(ds, "FrameTime")
+    if value and value > 0:
+        return value
+    vector = ds.get("FrameTimeVector")
+    if vector:
+        try:
+            times = np.asarray([float(v) for v in vector], dtype=np.float64)
+        except (TypeError, ValueError):
+            times = np.array([])
+        times = times[1:] if len(times) > 1 and times[0] == 0 else times
+        if times.size and np.isfinite(times).all() and times.mean() > 0:
+            return float(times.mean())
+    for keyword in ("CineRate", "RecommendedDisplayFrameRate"):
+        rate = _number(ds, keyword)
+        if rate and rate > 0:
+            return 1000.0 / rate
+    return None
+
+
+def ultrasound_spacing(ds: Any) -> tuple[tuple[float, float] | None, str]:
+    """(dy, dx) mm from SequenceOfUltrasoundRegions (or PixelSpacing), with a note.
+
+    Only 2D regions calibrated in cm in both directions count (time/Doppler strips use
+    seconds); among them the one covering the largest image area is taken.
+    """
+    best, best_area = None, -1.0
+    invalid = []
+    for region in ds.get("SequenceOfUltrasoundRegions", None) or []:
+        units = (region.get("PhysicalUnitsXDirection"), region.get("PhysicalUnitsYDirection"))
+        fmt = region.get("RegionSpatialFormat")
+        if units != (_CM, _CM) or (fmt is not None and fmt not in (1,)):
+            continue
+        dx, dy = _number(region, "PhysicalDeltaX"), _number(region, "PhysicalDeltaY")
+        if not dx or not dy or dx <= 0 or dy <= 0:
+            invalid.append((region.get("PhysicalDeltaY"), region.get("PhysicalDeltaX")))
+            continue
+        try:
+            area = float(region.RegionLocationMaxX1 - region.RegionLocationMinX0) * float(
+                region.RegionLocationMaxY1 - region.RegionLocationMinY0
+            )
+        except (AttributeError, TypeError):
+            area = 0.0
+        if area > best_area:
+            best, best_area = (abs(dy) * 10.0, abs(dx) * 10.0), area
+    if best is not None:
+        return best, "from SequenceOfUltrasoundRegions (cm converted to mm)"
+    spacing = ds.get("PixelSpacing")
+    if spacing is not None and len(spacing) == 2:
+        try:
+            dy, dx = float(spacing[0]), float(spacing[1])
+        except (TypeError, ValueError):
+            dy = dx = 0.0
+        if np.isfinite(dy) and np.isfinite(dx) and dy > 0 and dx > 0:
+            return (dy, dx), "from PixelSpacing"
+    if invalid:
+        return None, f"spatial calibration regions have invalid PhysicalDeltaY/X {invalid}"
+    return None, "no spatial calibration in the DICOM header (no cm ultrasound region)"
+
+
+def _check_decoder(path: Path, ds: Any) -> None:
+    from pydicom.pixels import get_decoder
+
+    syntax = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
+    if syntax is None:
+        return
+    if not syntax.is_transfer_syntax:
+        raise EchoIOError(path, f"unknown transfer syntax UID {str(syntax)[:64]!r}")
+    if not syntax.is_compressed:
+        return
+    try:
+        decoder = get_decoder(syntax)
+    except NotImplementedError as exc:
+        raise EchoIOError(
+            path, f"no pydicom decoder for transfer syntax {syntax.name} ({syntax})"
+        ) from exc
+    if not decoder.is_available:
+        hint = _DECODER_HINTS.get(str(syntax), "a pydicom decoding plugin")
+        raise EchoIOError(
+            path,
+            f"pixel data compressed as {syntax.name} ({syntax}); "
+            f"no installed decoder can read it: pip install {hint}",
+        )
+
+
+def _decode(path: Path, ds: Any) -> np.ndarray:
+    from pydicom.pixels import pixel_array
+
+    try:
+        rows, cols = int(ds.Rows), int(ds.Columns)
+        frames = int(ds.get("NumberOfFrames") or 1)
+        samples = int(ds.get("SamplesPerPixel") or 1)
+        bits = int(ds.BitsAllocated)
+    except (AttributeError, TypeError, ValueError) as exc:
+        raise EchoIOError(path, f"image attributes missing or invalid ({exc})") from exc
+    if "PixelData" not in ds:
+        raise EchoIOError(path, "the file holds no pixel data (not an image)")
+    check_shape(path, (frames, rows, cols))
+    if frames * rows * cols * samples * max(bits, 8) // 8 * 4 > MAX_EAGER_BYTES:
+        raise EchoIOError(path, f"{frames} frames of {rows}x{cols} are too large to load")
+    _check_decoder(path, ds)
+    try:
+        array = pixel_array(ds)
+    except (
+        ValueError,
+        RuntimeError,
+        NotImplementedError,
+        TypeError,
+        KeyError,
+        AttributeError,
+        IndexError,
+        OverflowError,
+        MemoryError,
+    ) as exc:
+        raise EchoIOError(
+            path, f"pixel data could not be decoded ({type(exc).__name__}: {str(exc)[:200]})"
+        ) from exc
+    expected_ndim = (2 if frames == 1 else 3) + (1 if samples > 1 else 0)
+    if array.ndim != expected_ndim:
+        raise EchoIOError(path, f"decoded pixel array has shape {array.shape}")
+    if frames == 1:
+        array = array[np.newaxis]
+    return array
+
+
+def _to_grey(path: Path, ds: Any, array: np.ndarray) -> np.ndarray:
+    photometric = str(ds.get("PhotometricInterpretation", "")).upper()
+    if photometric == "PALETTE COLOR":
+        from pydicom.pixels import apply_color_lut
+
+        try:
+            rgb = apply_color_lut(array, ds)
+        except (ValueError, KeyError, AttributeError, IndexError, TypeError) as exc:
+            raise EchoIOError(path, f"palette colour lookup table unusable ({exc})") from exc
+        try:
+            entry_bits = int(ds.RedPaletteColorLookupTableDescriptor[2])
+        except (AttributeError, IndexError, TypeError, ValueError):
+            entry_bits = 8 if rgb.dtype == np.uint8 else 16
+        scale = float(2 ** (16 if entry_bits == 16 else 8) - 1)
+        return (rgb[..., :3].astype(np.float32) @ _LUMA) / np.float32(scale)
+    if array.ndim == 4:
+        if array.shape[-1] != 3:
+            raise EchoIOError(path, f"expected 3 colour samples; found {array.shape[-1]}")
+        bits = int(ds.get("BitsStored") or 8)
+        return (array.astype(np.float32) @ _LUMA) / np.float32(2**bits - 1)
+    bits = int(ds.get("BitsStored") or ds.BitsAllocated)
+    values = array.astype(np.float32)
+    if int(ds.get("PixelRepresentation") or 0) == 1:
+        values += np.float32(2 ** (bits - 1))
+    values /= np.float32(2**bits - 1)
+    values = np.clip(values, 0.0, 1.0)
+    if photometric == "MONOCHROME1":
+        values = 1.0 - values
+    return values
+
+
+def read_dicom(path: str | Path) -> EchoSequence:
+    """Read a DICOM (multi-frame) ultrasound image.
+
+    Returns
+    -------
+    EchoSequence
+        frames (T, H, W) float32 in [0, 1] (palette and RGB/YBR converted to luma);
+        spacing (dy, dx) mm from SequenceOfUltrasoundRegions or None
+        (``metadata["spacing_note"]`` says why); frame_time_ms from the header.
+    """
+    path = Path(path)
+    if not path.is_file() or path.stat().st_size == 0:
+        raise EchoIOError(path, "file is missing or empty")
+    ds = _dcmread(path)
+    array = _decode(path, ds)
+    frames = _to_grey(path, ds, array).astype(np.float32, copy=False)
+    if not np.isfinite(frames).all():
+        raise EchoIOError(path, "decoded pixels contain NaN")
+    spacing, note = ultrasound_spacing(ds)
+    if spacing is not None:
+        spacing = check_spacing(path, spacing)
+    metadata: dict[str, Any] = {
+        "source": str(path),
+        "format": "dicom",
+        "sop_class": str(ds.get("SOPClassUID", "")),
+        "photometric": str(ds.get("PhotometricInterpretation", "")),
+        "transfer_syntax": str(ds.file_meta.get("TransferSyntaxUID", "")),
+    }
+    metadata["spacing_note" if spacing is None else "spacing_source"] = note
+    return EchoSequence(
+        frames=frames, spacing=spacing, frame_time_ms=frame_time_ms(ds), metadata=metadata
+    )
+
+
+def write_dicom(seq: EchoSequence, path: str | Path) -> list[Path]:
+    """Write the frames as an Ultrasound Multi-frame Image (MONOCHROME2, 8 bit, atomically).
+
+    Spacing goes into one SequenceOfUltrasoundRegions item (cm), frame time into FrameTime
+    and CineRate. Labels are not stored.
+
+    Returns
+    -------
+    list of Path
+        The file written.
+    """
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.tag import Tag
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    path = Path(path)
+    frames = frames_to_uint8(seq.frames_array())
+    t, h, w = frames.shape
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = US_MULTIFRAME_SOP
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = US_MULTIFRAME_SOP, meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.Modality = "US"
+    ds.PatientName, ds.PatientID = "Anonymous", ""
+    ds.SeriesDescription = f"echo-napari export ({seq.view})"
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.Rows, ds.Columns, ds.NumberOfFrames = h, w, t
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    if seq.frame_time_ms:
+        ds.FrameTime = f"{seq.frame_time_ms:.6g}"
+        ds.CineRate = max(1, round(1000.0 / seq.frame_time_ms))
+        ds.FrameIncrementPointer = Tag(0x0018, 0x1063)
+    if seq.spacing is not None:
+        region = Dataset()
+        region.RegionSpatialFormat, region.RegionDataType, region.RegionFlags = 1, 1, 0
+        region.RegionLocationMinX0, region.RegionLocationMinY0 = 0, 0
+        region.RegionLocationMaxX1, region.RegionLocationMaxY1 = w - 1, h - 1
+        region.PhysicalUnitsXDirection = region.PhysicalUnitsYDirection = _CM
+        region.PhysicalDeltaX, region.PhysicalDeltaY = seq.spacing[1] / 10, seq.spacing[0] / 10
+        ds.SequenceOfUltrasoundRegions = [region]
+    ds.PixelData = frames.tobytes()
+    with atomic_output(path) as tmp:
+        ds.save_as(tmp / path.name, enforce_file_format=True)
+    return [path]
