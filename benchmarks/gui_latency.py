@@ -1,0 +1,204 @@
+"""GUI latency: brush stroke → area curve, and event-loop latency during a background job.
+
+1. For 64- and 256-frame sequences (112×112 and 256×256 pixels), paint a brush stroke on
+   one frame the way napari's mouse binding does (``block_history`` around ``paint``
+   calls) and time from the end of the stroke until the curve holds the new area and Qt
+   has processed the repaint. Compared with recomputing every frame's areas (what a
+   naive implementation would do on each edit). Target ≤ 50 ms at 256 frames.
+2. Run a Propagate job (DIRNet, untrained weights of the bundled architecture: the same
+   cost as trained ones) in the dock's ``thread_worker`` and probe the Qt event loop with
+   a 10 ms QTimer; report how late the probes fire. Target ≤ 100 ms.
+
+Run under a display (``xvfb-run -a python benchmarks/gui_latency.py``).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import numpy as np
+
+
+def make_labels(n_frames: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(T, H, W) float32 frames and uint8 labels of a beating disc."""
+    yy, xx = np.mgrid[:size, :size]
+    labels = np.zeros((n_frames, size, size), np.uint8)
+    for t in range(n_frames):
+        radius = size * (0.22 - 0.06 * np.sin(np.pi * t / n_frames) ** 2)
+        dist = np.hypot(yy - size * 0.4, xx - size / 2)
+        labels[t][dist <= radius + 3] = 2
+        labels[t][dist <= radius] = 1
+    rng = np.random.default_rng(0)
+    frames = (0.2 + 0.5 * (labels == 2) + 0.1 * rng.random(labels.shape)).astype(np.float32)
+    return frames, labels
+
+
+def build(viewer, n_frames: int, size: int):
+    from echo_napari.napari_hooks import sequence_layer_data
+    from echo_napari.sequence import EchoSequence
+
+    frames, labels = make_labels(n_frames, size)
+    seq = EchoSequence(
+        frames=frames,
+        spacing=(0.3, 0.3),
+        labels=labels,
+        ed_index=0,
+        es_index=n_frames // 3,
+        keyframes={0, n_frames // 3},
+    )
+    viewer.layers.clear()
+    for data, kwargs, kind in sequence_layer_data(seq, name="echo"):
+        getattr(viewer, f"add_{kind}")(data, **kwargs)
+    return viewer.layers["echo labels"]
+
+
+def stroke_latency(viewer, dock, app, layer, trials: int = 15) -> dict[str, float]:
+    from echo_napari.metrics import class_areas_mm2
+
+    n, size = layer.data.shape[0], layer.data.shape[1]
+    rng = np.random.default_rng(1)
+    layer.brush_size = max(4, size // 16)
+    handler, curve_paint, window, full = [], [], [], []
+    plot = dock.curve.plot_widget
+    for _ in range(trials):
+        t = int(rng.integers(n))
+        viewer.dims.set_current_step(0, t)
+        app.processEvents()
+        before = dock.curve.curve_data(3)[t]
+        y0, x0 = rng.integers(size // 8, size // 3, size=2)
+        with layer.block_history():  # one brush stroke, as napari's draw() does
+            for k in range(8):
+                layer.paint((t, y0 + k, x0 + 2 * k), 3)
+            start = time.perf_counter()
+        # leaving block_history emitted `paint`: the session and curve data are updated
+        handler.append(time.perf_counter() - start)
+        plot.grab()  # paint the curve widget (offscreen: its own drawing cost)
+        curve_paint.append(time.perf_counter() - start)
+        app.processEvents()  # everything else, napari's canvas included
+        window.append(time.perf_counter() - start)
+        assert dock.curve.curve_data(3)[t] > before, "curve did not change"
+        np.testing.assert_allclose(dock.curve.curve_data(3), dock.session.areas[:, 3])
+        start = time.perf_counter()
+        areas = class_areas_mm2(layer.data, (0.3, 0.3))
+        for cls, curve in dock.curve.curves.items():
+            curve.setData(np.arange(n), areas[:, cls])
+        full.append(time.perf_counter() - start)
+        layer.undo()
+        app.processEvents()
+    return {
+        "handler_ms": 1e3 * statistics.median(handler),
+        "curve_ms": 1e3 * statistics.median(curve_paint),
+        "curve_max_ms": 1e3 * max(curve_paint),
+        "window_ms": 1e3 * statistics.median(window),
+        "full_ms": 1e3 * statistics.median(full),
+    }
+
+
+def idle_repaint_cost(dock, app, trials: int = 15) -> float:
+    """Median ms to show a one-word label change: the window composition floor here."""
+    times = []
+    for i in range(trials):
+        start = time.perf_counter()
+        dock.keyframes_label.setText(f"probe {i}")
+        app.processEvents()
+        times.append(time.perf_counter() - start)
+    dock.session.events.keyframes.emit()
+    return 1e3 * statistics.median(times)
+
+
+def event_loop_latency(viewer, dock, app, probe_ms: int = 10) -> dict[str, float]:
+    import torch
+    from qtpy.QtCore import QTimer
+
+    from echo_napari.registration.backends import DirnetBackend
+    from echo_napari.registration.dirnet import DirNet
+    from echo_napari.widgets.propagate_panel import torch_threads_for_jobs
+
+    panel = dock.propagate_panel
+    torch.manual_seed(0)
+    panel.backend_factory = lambda name, device: DirnetBackend(
+        model=DirNet(), device="cpu", threads=torch_threads_for_jobs(), chunk=8
+    )
+    lateness: list[float] = []
+    last = [time.perf_counter()]
+
+    def probe() -> None:
+        now = time.perf_counter()
+        lateness.append(max(0.0, now - last[0] - probe_ms / 1e3))
+        last[0] = now
+
+    timer = QTimer()
+    timer.setInterval(probe_ms)
+    timer.timeout.connect(probe)
+    start = time.perf_counter()
+    panel.propagate()
+    last[0] = time.perf_counter()
+    timer.start()
+    while panel.worker is not None:
+        app.processEvents()
+        time.sleep(0.001)
+    timer.stop()
+    job_s = time.perf_counter() - start
+    lateness_ms = sorted(1e3 * x for x in lateness)
+    return {
+        "job_s": job_s,
+        "probes": len(lateness_ms),
+        "p50_ms": lateness_ms[len(lateness_ms) // 2],
+        "p99_ms": lateness_ms[int(0.99 * (len(lateness_ms) - 1))],
+        "max_ms": lateness_ms[-1],
+        "ok": "propagation" in dock.session.results,
+    }
+
+
+def main() -> None:
+    import napari
+    from qtpy.QtWidgets import QApplication
+
+    viewer = napari.Viewer(show=True)
+    viewer.window.resize(1400, 900)
+    app = QApplication.instance()
+    dock = None
+    print("brush stroke → area curve (ms, median of 15; end of stroke until ...)")
+    print(
+        f"{'frames':>6} {'size':>5} {'data':>7} {'curve':>7} {'max':>7} {'window':>7}"
+        f" {'full recompute':>15}"
+    )
+    for n_frames, size in ((64, 112), (256, 112), (256, 256)):
+        layer = build(viewer, n_frames, size)
+        if dock is None:
+            _, dock = viewer.window.add_plugin_dock_widget("echo-napari", "Echo review")
+        for _ in range(5):
+            app.processEvents()
+        assert dock.labels_layer == layer and dock.session.sequence.n_frames == n_frames
+        r = stroke_latency(viewer, dock, app, layer)
+        print(
+            f"{n_frames:>6} {size:>5} {r['handler_ms']:>7.2f} {r['curve_ms']:>7.2f} "
+            f"{r['curve_max_ms']:>7.2f} {r['window_ms']:>7.1f} {r['full_ms']:>8.2f} "
+            f"({r['full_ms'] / r['handler_ms']:.0f}x data)"
+        )
+    print(
+        "data: session areas + curve data updated; curve: + the curve widget painted;"
+        " window: + all pending Qt events (napari canvas, window composition)"
+    )
+    print(
+        f"window composition floor (a QLabel change + processEvents, idle): "
+        f"{idle_repaint_cost(dock, app):.1f} ms"
+    )
+    if hasattr(dock, "propagate_panel"):
+        build(viewer, 128, 112)
+        for _ in range(5):
+            app.processEvents()
+        r = event_loop_latency(viewer, dock, app)
+        print(
+            f"event loop during Propagate (128 frames 112×112, {r['job_s']:.1f} s job, "
+            f"{r['probes']} probes): lateness p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms,"
+            f" max {r['max_ms']:.1f} ms; result written: {r['ok']}"
+        )
+    else:
+        print("event loop during a job: skipped (registration core not installed)")
+    viewer.close()
+
+
+if __name__ == "__main__":
+    main()

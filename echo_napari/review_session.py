@@ -1,0 +1,478 @@
+"""The evented state of one review: sequence, labels, provenance, keyframes, ED/ES, areas.
+
+One :class:`ReviewSession` per viewer (created by the review dock, never a module-level
+singleton). It holds no Qt and no napari objects: docks call its methods when the user
+edits something and subscribe to ``session.events`` to redraw.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from psygnal import Signal, SignalGroup
+
+from echo_napari.errors import EchoNapariError, SequenceError
+from echo_napari.metrics import class_areas_mm2
+from echo_napari.sequence import MANUAL, EchoSequence, FrameProvenance, ProvenanceKind
+
+__all__ = ["ReviewEvents", "ReviewSession", "sequence_facts"]
+
+
+class ReviewEvents(SignalGroup):
+    """Signals of a :class:`ReviewSession`.
+
+    ``areas`` and ``provenance`` carry the (N,) int array of frames that changed, so a
+    listener redraws only those frames; ``results`` carries the key of a cached result.
+    """
+
+    sequence = Signal()
+    areas = Signal(object)
+    provenance = Signal(object)
+    keyframes = Signal()
+    phases = Signal()
+    results = Signal(str)
+
+
+def _as_frames(frames: int | Iterable[int]) -> np.ndarray:
+    if isinstance(frames, (int, np.integer)):
+        return np.array([int(frames)], dtype=np.int64)
+    return np.unique(np.fromiter((int(t) for t in frames), dtype=np.int64))
+
+
+def sequence_facts(sequence: EchoSequence) -> dict[str, Any]:
+    """The scalar facts of a sequence as a plain dict (for napari layer metadata).
+
+    Returns
+    -------
+    dict
+        ``spacing`` ((dy, dx) mm or None), ``frame_time_ms``, ``view``, ``ed_index``,
+        ``es_index``, ``keyframes`` (sorted list), ``provenance`` (list of
+        ``{"kind", "model", "version"}``), ``metadata`` (the sequence's free-form dict).
+    """
+    return {
+        "spacing": None if sequence.spacing is None else tuple(map(float, sequence.spacing)),
+        "frame_time_ms": sequence.frame_time_ms,
+        "view": sequence.view,
+        "ed_index": sequence.ed_index,
+        "es_index": sequence.es_index,
+        "keyframes": sorted(int(k) for k in sequence.keyframes),
+        "provenance": [
+            {"kind": p.kind.value, "model": p.model, "version": p.version}
+            for p in sequence.provenance
+        ],
+        "metadata": dict(sequence.metadata),
+    }
+
+
+def provenance_from_facts(facts: dict[str, Any], n_frames: int) -> list[FrameProvenance]:
+    """Inverse of the ``provenance`` entry of :func:`sequence_facts` (length-checked)."""
+    entries = facts.get("provenance") or []
+    if len(entries) != n_frames:
+        return [FrameProvenance()] * n_frames
+    return [
+        FrameProvenance(ProvenanceKind(e["kind"]), e.get("model", ""), e.get("version", ""))
+        for e in entries
+    ]
+
+
+def label_disagreement(
+    a: np.ndarray, b: np.ndarray, classes: tuple[int, ...] = (1, 2, 3)
+) -> np.ndarray:
+    """Per-frame disagreement 1 − mean Dice over the classes present in either array.
+
+    Parameters
+    ----------
+    a, b : (N, H, W) uint8 label stacks
+
+    Returns
+    -------
+    (N,) float64 in [0, 1]; 0 where neither has any of ``classes``.
+    """
+    n = a.shape[0]
+    a = a.reshape(n, -1)
+    b = b.reshape(n, -1)
+    dice_sum = np.zeros(n)
+    present = np.zeros(n)
+    for c in classes:
+        in_a, in_b = a == c, b == c
+        total = in_a.sum(1) + in_b.sum(1)
+        both = (in_a & in_b).sum(1)
+        has = total > 0
+        dice_sum[has] += 2.0 * both[has] / total[has]
+        present += has
+    out = np.zeros(n)
+    ok = present > 0
+    out[ok] = 1.0 - dice_sum[ok] / present[ok]
+    return out
+
+
+@dataclass
+class SecondSource:
+    """Labels from another source (a prediction) shown next to the reviewed labels.
+
+    Attributes
+    ----------
+    labels : (T, H, W) uint8
+    provenance : FrameProvenance recorded when frames are accepted from it
+    areas : (T, 4) float64, mm² (px² without spacing)
+    disagreement : (T,) float64, 1 − mean Dice against the reviewed labels
+    """
+
+    labels: np.ndarray
+    provenance: FrameProvenance
+    areas: np.ndarray
+    disagreement: np.ndarray
+
+
+class ReviewSession:
+    """Evented review state for one sequence.
+
+    Parameters
+    ----------
+    sequence : EchoSequence, optional
+        Loaded with :meth:`load`. Its ``labels`` array is shared, not copied, so a napari
+        Labels layer can paint into the same memory.
+
+    Attributes
+    ----------
+    events : ReviewEvents
+        ``sequence``, ``areas(frames)``, ``provenance(frames)``, ``keyframes``, ``phases``.
+    areas : (T, 4) float64
+        Area per class per frame, mm² (pixels² when the spacing is unknown).
+    results : dict
+        Cached results of long jobs (e.g. registration fields), cleared on :meth:`load`.
+    """
+
+    def __init__(self, sequence: EchoSequence | None = None) -> None:
+        self.events = ReviewEvents()
+        self._sequence: EchoSequence | None = None
+        self.areas = np.zeros((0, 4), dtype=np.float64)
+        self.results: dict[str, Any] = {}
+        self.second_source: SecondSource | None = None
+        if sequence is not None:
+            self.load(sequence)
+
+    # -- state ------------------------------------------------------------------------
+    @property
+    def sequence(self) -> EchoSequence:
+        """The loaded sequence; raises :class:`SequenceError` before :meth:`load`."""
+        if self._sequence is None:
+            raise SequenceError("no sequence loaded: choose an echo image layer first")
+        return self._sequence
+
+    @property
+    def is_loaded(self) -> bool:
+        """True once a sequence is loaded."""
+        return self._sequence is not None
+
+    @property
+    def labels(self) -> np.ndarray:
+        """(T, H, W) uint8 labels, shared with the labels layer."""
+        return self.sequence.ensure_labels()
+
+    @property
+    def area_unit(self) -> str:
+        """ "mm²", or "px²" when the spacing is unknown."""
+        return "px²" if self.sequence.spacing is None else "mm²"
+
+    def load(self, sequence: EchoSequence) -> None:
+        """Replace the whole state with ``sequence`` and compute every frame's areas."""
+        sequence.ensure_labels()
+        sequence.validate()
+        self._sequence = sequence
+        self.results = {}
+        self.second_source = None
+        self.areas = class_areas_mm2(sequence.labels, sequence.spacing)
+        self.events.sequence.emit()
+
+    def replace_labels_array(self, labels: np.ndarray) -> None:
+        """Point the session at a new (T, H, W) uint8 array (the layer's data was swapped)."""
+        seq = self.sequence
+        if tuple(labels.shape) != tuple(seq.frames.shape) or labels.dtype != np.uint8:
+            raise SequenceError(
+                f"labels must be uint8 of shape {tuple(seq.frames.shape)}; "
+                f"got {labels.dtype} {tuple(labels.shape)}"
+            )
+        seq.labels = labels
+        self.areas = class_areas_mm2(labels, seq.spacing)
+        self.events.areas.emit(np.arange(seq.n_frames))
+
+    # -- label edits ------------------------------------------------------------------
+    def refresh_areas(self, frames: int | Iterable[int]) -> np.ndarray:
+        """Recompute the areas of ``frames`` only; emit ``areas`` for those that changed.
+
+        Returns
+        -------
+        (N,) int64
+            The frames whose areas changed.
+        """
+        idx = self._valid(frames)
+        if idx.size == 0:
+            return idx
+        new = class_areas_mm2(self.labels[idx], self.sequence.spacing)
+        changed = np.any(new != self.areas[idx], axis=1)
+        self.areas[idx] = new
+        if changed.any():
+            self._refresh_disagreement(idx[changed])
+            self.events.areas.emit(idx[changed])
+        return idx[changed]
+
+    def labels_edited(self, frames: int | Iterable[int]) -> np.ndarray:
+        """A human painted ``frames``: recompute their areas, mark them MANUAL keyframes.
+
+        Returns
+        -------
+        (N,) int64
+            The edited frames (valid indices only).
+        """
+        idx = self._valid(frames)
+        if idx.size == 0:
+            return idx
+        seq = self.sequence
+        new = class_areas_mm2(self.labels[idx], seq.spacing)
+        self.areas[idx] = new
+        for t in idx:
+            seq.provenance[int(t)] = MANUAL
+        added = not set(idx.tolist()) <= seq.keyframes
+        seq.keyframes.update(int(t) for t in idx)
+        self._refresh_disagreement(idx)
+        self.events.areas.emit(idx)
+        self.events.provenance.emit(idx)
+        if added:
+            self.events.keyframes.emit()
+        return idx
+
+    def write_labels(
+        self,
+        frames: Iterable[int],
+        labels: np.ndarray,
+        provenance: FrameProvenance,
+    ) -> np.ndarray:
+        """Write computed labels (propagation, prediction) into ``frames`` in place.
+
+        Parameters
+        ----------
+        frames : iterable of int, length N
+        labels : (N, H, W) uint8
+        provenance : FrameProvenance
+            Recorded for every written frame.
+
+        Returns
+        -------
+        (N,) int64 the frames written.
+        """
+        idx = np.fromiter((int(t) for t in frames), dtype=np.int64)
+        if labels.shape != (idx.size, *self.sequence.frame_shape):
+            raise SequenceError(
+                f"labels for {idx.size} frames must be "
+                f"{(idx.size, *self.sequence.frame_shape)}; got {labels.shape}"
+            )
+        self.labels[idx] = labels
+        for t in idx:
+            self.sequence.provenance[int(t)] = provenance
+        self.areas[idx] = class_areas_mm2(self.labels[idx], self.sequence.spacing)
+        self._refresh_disagreement(idx)
+        self.events.areas.emit(idx)
+        self.events.provenance.emit(idx)
+        return idx
+
+    def set_result(self, key: str, value: Any) -> None:
+        """Cache a job's result (e.g. ``"disagreement"``: (T,) float) and emit ``results``."""
+        self.results[key] = value
+        self.events.results.emit(key)
+
+    # -- a second source (prediction) ---------------------------------------------------------
+    def set_second_source(self, labels: np.ndarray, provenance: FrameProvenance) -> None:
+        """Show ``labels`` (T, H, W) uint8 from another source next to the reviewed ones.
+
+        Emits ``results("second_source")``; its disagreement joins the suspicion score.
+        """
+        seq = self.sequence
+        if labels.shape != tuple(seq.frames.shape) or labels.dtype != np.uint8:
+            raise SequenceError(
+                f"second-source labels must be uint8 {tuple(seq.frames.shape)}; "
+                f"got {labels.dtype} {labels.shape}"
+            )
+        self.second_source = SecondSource(
+            labels=labels,
+            provenance=provenance,
+            areas=class_areas_mm2(labels, seq.spacing),
+            disagreement=label_disagreement(self.labels, labels),
+        )
+        self.events.results.emit("second_source")
+
+    def accept_second_source(self, first: int, last: int) -> np.ndarray:
+        """Copy the second source into frames ``first..last`` (inclusive), keyframes kept.
+
+        Returns
+        -------
+        (N,) int64 the frames written (with the second source's provenance).
+        """
+        if self.second_source is None:
+            raise SequenceError("no second source to accept: run Predict first")
+        n = self.sequence.n_frames
+        lo, hi = max(0, int(first)), min(n - 1, int(last))
+        keys = self.sequence.keyframes
+        frames = [t for t in range(lo, hi + 1) if t not in keys]
+        if not frames:
+            return np.zeros(0, dtype=np.int64)
+        source = self.second_source
+        return self.write_labels(frames, source.labels[frames], source.provenance)
+
+    def _refresh_disagreement(self, idx: np.ndarray) -> None:
+        if self.second_source is not None and idx.size:
+            self.second_source.disagreement[idx] = label_disagreement(
+                self.labels[idx], self.second_source.labels[idx]
+            )
+
+    # -- keyframes and phases -----------------------------------------------------------
+    def set_keyframe(self, frame: int, is_keyframe: bool = True) -> None:
+        """Mark (or unmark) ``frame`` as a keyframe."""
+        valid = self._valid(frame)
+        if valid.size == 0:
+            raise SequenceError(f"frame {frame} outside 0..{self.sequence.n_frames - 1}")
+        frame = int(valid[0])
+        keys = self.sequence.keyframes
+        if is_keyframe == (frame in keys):
+            return
+        (keys.add if is_keyframe else keys.discard)(frame)
+        self.events.keyframes.emit()
+
+    def toggle_keyframe(self, frame: int) -> bool:
+        """Flip ``frame``'s keyframe mark; return whether it is now a keyframe."""
+        now = int(frame) not in self.sequence.keyframes
+        self.set_keyframe(frame, now)
+        return now
+
+    def sorted_keyframes(self) -> list[int]:
+        """Keyframes in frame order."""
+        return sorted(self.sequence.keyframes)
+
+    def next_keyframe(self, frame: int) -> int | None:
+        """First keyframe after ``frame``, or None."""
+        later = [k for k in self.sorted_keyframes() if k > frame]
+        return later[0] if later else None
+
+    def previous_keyframe(self, frame: int) -> int | None:
+        """Last keyframe before ``frame``, or None."""
+        earlier = [k for k in self.sorted_keyframes() if k < frame]
+        return earlier[-1] if earlier else None
+
+    def set_phase(self, phase: str, frame: int | None) -> None:
+        """Override ED or ES (``phase`` in {"ed", "es"}) with ``frame`` (None clears it)."""
+        if phase not in ("ed", "es"):
+            raise ValueError(f"phase must be 'ed' or 'es'; got {phase!r}")
+        if frame is not None and self._valid(frame).size == 0:
+            raise SequenceError(f"{phase.upper()} frame {frame} outside the sequence")
+        setattr(self.sequence, f"{phase}_index", None if frame is None else int(frame))
+        self.events.phases.emit()
+
+    def reference_ef(self) -> float | None:
+        """Reference ejection fraction (%) from the file (``metadata["reference"]["EF"]``)."""
+        reference = self.sequence.metadata.get("reference") or {}
+        value = reference.get("EF") if isinstance(reference, dict) else None
+        try:
+            ef = float(value) if value is not None else None
+        except (TypeError, ValueError):
+            return None
+        return ef if ef is not None and np.isfinite(ef) else None
+
+    # -- review aids ------------------------------------------------------------------------
+    def ejection_fraction(self) -> float | None:
+        """EF (%) of the current labels at ED/ES (monoplane Simpson), None when unknown.
+
+        Needs ED and ES set and an LV cavity on both frames; calls
+        :func:`echo_napari.metrics_volume.ef_from_labels`.
+        """
+        from echo_napari.metrics_volume import ef_from_labels
+        from echo_napari.sequence import LabelClass
+
+        seq = self.sequence
+        ed, es = seq.ed_index, seq.es_index
+        if ed is None or es is None or ed == es:
+            return None
+        lv = int(LabelClass.LV_CAVITY)
+        if self.areas[ed, lv] == 0 or self.areas[es, lv] == 0:
+            return None
+        try:
+            result = ef_from_labels(self.labels[[ed, es]], seq.spacing, ed_index=0, es_index=1)
+        except (EchoNapariError, ValueError):
+            return None
+        return float(result.ef) if np.isfinite(result.ef) else None
+
+    def lv_smoothness(self) -> float | None:
+        """Temporal smoothness (MICCAI 2023 DIR Eq. 2) of the mean-normalised LV area curve,
+        1/s³ (1/frame³ without a frame time); lower is smoother. None for T < 3."""
+        from echo_napari.metrics_volume import area_curve_smoothness
+        from echo_napari.sequence import LabelClass
+
+        curve = self.areas[:, int(LabelClass.LV_CAVITY)]
+        if curve.size < 3 or not curve.any():
+            return None
+        value = area_curve_smoothness(curve, self.sequence.frame_time_ms, normalise=True)
+        return float(value) if np.isfinite(value) else None
+
+    def detect_phases(self) -> tuple[int, int]:
+        """Set ED (largest) and ES (smallest LV cavity area) from the area curve.
+
+        Returns
+        -------
+        (ed_index, es_index)
+        """
+        from echo_napari.metrics_volume import ed_es_from_curve
+        from echo_napari.sequence import LabelClass
+
+        curve = self.areas[:, int(LabelClass.LV_CAVITY)]
+        if not curve.any():
+            raise SequenceError("no LV cavity labelled on any frame: ED/ES cannot be detected")
+        labelled = curve > 0
+        masked = np.where(labelled, curve, np.nan)
+        ed, es = ed_es_from_curve(masked, sigma_frames=0.0)
+        self.sequence.ed_index, self.sequence.es_index = int(ed), int(es)
+        self.events.phases.emit()
+        return int(ed), int(es)
+
+    def suspicion_scores(self) -> np.ndarray:
+        """Temporal implausibility of each frame, (T,) float ≥ 0 (0 at keyframes).
+
+        The larger of (a) the area-curve curvature ``|a(t-1) − 2a(t) + a(t+1)|`` per
+        class relative to that class's median area (a one-frame spike scores highest on
+        its own frame), (b) the forward/backward propagation disagreement (1 − Dice)
+        cached in ``results["disagreement"]`` after a propagation and (c) the disagreement
+        with the second source (prediction), when there is one.
+        """
+        n = self.sequence.n_frames
+        scores = np.zeros(n, dtype=np.float64)
+        if n >= 3:
+            areas = self.areas[:, 1:]
+            present = areas > 0
+            scale = np.array(
+                [
+                    np.median(col[ok]) if ok.any() else np.inf
+                    for col, ok in zip(areas.T, present.T, strict=True)
+                ]
+            )
+            curvature = np.abs(areas[:-2] - 2.0 * areas[1:-1] + areas[2:]) / scale
+            scores[1:-1] = curvature.max(axis=1)
+        disagreement = self.results.get("disagreement")
+        if disagreement is not None and len(disagreement) == n:
+            scores = np.maximum(scores, np.nan_to_num(np.asarray(disagreement, float)))
+        if self.second_source is not None:
+            scores = np.maximum(scores, self.second_source.disagreement)
+        scores[sorted(self.sequence.keyframes)] = 0.0
+        return scores
+
+    def suspicious_frames(self, min_score: float = 0.05) -> list[int]:
+        """Frames scoring ≥ ``min_score`` in :meth:`suspicion_scores`, most suspicious first."""
+        scores = self.suspicion_scores()
+        order = np.argsort(-scores, kind="stable")
+        return [int(t) for t in order if scores[t] >= min_score]
+
+    # -- helpers ------------------------------------------------------------------------
+    def _valid(self, frames: int | Iterable[int]) -> np.ndarray:
+        idx = _as_frames(frames)
+        n = self.sequence.n_frames
+        return idx[(idx >= 0) & (idx < n)]

@@ -1,0 +1,31 @@
+"""napari notifications for user-facing errors and warnings (never a console traceback)."""
+
+from __future__ import annotations
+
+import logging
+
+logger = logging.getLogger("echo_napari.widgets")
+
+
+def notify_error(message: str) -> None:
+    """Show ``message`` as a napari error notification (and log it)."""
+    from napari.utils.notifications import show_error
+
+    logger.error(message)
+    show_error(message)
+
+
+def notify_warning(message: str) -> None:
+    """Show ``message`` as a napari warning notification (and log it)."""
+    from napari.utils.notifications import show_warning
+
+    logger.warning(message)
+    show_warning(message)
+
+
+def notify_info(message: str) -> None:
+    """Show ``message`` as a napari info notification."""
+    from napari.utils.notifications import show_info
+
+    logger.info(message)
+    show_info(message)

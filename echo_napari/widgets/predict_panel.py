@@ -1,0 +1,276 @@
+"""Predict the full cycle with the segmentation model, compare, and accept a frame range.
+
+The prediction runs in a napari ``thread_worker`` (``predict_sequence`` with a progress
+callback that also checks Cancel). It does not overwrite anything: it becomes the
+session's second source (dashed curves, disagreement in the suspicion score) until the
+user accepts it for a frame range, which writes it with PREDICTED provenance.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+)
+
+from echo_napari.errors import EchoNapariError
+from echo_napari.sequence import FrameProvenance, ProvenanceKind
+from echo_napari.widgets._notify import notify_error, notify_info
+from echo_napari.widgets.propagate_panel import (
+    PROGRESS_INTERVAL_S,
+    JobCancelled,
+    _Relay,
+    torch_threads_for_jobs,
+)
+
+if TYPE_CHECKING:
+    from echo_napari.widgets.review_dock import ReviewDock
+
+logger = logging.getLogger(__name__)
+
+
+def prediction_available() -> bool:
+    """True when the segmentation core (inference + model versions) is importable."""
+    try:
+        import echo_napari.segmentation.inference  # noqa: F401
+        import echo_napari.segmentation.versions  # noqa: F401
+    except ImportError as error:
+        logger.info("prediction controls hidden: %s", error)
+        return False
+    return True
+
+
+def default_model_factory(version: str, device: str) -> Any:
+    """Load segmentation model ``version`` ("selected", "bundled", "seg_v2", ...)."""
+    from echo_napari.segmentation.versions import load_model
+
+    return load_model(version, device=device)
+
+
+def run_prediction(
+    frames: Any,
+    make_model: Callable[[], Any],
+    progress: Callable[[str, int, int], None] | None = None,
+    cancel: threading.Event | None = None,
+) -> tuple[np.ndarray, FrameProvenance]:
+    """The job body: (T, H, W) uint8 labels for every frame and their provenance.
+
+    Parameters
+    ----------
+    frames : (T, H, W) float32 in [0, 1] (numpy or dask; read here, off the GUI thread)
+    make_model : builds the segmentation model
+    progress : callable(stage, done, total)
+    cancel : set it to stop after the current window (raises :class:`JobCancelled`)
+    """
+    import torch
+
+    from echo_napari.segmentation.inference import predict_sequence
+
+    def report(done: int, total: int) -> None:
+        if cancel is not None and cancel.is_set():
+            raise JobCancelled("cancelled by the user")
+        if progress is not None:
+            progress("predicting windows", done, total)
+
+    torch.set_num_threads(torch_threads_for_jobs())
+    report(0, 1)
+    array = np.asarray(frames, dtype=np.float32)
+    model = make_model()
+    labels = predict_sequence(array, model, progress=report)
+    name = getattr(model, "name", "segmentation")
+    version = getattr(model, "version", "")
+    return labels.astype(np.uint8), FrameProvenance(ProvenanceKind.PREDICTED, name, version)
+
+
+class PredictPanel(QGroupBox):
+    """Predict full cycle (background), then Accept prediction for a frame range.
+
+    Parameters
+    ----------
+    dock : ReviewDock
+    """
+
+    def __init__(self, dock: ReviewDock) -> None:
+        super().__init__("Predict full cycle (segmentation model)")
+        from echo_napari.segmentation.versions import list_versions
+        from echo_napari.segmentation.weights import resolve_device
+
+        self.dock = dock
+        self.session = dock.session
+        self.model_factory: Callable[[str, str], Any] = default_model_factory
+        self.worker: Any = None
+        self._cancel = threading.Event()
+        self._relay = _Relay(self)
+        self._relay.progress.connect(self._on_progress)
+        self._last_progress = 0.0
+
+        self.model_combo = QComboBox()
+        self.model_combo.addItem("selected version", "selected")
+        try:
+            for version in list_versions():
+                self.model_combo.addItem(version.label, version.id)
+        except EchoNapariError as error:
+            logger.info("no segmentation model versions listed: %s", error)
+        self.device_combo = QComboBox()
+        default = str(resolve_device(None))
+        self.device_combo.addItems(["cpu"] + (["cuda"] if default.startswith("cuda") else []))
+        self.device_combo.setCurrentText("cuda" if default.startswith("cuda") else "cpu")
+        self.predict_button = QPushButton("Predict")
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.first_spin = QSpinBox()
+        self.last_spin = QSpinBox()
+        self.accept_button = QPushButton("Accept prediction")
+        self.accept_button.setToolTip("Write the prediction into these frames (keyframes kept)")
+        self.progress_bar = QProgressBar()
+        self.progress_bar.setRange(0, 1)
+        self.progress_bar.setValue(0)
+        self.status_label = QLabel("")
+        self.status_label.setWordWrap(True)
+
+        form = QFormLayout()
+        form.addRow("Model", self.model_combo)
+        form.addRow("Device", self.device_combo)
+        run_row = QHBoxLayout()
+        run_row.addWidget(self.predict_button)
+        run_row.addWidget(self.cancel_button)
+        accept_row = QHBoxLayout()
+        accept_row.addWidget(QLabel("frames"))
+        accept_row.addWidget(self.first_spin)
+        accept_row.addWidget(QLabel("to"))
+        accept_row.addWidget(self.last_spin)
+        accept_row.addWidget(self.accept_button, stretch=1)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addLayout(run_row)
+        layout.addWidget(self.progress_bar)
+        layout.addLayout(accept_row)
+        layout.addWidget(self.status_label)
+
+        self.predict_button.clicked.connect(self.predict)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.accept_button.clicked.connect(self.accept_range)
+        self.session.events.sequence.connect(self._on_new_sequence)
+        self._on_new_sequence()
+
+    # -- state ----------------------------------------------------------------------------
+    def _on_new_sequence(self) -> None:
+        n = self.session.sequence.n_frames if self.session.is_loaded else 1
+        for spin in (self.first_spin, self.last_spin):
+            spin.setRange(0, n - 1)
+        self.first_spin.setValue(0)
+        self.last_spin.setValue(n - 1)
+        self._update_buttons()
+
+    def _update_buttons(self) -> None:
+        running = self.worker is not None
+        ready = self.session.is_loaded
+        self.predict_button.setEnabled(ready and not running)
+        self.cancel_button.setEnabled(running)
+        self.accept_button.setEnabled(
+            ready and not running and self.session.second_source is not None
+        )
+
+    # -- actions ----------------------------------------------------------------------------
+    def predict(self) -> None:
+        """Segment every frame in the background; the result becomes the second source."""
+        from napari.qt.threading import create_worker
+
+        if self.worker is not None or not self.session.is_loaded:
+            return
+        version, device = self.model_combo.currentData(), self.device_combo.currentText()
+        self._cancel = threading.Event()
+        self._job_sequence = self.session.sequence
+        self.worker = create_worker(
+            run_prediction,
+            self.session.sequence.frames,
+            lambda: self.model_factory(version, device),
+            progress=self._relay.progress.emit,
+            cancel=self._cancel,
+            _start_thread=False,
+            _ignore_errors=True,
+        )
+        self.worker.returned.connect(self._on_returned)
+        self.worker.errored.connect(self._on_errored)
+        self.worker.finished.connect(self._on_finished)
+        self.status_label.setText("Starting…")
+        self.progress_bar.setRange(0, 0)
+        self._update_buttons()
+        self.worker.start()
+
+    def cancel(self) -> None:
+        """Stop the running prediction after its current window."""
+        self._cancel.set()
+        if self.worker is not None:
+            self.worker.quit()
+        self.status_label.setText("Cancelling…")
+
+    def accept_range(self) -> None:
+        """Write the prediction into the chosen frames (keyframes keep their labels)."""
+        first, last = self.first_spin.value(), self.last_spin.value()
+        if first > last:
+            notify_error(f"Accept prediction: first frame {first} is after last frame {last}.")
+            return
+        try:
+            written = self.session.accept_second_source(first, last)
+        except EchoNapariError as error:
+            notify_error(str(error))
+            return
+        if self.dock.binding is not None:
+            self.dock.binding.layer.refresh()
+        self.status_label.setText(f"Accepted the prediction on {written.size} frames.")
+
+    # -- worker callbacks (GUI thread) ------------------------------------------------------
+    def _on_progress(self, stage: str, done: int, total: int) -> None:
+        now = time.monotonic()
+        if done < total and now - self._last_progress < PROGRESS_INTERVAL_S:
+            return
+        self._last_progress = now
+        self.progress_bar.setRange(0, max(total, 1))
+        self.progress_bar.setValue(done)
+        self.status_label.setText(f"{stage}: {done}/{total}")
+
+    def _on_returned(self, output: tuple[np.ndarray, FrameProvenance]) -> None:
+        labels, provenance = output
+        if not self.session.is_loaded or self.session.sequence is not self._job_sequence:
+            self.status_label.setText("The layers changed while predicting; result discarded.")
+            return
+        try:
+            self.session.set_second_source(labels, provenance)
+        except EchoNapariError as error:
+            notify_error(f"Prediction: {error}")
+            return
+        mean = float(np.mean(self.session.second_source.disagreement))
+        self.status_label.setText(
+            f"Predicted {labels.shape[0]} frames ({provenance.model} {provenance.version}); "
+            f"mean disagreement with the current labels {mean:.2f}. Dashed curves: prediction."
+        )
+        notify_info("echo-napari: prediction ready (dashed curves); accept it for a range")
+
+    def _on_errored(self, error: BaseException) -> None:
+        if isinstance(error, JobCancelled):
+            self.status_label.setText("Cancelled; labels unchanged.")
+            return
+        message = str(error) if isinstance(error, EchoNapariError) else repr(error)
+        self.status_label.setText(f"Failed: {message}")
+        notify_error(f"Prediction failed: {message}")
+
+    def _on_finished(self) -> None:
+        self.worker = None
+        self.progress_bar.setRange(0, 1)
+        self.progress_bar.setValue(0 if self._cancel.is_set() else 1)
+        self._update_buttons()

@@ -1,0 +1,378 @@
+"""Propagate / Re-propagate keyframe labels through the sequence in a background thread.
+
+The panel gathers the keyframe masks from the session, runs the registration core
+(``pairwise_fields`` → ``propagate_from_keyframes`` / ``update_after_keyframe_change``)
+in a napari ``thread_worker`` and writes the result back through the session, with
+PROPAGATED provenance, on the GUI thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from qtpy.QtCore import QObject, Signal
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+)
+
+from echo_napari.errors import EchoNapariError
+from echo_napari.sequence import FrameProvenance, ProvenanceKind
+from echo_napari.widgets._notify import notify_error, notify_info
+
+if TYPE_CHECKING:
+    from echo_napari.widgets.review_dock import ReviewDock
+
+logger = logging.getLogger(__name__)
+
+#: Pairs per backend call: bounds how long a Cancel waits during registration.
+CHUNK_PAIRS = 8
+
+#: Least time between two progress-bar repaints (seconds).
+PROGRESS_INTERVAL_S = 0.25
+
+
+def propagation_available() -> bool:
+    """True when the registration core (backends + propagation) is importable."""
+    try:
+        import echo_napari.registration.backends  # noqa: F401
+        import echo_napari.registration.propagation  # noqa: F401
+    except ImportError as error:
+        logger.info("propagation controls hidden: %s", error)
+        return False
+    return True
+
+
+def torch_threads_for_jobs() -> int:
+    """CPU threads a background job may use: all but one core, so the GUI keeps one."""
+    return max(1, (os.cpu_count() or 2) - 1)
+
+
+class JobCancelled(EchoNapariError):
+    """Raised inside a job's progress callback when the user pressed Cancel."""
+
+
+@dataclass(frozen=True)
+class PropagationOutput:
+    """What a propagation job hands back to the GUI thread."""
+
+    fields: Any
+    result: Any
+    frames: tuple[int, ...]
+    provenance: FrameProvenance
+
+
+class _Relay(QObject):
+    """Carries progress from the worker thread to the GUI thread (queued signal)."""
+
+    progress = Signal(str, int, int)
+
+
+def default_backend_factory(name: str, device: str) -> Any:
+    """Instantiate registration backend ``name`` on ``device`` with capped threads."""
+    from echo_napari.registration.backends import get_backend
+
+    kwargs: dict[str, Any] = {"threads": torch_threads_for_jobs()}
+    if name == "dirnet":
+        kwargs["chunk"] = CHUNK_PAIRS
+    return get_backend(name, device=device, **kwargs)
+
+
+def _backend_provenance(backend: Any, name: str) -> FrameProvenance:
+    card = getattr(backend, "card", None) or {}
+    return FrameProvenance(ProvenanceKind.PROPAGATED, name, str(card.get("version", "")))
+
+
+def run_propagation(
+    frames: Any,
+    keyframe_labels: dict[int, np.ndarray],
+    make_backend: Callable[[], Any],
+    backend_name: str,
+    fields: Any = None,
+    previous: Any = None,
+    changed: tuple[int, ...] = (),
+    progress: Callable[[str, int, int], None] | None = None,
+    cancel: threading.Event | None = None,
+) -> PropagationOutput:
+    """The job body (runs in a worker thread; also callable directly in tests).
+
+    Parameters
+    ----------
+    frames : (T, H, W) float32 in [0, 1] (numpy or dask; read here, off the GUI thread)
+    keyframe_labels : {frame: (H, W) uint8}
+    make_backend : builds the registration backend (only when ``fields`` is None)
+    fields : cached PairwiseFields (Re-propagate), or None to register all pairs
+    previous : (PropagationResult, FrameProvenance) of the last run, for Re-propagate
+    changed : frames whose keyframe labels changed since ``previous``
+    progress : callable(stage, done, total)
+    cancel : set it to stop at the next progress report (raises :class:`JobCancelled`)
+    """
+    from echo_napari.registration.propagation import (
+        pairwise_fields,
+        propagate_from_keyframes,
+        update_after_keyframe_change,
+    )
+
+    def reporter(stage: str) -> Callable[[int, int], None]:
+        def report(done: int, total: int) -> None:
+            if cancel is not None and cancel.is_set():
+                raise JobCancelled("cancelled by the user")
+            if progress is not None:
+                progress(stage, done, total)
+
+        return report
+
+    provenance = FrameProvenance(ProvenanceKind.PROPAGATED, backend_name)
+    if fields is None:
+        array = np.asarray(frames, dtype=np.float32)
+        reporter("reading frames")(0, 1)
+        backend = make_backend()
+        provenance = _backend_provenance(backend, backend_name)
+        fields = pairwise_fields(array, backend, progress=reporter("registering frame pairs"))
+    elif previous is not None:
+        provenance = previous[1]
+    n = fields.n_frames
+    keys = set(keyframe_labels)
+    if previous is None or not changed:
+        result = propagate_from_keyframes(
+            fields, keyframe_labels, progress=reporter("propagating")
+        )
+        written = [t for t in range(n) if t not in keys]
+    else:
+        result, written_set = previous[0], set()
+        for frame in sorted(changed):
+            result = update_after_keyframe_change(
+                result, fields, keyframe_labels, int(frame), progress=reporter("re-propagating")
+            )
+            earlier = [k for k in keys if k < frame]
+            later = [k for k in keys if k > frame]
+            lo, hi = (max(earlier) if earlier else 0), (min(later) if later else n - 1)
+            written_set.update(range(lo, hi + 1))
+        written = sorted(written_set - keys)
+    return PropagationOutput(fields, result, tuple(written), provenance)
+
+
+class PropagatePanel(QGroupBox):
+    """Propagate / Re-propagate controls with progress and Cancel.
+
+    Parameters
+    ----------
+    dock : ReviewDock
+        Provides the session and the bound labels layer.
+    """
+
+    def __init__(self, dock: ReviewDock) -> None:
+        super().__init__("Propagate keyframes (DIR)")
+        from echo_napari.registration.backends import available_backends, default_device
+
+        self.dock = dock
+        self.session = dock.session
+        self.backend_factory: Callable[[str, str], Any] = default_backend_factory
+        self.worker: Any = None
+        self._cancel = threading.Event()
+        self._relay = _Relay(self)
+        self._relay.progress.connect(self._on_progress)
+        self._propagated_keys: set[int] = set()
+        self._pending: set[int] = set()
+        self._last_progress = 0.0
+
+        self.backend_combo = QComboBox()
+        self.backend_combo.addItems(sorted(available_backends()))
+        self.device_combo = QComboBox()
+        self.device_combo.addItems(["cpu"] + (["cuda"] if default_device() == "cuda" else []))
+        self.device_combo.setCurrentText(default_device())
+        self.propagate_button = QPushButton("Propagate")
+        self.propagate_button.setToolTip("Carry every keyframe's labels to all other frames")
+        self.repropagate_button = QPushButton("Re-propagate")
+        self.repropagate_button.setToolTip(
+            "Update only the frames between the keyframes next to your corrections"
+        )
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.progress_bar = QProgressBar()
+        self.progress_bar.setRange(0, 1)
+        self.progress_bar.setValue(0)
+        self.status_label = QLabel("")
+        self.status_label.setWordWrap(True)
+
+        form = QFormLayout()
+        form.addRow("Backend", self.backend_combo)
+        form.addRow("Device", self.device_combo)
+        buttons = QHBoxLayout()
+        for b in (self.propagate_button, self.repropagate_button, self.cancel_button):
+            buttons.addWidget(b)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addLayout(buttons)
+        layout.addWidget(self.progress_bar)
+        layout.addWidget(self.status_label)
+
+        self.propagate_button.clicked.connect(self.propagate)
+        self.repropagate_button.clicked.connect(self.repropagate)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.session.events.sequence.connect(self._on_new_sequence)
+        self.session.events.provenance.connect(self._on_provenance)
+        self.session.events.keyframes.connect(self._on_keyframes)
+        self._update_buttons()
+
+    # -- state ----------------------------------------------------------------------------
+    @property
+    def pending_changes(self) -> set[int]:
+        """Frames corrected or (un)marked as keyframes since the last propagation."""
+        return set(self._pending)
+
+    def _on_new_sequence(self) -> None:
+        self._pending.clear()
+        self._propagated_keys = set()
+        self._update_buttons()
+
+    def _on_provenance(self, frames: np.ndarray) -> None:
+        seq = self.session.sequence
+        manual = {int(t) for t in frames if seq.provenance[int(t)].kind is ProvenanceKind.MANUAL}
+        if manual and "propagation" in self.session.results:
+            self._pending.update(manual)
+            self._update_buttons()
+
+    def _on_keyframes(self) -> None:
+        if "propagation" in self.session.results:
+            keys = set(self.session.sequence.keyframes)
+            self._pending.update(keys ^ self._propagated_keys)
+            self._update_buttons()
+
+    def _update_buttons(self) -> None:
+        running = self.worker is not None
+        ready = self.session.is_loaded
+        self.propagate_button.setEnabled(ready and not running)
+        self.repropagate_button.setEnabled(
+            ready and not running and bool(self._pending) and "propagation" in self.session.results
+        )
+        self.cancel_button.setEnabled(running)
+
+    def _keyframe_labels(self) -> dict[int, np.ndarray]:
+        seq = self.session.sequence
+        labels = self.session.labels
+        keys = sorted(seq.keyframes)
+        if not keys:
+            keys = [k for k in (seq.ed_index, seq.es_index) if k is not None]
+        usable = {k: labels[k].copy() for k in keys if labels[k].any()}
+        if not usable:
+            raise EchoNapariError(
+                "no labelled keyframe: paint the LV on at least one frame (e.g. ED) first"
+            )
+        return usable
+
+    # -- actions ----------------------------------------------------------------------------
+    def propagate(self) -> None:
+        """Register all frame pairs and propagate from every labelled keyframe."""
+        self._start(full=True)
+
+    def repropagate(self) -> None:
+        """Update only the frames between the keyframes next to the pending corrections."""
+        if "propagation" not in self.session.results:
+            notify_error("Nothing to update yet: press Propagate first.")
+            return
+        self._start(full=False)
+
+    def cancel(self) -> None:
+        """Stop the running job at its next progress report."""
+        self._cancel.set()
+        if self.worker is not None:
+            self.worker.quit()
+        self.status_label.setText("Cancelling…")
+
+    def _start(self, full: bool) -> None:
+        from napari.qt.threading import create_worker
+
+        if self.worker is not None or not self.session.is_loaded:
+            return
+        try:
+            keyframe_labels = self._keyframe_labels()
+        except EchoNapariError as error:
+            notify_error(str(error))
+            return
+        name, device = self.backend_combo.currentText(), self.device_combo.currentText()
+        cached = self.session.results
+        self._cancel = threading.Event()
+        self.worker = create_worker(
+            run_propagation,
+            self.session.sequence.frames,
+            keyframe_labels,
+            lambda: self.backend_factory(name, device),
+            name,
+            fields=None if full else cached.get("fields"),
+            previous=None if full else cached.get("propagation"),
+            changed=() if full else tuple(sorted(self._pending)),
+            progress=self._relay.progress.emit,
+            cancel=self._cancel,
+            _start_thread=False,
+            _ignore_errors=True,
+        )
+        self.worker.returned.connect(self._on_returned)
+        self.worker.errored.connect(self._on_errored)
+        self.worker.finished.connect(self._on_finished)
+        self._job_sequence = self.session.sequence
+        self._submitted_keys = set(keyframe_labels)
+        self._submitted_pending = set(self._pending)
+        self.status_label.setText("Starting…")
+        self.progress_bar.setRange(0, 0)
+        self._update_buttons()
+        self.worker.start()
+
+    # -- worker callbacks (GUI thread) ------------------------------------------------------
+    def _on_progress(self, stage: str, done: int, total: int) -> None:
+        # Each repaint of the window costs the GUI thread a composition pass; a few
+        # progress updates per second are enough for a person to read.
+        now = time.monotonic()
+        if done < total and now - self._last_progress < PROGRESS_INTERVAL_S:
+            return
+        self._last_progress = now
+        self.progress_bar.setRange(0, max(total, 1))
+        self.progress_bar.setValue(done)
+        self.status_label.setText(f"{stage}: {done}/{total}")
+
+    def _on_returned(self, output: PropagationOutput) -> None:
+        if not self.session.is_loaded or self.session.sequence is not self._job_sequence:
+            self.status_label.setText("The layers changed while propagating; result discarded.")
+            return
+        result = output.result
+        frames = list(output.frames)
+        if frames:
+            self.session.write_labels(frames, result.labels[frames], output.provenance)
+        self.session.set_result("fields", output.fields)
+        self.session.set_result("propagation", (result, output.provenance))
+        self.session.set_result("disagreement", np.asarray(result.disagreement, dtype=float))
+        self._propagated_keys = set(self._submitted_keys)
+        self._pending -= self._submitted_pending
+        if self.dock.binding is not None:
+            self.dock.binding.layer.refresh()
+        self.status_label.setText(
+            f"Propagated to {len(frames)} frames ({output.provenance.model})."
+        )
+        notify_info(f"echo-napari: labels propagated to {len(frames)} frames")
+
+    def _on_errored(self, error: BaseException) -> None:
+        if isinstance(error, JobCancelled):
+            self.status_label.setText("Cancelled; labels unchanged.")
+            return
+        message = str(error) if isinstance(error, EchoNapariError) else repr(error)
+        self.status_label.setText(f"Failed: {message}")
+        notify_error(f"Propagation failed: {message}")
+
+    def _on_finished(self) -> None:
+        self.worker = None
+        self.progress_bar.setRange(0, 1)
+        self.progress_bar.setValue(0 if self._cancel.is_set() else 1)
+        self._update_buttons()

@@ -1,0 +1,141 @@
+"""ReviewSession: the evented, Qt-free review state (areas per frame, provenance, keyframes)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from echo_napari.errors import SequenceError
+from echo_napari.metrics import class_areas_mm2
+from echo_napari.review_session import (
+    ReviewSession,
+    provenance_from_facts,
+    sequence_facts,
+)
+from echo_napari.sequence import FrameProvenance, ProvenanceKind
+
+
+def test_load_computes_all_areas_in_mm2(echo_sequence):
+    session = ReviewSession(echo_sequence)
+    expected = class_areas_mm2(echo_sequence.labels, (0.4, 0.3))
+    np.testing.assert_allclose(session.areas, expected)
+    assert session.area_unit == "mm²"
+    # LV cavity area shrinks towards ES in the fixture
+    assert session.areas[8, 1] < session.areas[0, 1]
+
+
+def test_labels_edited_recomputes_only_that_frame_and_marks_manual_keyframe(echo_sequence):
+    session = ReviewSession(echo_sequence)
+    emitted: dict[str, list] = {"areas": [], "provenance": [], "keyframes": []}
+    session.events.areas.connect(lambda f: emitted["areas"].append(f))
+    session.events.provenance.connect(lambda f: emitted["provenance"].append(f))
+    session.events.keyframes.connect(lambda: emitted["keyframes"].append(True))
+    before = session.areas.copy()
+    # change frame 5 directly in the shared array, and frame 9 too without telling it
+    session.labels[5, :10, :10] = 1
+    session.labels[9, :10, :10] = 1
+    session.labels_edited(5)
+    assert session.areas[5, 1] == pytest.approx(before[5, 1] + 100 * 0.4 * 0.3)
+    np.testing.assert_array_equal(session.areas[9], before[9])  # not recomputed
+    assert emitted["areas"][-1].tolist() == [5]
+    assert session.sequence.provenance[5].kind is ProvenanceKind.MANUAL
+    assert 5 in session.sequence.keyframes and emitted["keyframes"]
+
+
+def test_refresh_areas_emits_only_when_changed(echo_sequence):
+    session = ReviewSession(echo_sequence)
+    seen = []
+    session.events.areas.connect(seen.append)
+    assert session.refresh_areas(3).size == 0 and seen == []
+    session.labels[3, 0, 0] = 3
+    assert session.refresh_areas([3, 4]).tolist() == [3]
+    assert seen[-1].tolist() == [3]
+    assert session.sequence.provenance[3].kind is ProvenanceKind.NONE
+
+
+def test_write_labels_sets_provenance_and_checks_shape(echo_sequence):
+    session = ReviewSession(echo_sequence)
+    prov = FrameProvenance(ProvenanceKind.PROPAGATED, "dirnet", "1")
+    new = np.zeros((2, 48, 48), dtype=np.uint8)
+    session.write_labels([2, 3], new, prov)
+    assert session.areas[2, 1:].sum() == 0 and session.sequence.provenance[3] == prov
+    with pytest.raises(SequenceError, match="must be"):
+        session.write_labels([1], np.zeros((1, 5, 5), np.uint8), prov)
+
+
+def test_keyframe_navigation_and_toggle(echo_sequence):
+    session = ReviewSession(echo_sequence)  # keyframes {0, 8}
+    assert session.next_keyframe(0) == 8 and session.next_keyframe(8) is None
+    assert session.previous_keyframe(8) == 0 and session.previous_keyframe(0) is None
+    assert session.toggle_keyframe(4) is True
+    assert session.sorted_keyframes() == [0, 4, 8]
+    assert session.toggle_keyframe(4) is False
+    with pytest.raises(SequenceError):
+        session.set_keyframe(99)
+
+
+def test_phase_override_and_reference_ef(echo_sequence):
+    session = ReviewSession(echo_sequence)
+    fired = []
+    session.events.phases.connect(lambda: fired.append(1))
+    session.set_phase("es", 7)
+    assert session.sequence.es_index == 7 and fired
+    with pytest.raises(SequenceError):
+        session.set_phase("ed", 16)
+    assert session.reference_ef() == pytest.approx(58.0)
+
+
+def test_unknown_spacing_gives_pixel_areas(echo_sequence):
+    echo_sequence.spacing = None
+    session = ReviewSession(echo_sequence)
+    assert session.area_unit == "px²"
+    assert session.areas[0, 1] == float((echo_sequence.labels[0] == 1).sum())
+
+
+def test_facts_round_trip_provenance(echo_sequence):
+    echo_sequence.provenance[2] = FrameProvenance(ProvenanceKind.PREDICTED, "unet", "3")
+    facts = sequence_facts(echo_sequence)
+    assert facts["spacing"] == (0.4, 0.3) and facts["keyframes"] == [0, 8]
+    assert provenance_from_facts(facts, 16) == echo_sequence.provenance
+
+
+def test_unloaded_session_says_what_to_do():
+    with pytest.raises(SequenceError, match="choose an echo image layer"):
+        _ = ReviewSession().sequence
+
+
+def test_session_and_hooks_import_without_qt():
+    code = (
+        "import sys, echo_napari.review_session, echo_napari.napari_hooks\n"
+        "print(','.join(sorted(m for m in ('qtpy', 'PyQt5', 'napari', 'pyqtgraph') "
+        "if m in sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+def test_suspicion_ranks_a_one_frame_spike_first(echo_sequence):
+    session = ReviewSession(echo_sequence)
+    session.labels[6][session.labels[6] == 1] = 0
+    session.refresh_areas(6)
+    assert session.suspicious_frames()[0] == 6
+    session.set_keyframe(6)  # a human confirmed it: no longer suspicious
+    assert 6 not in session.suspicious_frames()
+    session.set_result("disagreement", np.where(np.arange(16) == 12, 0.9, 0.0))
+    assert session.suspicious_frames()[0] == 12
+
+
+def test_ef_smoothness_and_phase_detection(echo_sequence):
+    session = ReviewSession(echo_sequence)
+    assert 30 < session.ejection_fraction() < 90
+    assert session.lv_smoothness() > 0
+    session.set_phase("ed", 5)
+    assert session.detect_phases() == (0, 8)
+    session.labels[:] = 0
+    session.refresh_areas(range(16))
+    assert session.ejection_fraction() is None
+    with pytest.raises(SequenceError, match="no LV cavity"):
+        session.detect_phases()

@@ -1,0 +1,84 @@
+"""Predict full cycle in the review dock: a second source, then Accept for a frame range."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from conftest import make_sequence
+
+from echo_napari.napari_hooks import sequence_layer_data
+from echo_napari.sequence import ProvenanceKind
+
+pytestmark = pytest.mark.gui
+
+
+def _tiny_model(version: str, device: str):
+    import torch
+
+    from echo_napari.segmentation.model import UNetConfig, build_model
+    from echo_napari.segmentation.weights import SegmentationModel
+
+    torch.manual_seed(0)
+    network = build_model(UNetConfig(channels=(4, 4, 8, 8, 8), clip_len=8, size=32)).eval()
+    return SegmentationModel(network=network, card={"name": "seg", "version": "test"})
+
+
+@pytest.fixture
+def dock(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    for data, kwargs, kind in sequence_layer_data(make_sequence(16, 32), name="echo"):
+        getattr(viewer, f"add_{kind}")(data, **kwargs)
+    _, widget = viewer.window.add_plugin_dock_widget("echo-napari", "Echo review")
+    qtbot.waitUntil(lambda: widget.binding is not None, timeout=2000)
+    widget.predict_panel.model_factory = _tiny_model
+    return viewer, widget
+
+
+def test_predict_shows_a_second_source_then_accept_writes_only_the_range(dock, qtbot):
+    viewer, widget = dock
+    panel, session = widget.predict_panel, widget.session
+    before = session.labels.copy()
+    assert not panel.accept_button.isEnabled()
+    panel.predict_button.click()
+    qtbot.waitUntil(lambda: panel.worker is None, timeout=30000)
+    source = session.second_source
+    assert source is not None, panel.status_label.text()
+    np.testing.assert_array_equal(session.labels, before)  # nothing overwritten yet
+    assert source.provenance.kind is ProvenanceKind.PREDICTED and source.provenance.model == "seg"
+    _, dashed = widget.curve.second_curves[1].getData()
+    np.testing.assert_allclose(dashed, source.areas[:, 1])
+    # the untrained model disagrees with the labels: the suspicion score says so
+    scores, free = session.suspicion_scores(), [t for t in range(16) if t not in (0, 8)]
+    assert np.all(scores[free] >= source.disagreement[free] - 1e-9)
+
+    panel.first_spin.setValue(2)
+    panel.last_spin.setValue(9)  # keyframe 8 inside the range keeps its labels
+    panel.accept_button.click()
+    kinds = [p.kind for p in session.sequence.provenance]
+    written = [t for t in range(16) if kinds[t] is ProvenanceKind.PREDICTED]
+    assert written == [2, 3, 4, 5, 6, 7, 9]
+    np.testing.assert_array_equal(session.labels[written], source.labels[written])
+    untouched = [t for t in range(16) if t not in written]
+    np.testing.assert_array_equal(session.labels[untouched], before[untouched])
+    assert np.all(source.disagreement[written] == 0)
+    np.testing.assert_allclose(widget.curve.curve_data(1), session.areas[:, 1])
+
+
+def test_cancel_prediction(dock, qtbot):
+    viewer, widget = dock
+    panel = widget.predict_panel
+
+    def slow_model(version, device):
+        time.sleep(0.3)  # the model loads while the user presses Cancel
+        return _tiny_model(version, device)
+
+    panel.model_factory = slow_model
+    panel.predict_button.click()
+    panel.cancel_button.click()
+    start = time.perf_counter()
+    qtbot.waitUntil(lambda: panel.worker is None, timeout=10000)
+    assert time.perf_counter() - start < 1.0
+    assert widget.session.second_source is None
+    assert "Cancelled" in panel.status_label.text()

@@ -1,0 +1,191 @@
+"""The review dock through the manifest: layers, live area curve, slider link, keyframes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import make_sequence
+
+from echo_napari.napari_hooks import sequence_layer_data
+from echo_napari.sequence import ProvenanceKind
+
+pytestmark = pytest.mark.gui
+
+
+def _add_sequence(viewer, sequence, name="echo"):
+    for data, kwargs, kind in sequence_layer_data(sequence, name=name):
+        getattr(viewer, f"add_{kind}")(data, **kwargs)
+
+
+def _dock(viewer):
+    _, widget = viewer.window.add_plugin_dock_widget("echo-napari", "Echo review")
+    return widget
+
+
+@pytest.fixture
+def docked(make_napari_viewer, qtbot, echo_sequence):
+    viewer = make_napari_viewer()
+    _add_sequence(viewer, echo_sequence)
+    dock = _dock(viewer)
+    qtbot.waitUntil(lambda: dock.binding is not None, timeout=2000)
+    return viewer, dock
+
+
+def test_dock_binds_the_read_layers(docked, echo_sequence):
+    viewer, dock = docked
+    assert dock.image_layer == viewer.layers["echo"]
+    assert dock.labels_layer == viewer.layers["echo labels"]
+    # the session paints into the very array the layer shows
+    assert dock.session.labels is viewer.layers["echo labels"].data
+    np.testing.assert_allclose(dock.curve.curve_data(1), dock.session.areas[:, 1])
+    assert dock.session.sequence.ed_index == 0 and dock.session.sequence.es_index == 8
+    assert "reference EF 58.0 %" in dock.info_label.text()
+    assert "0.4×0.3 mm/px" in dock.info_label.text()
+
+
+def test_painting_a_frame_updates_only_that_frame_and_makes_it_a_manual_keyframe(docked, qtbot):
+    viewer, dock = docked
+    layer = viewer.layers["echo labels"]
+    viewer.dims.set_current_step(0, 5)
+    before = {c: dock.curve.curve_data(c).copy() for c in (1, 2, 3)}
+    layer.brush_size = 6
+    layer.paint((5, 2, 2), 3)  # a new LA blob in a corner of frame 5
+    after = {c: dock.curve.curve_data(c) for c in (1, 2, 3)}
+    changed = np.flatnonzero(after[3] != before[3])
+    assert changed.tolist() == [5]
+    assert after[3][5] > before[3][5]
+    np.testing.assert_array_equal(after[1], before[1])
+    assert dock.session.sequence.provenance[5].kind is ProvenanceKind.MANUAL
+    assert 5 in dock.session.sequence.keyframes
+    assert "5" in dock.keyframes_label.text()
+    # the review state is mirrored into the layer metadata once edits pause
+    qtbot.waitUntil(
+        lambda: layer.metadata["echo_sequence"]["provenance"][5]["kind"] == "manual",
+        timeout=2000,
+    )
+    assert 5 in layer.metadata["echo_sequence"]["keyframes"]
+
+
+def test_undo_restores_the_curve(docked):
+    viewer, dock = docked
+    layer = viewer.layers["echo labels"]
+    viewer.dims.set_current_step(0, 3)
+    before = dock.curve.curve_data(3).copy()
+    layer.paint((3, 2, 2), 3)
+    assert dock.curve.curve_data(3)[3] > before[3]
+    layer.undo()
+    np.testing.assert_array_equal(dock.curve.curve_data(3), before)
+
+
+def test_time_slider_and_plot_cursor_stay_linked(docked, qtbot):
+    viewer, dock = docked
+    viewer.dims.set_current_step(0, 11)
+    assert dock.curve.current_frame == 11
+    assert int(round(dock.curve.cursor.value())) == 11
+    # a click on the plot at frame 3 moves napari's slider
+    from qtpy.QtCore import QPointF, Qt
+
+    plot = dock.curve.plot_widget
+    plot.resize(400, 200)
+    plot.show()
+    qtbot.waitExposed(plot)
+    vb = dock.curve.plot.getViewBox()
+    scene_pos = vb.mapViewToScene(QPointF(3.0, float(dock.session.areas[:, 1].max()) / 2))
+    qtbot.mouseClick(plot.viewport(), Qt.MouseButton.LeftButton, pos=plot.mapFromScene(scene_pos))
+    qtbot.waitUntil(lambda: viewer.dims.current_step[0] == 3, timeout=2000)
+    assert dock.curve.current_frame == 3
+    # dragging the cursor line moves the slider too
+    dock.curve.cursor.setValue(6.8)
+    assert viewer.dims.current_step[0] == 7
+
+
+def test_keyframe_shortcuts(docked):
+    viewer, dock = docked  # keyframes {0, 8}
+    viewer.dims.set_current_step(0, 2)
+    dock.go_to_next_keyframe()
+    assert viewer.dims.current_step[0] == 8
+    dock.go_to_previous_keyframe()
+    assert viewer.dims.current_step[0] == 0
+    viewer.dims.set_current_step(0, 4)
+    shortcut = {str(k): f for k, f in viewer.keymap.items()}
+    shortcut["K"](viewer)
+    assert 4 in dock.session.sequence.keyframes
+    assert dock.toggle_key_button.text() == "Unmark keyframe"
+    shortcut["K"](viewer)
+    assert 4 not in dock.session.sequence.keyframes
+    shortcut["Shift+Right"](viewer)
+    assert viewer.dims.current_step[0] == 8
+
+
+def test_set_es_here_overrides_the_file(docked):
+    viewer, dock = docked
+    viewer.dims.set_current_step(0, 9)
+    dock.set_es_button.click()
+    assert dock.session.sequence.es_index == 9
+    assert dock.curve.es_line.value() == 9
+
+
+def test_image_without_labels_gets_an_empty_labels_layer(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    sequence = make_sequence(n_frames=6, size=32, spacing=None)
+    sequence.labels = None
+    _add_sequence(viewer, sequence, name="bare")
+    dock = _dock(viewer)
+    qtbot.waitUntil(lambda: dock.binding is not None, timeout=2000)
+    layer = dock.labels_layer
+    assert layer.data.shape == (6, 32, 32) and layer.data.dtype == np.uint8
+    assert not layer.data.any()
+    assert dock.session.area_unit == "px²"
+    assert "spacing unknown" in dock.info_label.text()
+
+
+def test_mismatched_labels_layer_is_refused_with_a_message(docked, qtbot):
+    viewer, dock = docked
+    viewer.layers["echo labels"].paint((6, 2, 2), 3)  # review state that must survive
+    viewer.add_labels(np.zeros((3, 10, 10), dtype=np.uint8), name="wrong")
+    dock.labels_combo.setCurrentText("wrong")
+    assert dock.binding is None
+    assert "has shape (3, 10, 10)" in dock.info_label.text()
+    dock.labels_combo.setCurrentText("echo labels")
+    assert dock.binding is not None and dock.binding.layer == viewer.layers["echo labels"]
+    assert dock.session.sequence.provenance[6].kind is ProvenanceKind.MANUAL
+    assert 6 in dock.session.sequence.keyframes
+
+
+def test_replacing_the_labels_array_redraws_the_curve(docked):
+    viewer, dock = docked
+    layer = viewer.layers["echo labels"]
+    new = np.zeros_like(layer.data)
+    new[:, :4, :4] = 1
+    layer.data = new
+    assert dock.session.labels is layer.data
+    np.testing.assert_allclose(dock.curve.curve_data(1), 16 * 0.4 * 0.3)
+
+
+def test_without_an_image_layer_the_dock_says_what_to_do(make_napari_viewer):
+    viewer = make_napari_viewer()
+    dock = _dock(viewer)
+    assert dock.binding is None and "Open an echo sequence" in dock.info_label.text()
+    dock.go_to_next_keyframe()  # no sequence: nothing happens, no exception
+    dock.toggle_keyframe_here()
+
+
+def test_next_suspicious_frame_finds_a_one_frame_spike(docked, qtbot):
+    viewer, dock = docked
+    labels = viewer.layers["echo labels"].data
+    labels[11][labels[11] == 1] = 0  # the LV vanishes on one frame only
+    dock.session.refresh_areas(11)
+    viewer.dims.set_current_step(0, 2)
+    dock.go_to_next_suspicious()
+    assert viewer.dims.current_step[0] == 11
+    scores = dock.curve.suspicion_curve.getData()[1]
+    assert int(np.argmax(scores)) == 11
+
+
+def test_detect_phases_and_ef_in_the_summary(docked, qtbot):
+    viewer, dock = docked
+    dock.session.set_phase("es", 3)
+    dock.detect_phases_button.click()
+    assert (dock.session.sequence.ed_index, dock.session.sequence.es_index) == (0, 8)
+    assert "EF " in dock.info_label.text() and "(labels, Simpson)" in dock.info_label.text()
+    assert "LV smoothness" in dock.info_label.text()
