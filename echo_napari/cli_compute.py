@@ -1,0 +1,283 @@
+"""``echo-napari propagate | predict | train-dir | train-seg``: the torch-backed commands.
+
+``propagate`` and ``predict`` run one task per sequence (serial or on dask workers, one
+torch thread per worker) and write ``OUT/<sequence id><suffix>`` with the new labels and
+their provenance; existing outputs are skipped. ``propagate`` also writes
+``OUT/<sequence id>_jacobian.csv``: Jacobian determinant statistics of every
+frame-to-frame field (the report draws them as boxplots per frame).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from echo_napari.cli_convert import _read
+from echo_napari.cli_evaluate import list_inputs, safe_name, sequence_id
+from echo_napari.cli_tasks import TaskOutcome, run_tasks, write_csv_atomic
+from echo_napari.errors import EchoNapariError, SequenceError
+from echo_napari.sequence import MANUAL, FrameProvenance, ProvenanceKind
+
+logger = logging.getLogger(__name__)
+
+
+def jacobian_csv_path(output: str | Path) -> Path:
+    """Where ``propagate`` puts the Jacobian table of the sequence written to ``output``."""
+    output = Path(output)
+    name = output.name
+    for suffix in (".nii.gz", ".nii", ".mhd", ".h5", ".hdf5"):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    return output.with_name(f"{name}_jacobian.csv")
+
+
+def jacobian_table(forward: np.ndarray) -> pd.DataFrame:
+    """Per-pair Jacobian statistics of ``forward`` fields ``(T-1, 2, H, W)``, pixels."""
+    from echo_napari.metrics_stats import PERCENTILES, jacobian_statistics
+
+    rows = []
+    for t, stats in enumerate(jacobian_statistics(forward)):
+        row: dict[str, Any] = {
+            "pair": t,
+            "fixed": t + 1,
+            "moving": t,
+            "folding_fraction": stats.folding_fraction,
+            "min": stats.min,
+            "max": stats.max,
+            "mean": stats.mean,
+            "log_std": stats.log_std,
+        }
+        row.update({f"p{q}": v for q, v in zip(PERCENTILES, stats.percentiles, strict=True)})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def propagate_one(item: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
+    """Task: propagate a sequence's keyframe labels to every frame and write it."""
+    from echo_napari.io import write_sequence
+    from echo_napari.registration import get_backend, pairwise_fields, propagate_from_keyframes
+
+    src, dst, options = item
+    seq = _read(src)
+    if seq.labels is None:
+        raise SequenceError(f"{Path(src).name}: no labels to propagate (label ED/ES first)")
+    keyframes = options.get("keyframes") or sorted(seq.keyframes) or seq.labelled_frames()
+    empty = [k for k in keyframes if not 0 <= k < seq.n_frames or not seq.labels[k].any()]
+    if not keyframes or empty:
+        raise SequenceError(
+            f"{Path(src).name}: keyframes {empty or keyframes} are outside the sequence or "
+            f"unlabelled (labelled frames: {seq.labelled_frames()})"
+        )
+    backend = get_backend(
+        "dirnet",
+        device=options.get("device"),
+        weights=options.get("weights"),
+        threads=options.get("threads"),
+        refine_steps=options.get("refine_steps", 0),
+    )
+    fields = pairwise_fields(seq.frames_array(), backend)
+    result = propagate_from_keyframes(fields, {k: seq.labels[k] for k in keyframes})
+    version = str(getattr(backend, "card", {}).get("version", ""))
+    made = FrameProvenance(ProvenanceKind.PROPAGATED, "dirnet", version)
+    out = seq.copy(
+        labels=result.labels,
+        keyframes=set(keyframes),
+        provenance=[MANUAL if t in keyframes else made for t in range(seq.n_frames)],
+    )
+    write_sequence(out, dst)
+    table = jacobian_table(fields.forward)
+    write_csv_atomic(table.assign(sequence=sequence_id(src)), jacobian_csv_path(dst))
+    return {
+        "frames": seq.n_frames,
+        "keyframes": ",".join(map(str, keyframes)),
+        "folding_pct": 100.0 * float(table["folding_fraction"].mean()),
+        "output": dst,
+    }
+
+
+def predict_one(item: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
+    """Task: segment every frame of a sequence with the segmentation model and write it."""
+    from echo_napari.io import write_sequence
+    from echo_napari.segmentation import load_model, predict_sequence
+
+    src, dst, options = item
+    if options.get("threads"):
+        import torch
+
+        torch.set_num_threads(int(options["threads"]))
+    seq = _read(src)
+    model = load_model(options.get("model") or "bundled", device=options.get("device"))
+    labels = predict_sequence(seq.frames_array(), model)
+    made = FrameProvenance(ProvenanceKind.PREDICTED, model.name, model.version)
+    out = seq.copy(labels=labels, keyframes=set(), provenance=[made] * seq.n_frames)
+    write_sequence(out, dst)
+    lv = (labels == 1).reshape(seq.n_frames, -1).sum(axis=1)
+    return {
+        "frames": seq.n_frames,
+        "model": model.version,
+        "lv_frames": int((lv > 0).sum()),
+        "output": dst,
+    }
+
+
+def run_per_sequence(
+    task: Any,
+    src: str | Path,
+    out: str | Path,
+    options: dict[str, Any],
+    suffix: str = ".h5",
+    workers: int = 1,
+    scheduler: str | None = None,
+    overwrite: bool = False,
+    description: str = "sequences",
+) -> list[TaskOutcome]:
+    """Run ``task`` on every sequence of ``src``, writing ``out/<id><suffix>``."""
+    sources = list_inputs(src)
+    out = Path(out)
+    if workers > 1 or scheduler:
+        # One torch thread per worker process: N workers on N cores, no oversubscription.
+        options = {**options, "threads": 1}
+    items = [(s, str(out / f"{safe_name(sequence_id(s))}{suffix}"), options) for s in sources]
+    names = [sequence_id(s) for s in sources]
+    skip = set() if overwrite else {i for i, it in enumerate(items) if Path(it[1]).exists()}
+    todo = [i for i in range(len(items)) if i not in skip]
+    ran = iter(
+        run_tasks(
+            task,
+            [items[i] for i in todo],
+            [names[i] for i in todo],
+            workers=workers,
+            scheduler=scheduler,
+            description=description,
+        )
+    )
+    return [
+        TaskOutcome(names[i], "skipped", {"output": items[i][1]}) if i in skip else next(ran)
+        for i in range(len(items))
+    ]
+
+
+def train_dir(
+    data: str | Path,
+    weights: str | Path,
+    iterations: int,
+    batch: int,
+    device: str | None = None,
+    progress: Any = None,
+) -> dict[str, Any]:
+    """Train a DIRNet on every sequence of ``data`` (unsupervised: NCC + bending energy).
+
+    Resumes from the checkpoint folder ``<weights>.ckpt`` when present; writes
+    ``weights`` (.safetensors) and its JSON card.
+    """
+    from echo_napari.registration import default_device
+    from echo_napari.registration.modelio import save_dirnet
+    from echo_napari.registration.training import TrainConfig, new_model, train_steps
+    from echo_napari.registration.training_data import PairSource, to_internal
+
+    model = new_model()
+    size = model.config.size
+    sources = list_inputs(data)
+    sequences = []
+    for s in sources:
+        try:
+            sequences.append(to_internal(_read(s).frames_array(), size))
+        except EchoNapariError as exc:
+            logger.warning("%s: left out of training: %s", s, exc)
+    source = PairSource(sequences, f"sequences of {data}")
+    config = TrainConfig(
+        iterations=iterations, batch=batch, checkpoint_every=max(1, iterations // 10)
+    )
+    device = device or default_device()
+    weights = Path(weights)
+    last = None
+    for record in train_steps(model, [source], config, weights.with_suffix(".ckpt"), device):
+        last = record
+        if progress is not None:
+            progress(record.step, iterations)
+    card = {
+        "name": "dirnet",
+        "version": weights.stem,
+        "training": {**config.__dict__, "data": str(data), "sequences": len(sequences)},
+    }
+    save_dirnet(model, weights, card)
+    return {
+        "steps": iterations,
+        "loss": last.loss if last else float("nan"),
+        "sequences": len(sequences),
+        "output": str(weights),
+    }
+
+
+def train_seg(
+    data: str | Path,
+    stem: str | Path,
+    steps: int,
+    device: str | None = None,
+    progress: Any = None,
+    channels: tuple[int, ...] | None = None,
+    clip_len: int | None = None,
+) -> dict[str, Any]:
+    """Train the 2D+time U-Net on the labelled frames of every sequence of ``data``.
+
+    Frames with labels (the keyframes, or every labelled frame) get loss weight 1, others 0.
+    ``channels`` / ``clip_len`` change the bundled architecture (smaller = faster).
+    Writes ``<stem>.safetensors`` and ``<stem>.json``.
+    """
+    from dataclasses import replace
+
+    from echo_napari.registration import default_device
+    from echo_napari.segmentation import (
+        BUNDLED_CONFIG,
+        SegmentationModel,
+        TrainConfig,
+        build_model,
+        make_sample,
+        save_model,
+        train_steps,
+    )
+    from echo_napari.segmentation.training import frame_weights
+
+    changes = {k: v for k, v in (("channels", channels), ("clip_len", clip_len)) if v}
+    network = build_model(replace(BUNDLED_CONFIG, **changes))
+    size = network.config.size
+    samples = []
+    for s in list_inputs(data):
+        try:
+            seq = _read(s)
+        except EchoNapariError as exc:
+            logger.warning("%s: left out of training: %s", s, exc)
+            continue
+        labelled = seq.labelled_frames()
+        if not labelled:
+            logger.warning("%s: no labels; left out of training", s)
+            continue
+        weights = frame_weights(seq.n_frames, labelled)
+        samples.append(make_sample(seq.frames_array(), seq.labels, weights, size))
+    if not samples:
+        raise EchoNapariError(f"{data}: no labelled sequences to train on")
+    config = TrainConfig(steps=steps, clip_len=network.config.clip_len)
+    device = device or default_device()
+    last = None
+    for record in train_steps(network, samples, config, device=device):
+        last = record
+        if progress is not None:
+            progress(record.step, record.total)
+    stem = Path(stem)
+    card = {
+        "name": "seg",
+        "version": stem.name,
+        "training": {**config.to_dict(), "data": str(data), "sequences": len(samples)},
+    }
+    path = save_model(SegmentationModel(network, card), stem)
+    return {
+        "steps": steps,
+        "loss": last.loss if last else float("nan"),
+        "sequences": len(samples),
+        "output": str(path),
+    }
