@@ -24,6 +24,9 @@ PathOrPaths = str | Sequence[str]
 #: napari layer-metadata key holding the EchoSequence facts (see ``sequence_facts``).
 FACTS_KEY = "echo_sequence"
 
+#: Labels-layer metadata key holding a :class:`SessionHandle` (layers read from a session).
+SESSION_KEY = "echo_session"
+
 #: Labels colormap: one colour per :class:`~echo_napari.sequence.LabelClass`.
 LABEL_COLORMAP: dict[int | None, tuple[float, float, float, float]] = {
     None: (0.0, 0.0, 0.0, 0.0),
@@ -45,6 +48,8 @@ def get_reader(path: PathOrPaths) -> Callable[[PathOrPaths], list[LayerData]] | 
         if len(paths) != 1:
             return None
         path = paths[0]
+    if is_session_file(path):
+        return read_session
     from echo_napari.io import can_read
 
     try:
@@ -70,6 +75,115 @@ def read_echo(path: PathOrPaths) -> list[LayerData]:
     return sequence_layer_data(sequence, name=_layer_name(path))
 
 
+# -- sessions -------------------------------------------------------------------------------
+def is_session_file(path: str | Path) -> bool:
+    """True when ``path`` is an HDF5 file whose root ``schema`` is a session schema."""
+    p = Path(path)
+    if not p.is_file() or p.suffix.lower() not in (".h5", ".hdf5"):
+        return False
+    from echo_napari.session_store import SCHEMA_PREFIX
+
+    try:
+        import h5py
+
+        with h5py.File(p, "r") as handle:
+            schema = handle.attrs.get("schema", "")
+    except (OSError, ValueError):
+        return False
+    if isinstance(schema, bytes):
+        schema = schema.decode("utf-8", "replace")
+    return str(schema).startswith(SCHEMA_PREFIX)
+
+
+class SessionHandle:
+    """An open :class:`~echo_napari.session.Session` riding in napari layer metadata.
+
+    Layer metadata gets deep-copied when napari duplicates a layer; the handle is shared
+    instead (a session holds locks and a thread-safe history, which cannot be copied). The
+    review dock adopts the session only when its arrays are the layers' arrays.
+    """
+
+    def __init__(self, session: Any) -> None:
+        self.session = session
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> SessionHandle:
+        return self
+
+    def __repr__(self) -> str:
+        return f"SessionHandle({self.session.path})"
+
+
+def current_user() -> str:
+    """The login name recorded as the author of changes ("" when unknown)."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return ""
+
+
+def open_session(
+    path: str | Path, ask: Callable[[Any], str | None] | None = None, author: str | None = None
+) -> Any:
+    """Open a session file; when a newer autosave exists, ``ask(info)`` decides.
+
+    Parameters
+    ----------
+    ask : called with the :class:`~echo_napari.session.RecoveryInfo`; returns "use" (load
+        the autosave), "discard" (move it aside, kept as ``.bak``) or None (do not open)
+
+    Raises
+    ------
+    SessionError
+        Unreadable file, missing source, or the user declined to choose.
+    """
+    from echo_napari.session import RecoveryAvailableError, Session, SessionError
+
+    author = current_user() if author is None else author
+    try:
+        return Session.open(path, recovery="ask", author=author)
+    except RecoveryAvailableError as exc:
+        choice = None if ask is None else ask(exc.info)
+        if choice not in ("use", "discard"):
+            raise SessionError(
+                path,
+                f"not opened: its autosave {exc.info.autosave_path.name} holds newer work; "
+                "choose to recover or discard it (the autosave was left in place)",
+            ) from exc
+        return Session.open(path, recovery=choice, author=author)
+
+
+def ask_recovery_in_gui(info: Any) -> str | None:
+    """The recovery question as a dialog when a Qt application runs, else None."""
+    try:
+        from qtpy.QtWidgets import QApplication
+    except ImportError:
+        return None
+    if QApplication.instance() is None:
+        return None
+    from echo_napari.widgets import session_panel
+
+    return session_panel.ask_recovery(info)
+
+
+def read_session(path: PathOrPaths) -> list[LayerData]:
+    """napari reader for session files: the image and labels layers of the session.
+
+    The labels layer carries the open session (``metadata["echo_session"]``); the review
+    dock picks it up when it binds to these layers.
+    """
+    if not isinstance(path, str):
+        path = list(path)[0]
+    session = open_session(path, ask=ask_recovery_in_gui)
+    return session_layer_data(session, name=_layer_name(path))
+
+
+def session_layer_data(session: Any, name: str = "echo") -> list[LayerData]:
+    """Layer-data tuples of an open session: Image and Labels (always), sharing its arrays."""
+    return sequence_layer_data(session.sequence, name=name, session=session)
+
+
 def _layer_name(path: str) -> str:
     p = Path(path)
     name = p.name
@@ -79,8 +193,13 @@ def _layer_name(path: str) -> str:
     return name
 
 
-def sequence_layer_data(sequence: EchoSequence, name: str = "echo") -> list[LayerData]:
+def sequence_layer_data(
+    sequence: EchoSequence, name: str = "echo", session: Any = None
+) -> list[LayerData]:
     """Layer-data tuples for a sequence: Image (T, H, W) and, when masks exist, Labels.
+
+    With ``session`` (the open :class:`~echo_napari.session.Session` of ``sequence``) the
+    Labels layer is always made and carries the session in its metadata.
 
     The spatial scale is the spacing in mm; when the spacing is unknown the scale is 1
     pixel, the units say ``pixel`` and a warning is logged and shown.
@@ -117,15 +236,18 @@ def sequence_layer_data(sequence: EchoSequence, name: str = "echo") -> list[Laye
             "image",
         )
     ]
-    if sequence.labels is not None and sequence.labels.any():
+    if session is not None or (sequence.labels is not None and sequence.labels.any()):
+        labels_meta: dict[str, Any] = {FACTS_KEY: facts}
+        if session is not None:
+            labels_meta[SESSION_KEY] = SessionHandle(session)
         layers.append(
             (
-                sequence.labels,
+                sequence.ensure_labels(),
                 {
                     "name": f"{name} labels",
                     "colormap": LABEL_COLORMAP,
                     "opacity": 0.5,
-                    "metadata": {FACTS_KEY: facts},
+                    "metadata": labels_meta,
                     **common,
                 },
                 "labels",

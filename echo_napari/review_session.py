@@ -341,6 +341,41 @@ class ReviewSession:
         (keys.add if is_keyframe else keys.discard)(frame)
         self.events.keyframes.emit()
 
+    def accept_frame(self, frame: int) -> bool:
+        """A human accepted ``frame``'s labels as they are: make it a MANUAL keyframe.
+
+        Returns
+        -------
+        bool
+            False when it already was a manual keyframe (nothing emitted).
+        """
+        valid = self._valid(frame)
+        if valid.size == 0:
+            raise SequenceError(f"frame {frame} outside 0..{self.sequence.n_frames - 1}")
+        t = int(valid[0])
+        seq = self.sequence
+        if t in seq.keyframes and seq.provenance[t] == MANUAL:
+            return False
+        seq.provenance[t] = MANUAL
+        seq.keyframes.add(t)
+        # provenance first: its listeners (the session store) see the keyframe already
+        # and record both as one change
+        self.events.provenance.emit(valid[:1])
+        self.events.keyframes.emit()
+        return True
+
+    def restored(self, frames: Iterable[int]) -> None:
+        """Labels, provenance, keyframes or ED/ES were restored from outside (undo/redo):
+        recompute the areas of ``frames`` and tell every listener to redraw."""
+        idx = self._valid(frames)
+        if idx.size:
+            self.areas[idx] = class_areas_mm2(self.labels[idx], self.sequence.spacing)
+            self._refresh_disagreement(idx)
+            self.events.areas.emit(idx)
+            self.events.provenance.emit(idx)
+        self.events.keyframes.emit()
+        self.events.phases.emit()
+
     def toggle_keyframe(self, frame: int) -> bool:
         """Flip ``frame``'s keyframe mark; return whether it is now a keyframe."""
         now = int(frame) not in self.sequence.keyframes

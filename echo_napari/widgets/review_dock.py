@@ -1,7 +1,10 @@
 """The echo review dock: choose layers, watch the live area curve, mark keyframes, ED/ES.
 
 Thin: it validates the user's choices, builds an :class:`EchoSequence` from the layers,
-hands it to a :class:`ReviewSession` and redraws on the session's events.
+hands it to a :class:`ReviewSession` and redraws on the session's events. Every bound pair
+of layers has a session store (:class:`~echo_napari.widgets.session_link.SessionLink`):
+untitled until saved, or the one a session file was opened with; the Session tab
+(:mod:`echo_napari.widgets.session_panel`) saves, opens, undoes and exports it.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from echo_napari.review_session import ReviewSession
 from echo_napari.widgets._notify import notify_error, notify_warning
 from echo_napari.widgets.area_curve import AreaCurveWidget
 from echo_napari.widgets.layer_binding import FACTS_KEY, LabelsLayerBinding, sequence_from_layers
+from echo_napari.widgets.review_dock_session import SessionDockMixin
+from echo_napari.widgets.session_link import SessionLink
 
 if TYPE_CHECKING:
     import napari
@@ -43,10 +48,15 @@ SHORTCUTS: dict[str, tuple[str, str]] = {
     "Shift-Left": ("go_to_previous_keyframe", "previous keyframe"),
     "K": ("toggle_keyframe_here", "mark/unmark keyframe"),
     "S": ("go_to_next_suspicious", "next suspicious frame"),
+    "A": ("accept_frame_here", "accept frame (manual keyframe)"),
+    # napari keeps Ctrl-Z / Ctrl-Shift-Z for brush strokes in the Labels layer and Ctrl-Y
+    # for 2D/3D: the session's undo/redo (all our operations) goes on Alt.
+    "Alt-Z": ("undo", "undo (session)"),
+    "Alt-Shift-Z": ("redo", "redo (session)"),
 }
 
 
-class ReviewDock(QWidget):
+class ReviewDock(SessionDockMixin, QWidget):
     """Dock widget: layer choice, live area curve, provenance strip, keyframes, ED/ES.
 
     Parameters
@@ -59,7 +69,14 @@ class ReviewDock(QWidget):
         super().__init__()
         self.viewer = napari_viewer
         self.session = ReviewSession()
+        self.link = SessionLink(self.session, self)
+        self.link.restored.connect(self._on_restored)
+        self.link.changed.connect(self._on_store_changed)
         self.binding: LabelsLayerBinding | None = None
+        self._refresh_commit_timer = QTimer(self)
+        self._refresh_commit_timer.setSingleShot(True)
+        self._refresh_commit_timer.setInterval(0)
+        self._refresh_commit_timer.timeout.connect(self._commit_refreshed_frame)
         self._updating_combos = False
         self._ensure_labels_timer = QTimer(self)
         self._ensure_labels_timer.setSingleShot(True)
@@ -156,6 +173,10 @@ class ReviewDock(QWidget):
         for key, (method, _) in SHORTCUTS.items():
             self.viewer.bind_key(key, self._shortcut(method), overwrite=True)
         self.destroyed.connect(self._teardown)
+        # napari's close and dock removal may leave this Python object alive: stop the
+        # autosave thread from callbacks that do not need it
+        link = self.link
+        self.destroyed.connect(lambda *_: link.shutdown())
 
         self._refresh_layer_choices()
 
@@ -164,11 +185,17 @@ class ReviewDock(QWidget):
         """Add the Propagate / Predict panels when their core APIs are installed."""
         from echo_napari.widgets.predict_panel import PredictPanel, prediction_available
         from echo_napari.widgets.propagate_panel import PropagatePanel, propagation_available
+        from echo_napari.widgets.session_panel import SessionPanel
 
-        # One job panel at a time: tabs keep the area curve tall.
+        # One panel at a time: tabs keep the area curve tall.
         self.jobs_tabs = QTabWidget()
+        self.session_panel = SessionPanel(self)
+        self.jobs_tabs.addTab(self.session_panel, "Session")
         if propagation_available():
+            from echo_napari.widgets.auto_repropagate import AutoRepropagate
+
             self.propagate_panel = PropagatePanel(self)
+            self.auto_repropagate = AutoRepropagate(self, self.propagate_panel)
             self.jobs_tabs.addTab(self.propagate_panel, "Propagate")
         if prediction_available():
             self.predict_panel = PredictPanel(self)
@@ -179,8 +206,7 @@ class ReviewDock(QWidget):
             panel.setTitle("")  # the tab names it
             panel.setFlat(True)
         self.jobs_tabs.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
-        if self.jobs_tabs.count():
-            self.jobs_layout.addWidget(self.jobs_tabs)
+        self.jobs_layout.addWidget(self.jobs_tabs)
 
     # -- layers ---------------------------------------------------------------------------
     @property
@@ -221,6 +247,9 @@ class ReviewDock(QWidget):
                 ]
                 if matching:
                     self.labels_combo.setCurrentText(matching[0])
+            inserted = getattr(event, "value", None)
+            if isinstance(inserted, Labels) and self._session_handle(inserted) is not None:
+                self._choose_session_layers(inserted)
         finally:
             self._updating_combos = False
         self._on_choice_changed()
@@ -298,11 +327,19 @@ class ReviewDock(QWidget):
                 )
             notify_warning(f"labels layer '{labels_layer.name}' converted to uint8 classes")
             labels_layer.data = values.astype(np.uint8)
-        sequence = sequence_from_layers(
-            image, labels_layer.data, labels_layer.metadata.get(FACTS_KEY)
-        )
-        self.session.load(sequence)
+        store = self._adoptable_store(image, labels_layer)
+        if store is not None:
+            self.session.load(store.sequence)
+            self.link.attach(store, untitled=False)
+        else:
+            sequence = sequence_from_layers(
+                image, labels_layer.data, labels_layer.metadata.get(FACTS_KEY)
+            )
+            self.session.load(sequence)
+            self.link.attach_untitled()
         self.binding = LabelsLayerBinding(self.viewer, labels_layer, self.session)
+        labels_layer.events.set_data.connect(self._on_layer_refreshed)
+        self._on_store_changed()
         self._on_step()
 
     def _unbind(self) -> None:
@@ -310,7 +347,9 @@ class ReviewDock(QWidget):
             self._summary_timer.stop()
             self._store_facts()
             self.binding.disconnect()
+            self.binding.layer.events.set_data.disconnect(self._on_layer_refreshed)
             self.binding = None
+        self.link.detach()
 
     # -- frame navigation ----------------------------------------------------------------
     @property

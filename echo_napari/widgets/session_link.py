@@ -1,0 +1,337 @@
+"""Tie a :class:`ReviewSession` (what the dock shows) to a session store (what gets saved).
+
+The store (:class:`~echo_napari.session.Session`) wraps the review's very
+:class:`EchoSequence`, so both see the same labels array, provenance list and keyframe
+set. The review emits an event for every change the user or a job makes; the link turns
+each into one committed, undoable change of the store, runs the background
+:class:`~echo_napari.session.Autosaver`, and relays its errors to the GUI thread.
+
+No file dialogs here (see :mod:`echo_napari.widgets.session_panel`), so tests drive it
+with plain paths.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import uuid
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from qtpy.QtCore import QObject, QTimer, Signal
+
+from echo_napari.errors import EchoNapariError
+from echo_napari.review_session import ReviewSession
+from echo_napari.sequence import ProvenanceKind
+from echo_napari.widgets._notify import notify_error
+
+logger = logging.getLogger(__name__)
+
+#: Operation names recorded in the history, by the provenance a change left behind.
+OPERATION_BY_KIND = {
+    ProvenanceKind.MANUAL: "brush",
+    ProvenanceKind.PROPAGATED: "propagate",
+    ProvenanceKind.PREDICTED: "accept prediction",
+    ProvenanceKind.NONE: "edit",
+}
+
+#: Default autosave policy: every 30 s while there are changes, or after 20 changes.
+AUTOSAVE_INTERVAL_S = 30.0
+AUTOSAVE_EVERY_N_EDITS = 20
+
+
+def untitled_path() -> Path:
+    """Where an untitled session would live: never written (Save asks for a name)."""
+    return Path(tempfile.gettempdir()) / "echo-napari-untitled" / f"{uuid.uuid4().hex}.h5"
+
+
+class SessionLink(QObject):
+    """Commits, undo/redo, saving and autosave of the session behind one review.
+
+    Parameters
+    ----------
+    review : ReviewSession
+        The dock's evented state; its sequence must be the store's sequence.
+
+    Signals
+    -------
+    changed()
+        The store changed (a commit, undo, redo, save, another store).
+    restored(frames)
+        Undo/redo wrote into the labels of ``frames`` ((N,) int64): repaint the layer.
+    autosave_failed(str)
+        Emitted from the autosave thread; delivered to the GUI thread (queued).
+    """
+
+    changed = Signal()
+    restored = Signal(object)
+    autosave_failed = Signal(str)
+
+    def __init__(self, review: ReviewSession, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.review = review
+        self.store: Any = None
+        self.autosaver: Any = None
+        self.untitled = True
+        self.interval_s = AUTOSAVE_INTERVAL_S
+        self.every_n_edits = AUTOSAVE_EVERY_N_EDITS
+        self.operation: str | None = None
+        self.last_step = ""
+        self._restoring = False
+        # Review events are committed once control returns to the event loop: napari
+        # emits ``paint`` before it writes a stroke's last pixels, and one user action
+        # may emit several events (provenance, keyframes) that belong to one undo step.
+        self._pending_op: str | None = None
+        self._pending_frames: set[int] = set()
+        self._flush_timer = QTimer(self)
+        self._flush_timer.setSingleShot(True)
+        self._flush_timer.setInterval(0)
+        self._flush_timer.timeout.connect(self.flush)
+        self._resume_timer = QTimer(self)
+        self._resume_timer.setSingleShot(True)
+        self._resume_timer.timeout.connect(self._start_autosaver)
+        ev = review.events
+        ev.sequence.connect(self._on_sequence)
+        ev.provenance.connect(self._on_provenance)
+        ev.keyframes.connect(self._on_keyframes)
+        ev.phases.connect(self._on_phases)
+        self.autosave_failed.connect(self._on_autosave_failed)
+
+    # -- which store ----------------------------------------------------------------------
+    def attach(self, store: Any, untitled: bool = False) -> None:
+        """Make ``store`` the session of the review (its sequence must be the review's)."""
+        if store is self.store:
+            return
+        self.detach()
+        if store.sequence is not self.review.sequence:
+            raise EchoNapariError("the session's sequence is not the one under review")
+        self.store, self.untitled, self.last_step = store, untitled, ""
+        if not untitled:
+            self._start_autosaver()
+        self.changed.emit()
+
+    def attach_untitled(self) -> None:
+        """A fresh, unsaved session over the review's sequence: undo works at once; Save
+        asks for a file name, and autosave starts once there is one."""
+        from echo_napari.napari_hooks import current_user
+        from echo_napari.session import Session
+
+        try:
+            store = Session(self.review.sequence, untitled_path(), author=current_user())
+        except EchoNapariError as error:
+            self.detach()
+            notify_error(f"No undo history or session for these labels: {error}")
+            return
+        self.attach(store, untitled=True)
+
+    def detach(self) -> None:
+        """Stop the autosaver (one final autosave, so a crash later loses nothing) and
+        forget the store; its autosave is deleted only when the file is up to date."""
+        if self.store is None:
+            return
+        self.commit("brush")
+        store, self.store = self.store, None
+        self._stop_autosaver(final_save=not self.untitled and store.is_modified)
+        if not self.untitled:
+            try:
+                store.close()
+            except (EchoNapariError, OSError) as error:
+                logger.warning("closing %s: %s", store.path, error)
+        self.changed.emit()
+
+    # -- commits --------------------------------------------------------------------------
+    def _on_sequence(self) -> None:
+        if self.store is not None and self.store.sequence is not self.review.sequence:
+            self.detach()
+
+    def _on_provenance(self, frames: np.ndarray) -> None:
+        self._queue(self.operation or self._operation_for(frames), frames)
+
+    def _on_keyframes(self) -> None:
+        self._queue(self.operation or "keyframes", [])
+
+    def _on_phases(self) -> None:
+        self._queue(self.operation or "phase", [])
+
+    def _queue(self, operation: str, frames: Iterable[int]) -> None:
+        if self.store is None or self._restoring:
+            return
+        if self._pending_op is None:
+            self._pending_op = operation
+        self._pending_frames.update(int(t) for t in frames)
+        self._flush_timer.start()
+
+    def flush(self) -> Any:
+        """Commit the changes queued from review events now (one undo step)."""
+        self._flush_timer.stop()
+        operation, frames = self._pending_op, sorted(self._pending_frames)
+        self._pending_op, self._pending_frames = None, set()
+        if operation is None:
+            return None
+        return self._commit_now(operation, frames)
+
+    def _operation_for(self, frames: np.ndarray) -> str:
+        provenance = self.review.sequence.provenance
+        kinds = {provenance[int(t)].kind for t in frames}
+        return OPERATION_BY_KIND[kinds.pop()] if len(kinds) == 1 else "edit"
+
+    def commit(self, operation: str, frames: Iterable[int] | None = None) -> Any:
+        """Record what changed in ``frames`` (None: every frame) as one undo step, after
+        the queued changes (their own step)."""
+        self.flush()
+        return self._commit_now(operation, frames)
+
+    def _commit_now(self, operation: str, frames: Iterable[int] | None) -> Any:
+        if self.store is None:
+            return None
+        try:
+            change = self.store.commit(operation, frames)
+        except EchoNapariError as error:
+            notify_error(f"Change not recorded (undo, saving): {error}")
+            return None
+        if change is not None:
+            self.last_step = change.operation
+            self.changed.emit()
+        return change
+
+    # -- undo / redo ------------------------------------------------------------------------
+    def undo(self) -> Any:
+        """Undo the last change; returns it (or None when there is nothing to undo)."""
+        return self._step(forward=False)
+
+    def redo(self) -> Any:
+        """Redo the last undone change; returns it (or None)."""
+        return self._step(forward=True)
+
+    def _step(self, forward: bool) -> Any:
+        if self.store is None:
+            return None
+        # napari's own Ctrl-Z changes pixels without an event we commit on
+        self.commit("brush")
+        change = self.store.redo() if forward else self.store.undo()
+        if change is None:
+            return None
+        self._restoring = True
+        try:
+            self.review.restored(change.frames)
+        finally:
+            self._restoring = False
+        self.last_step = f"{'redid' if forward else 'undid'} {change.operation}"
+        self.restored.emit(change.frames)
+        self.changed.emit()
+        return change
+
+    @property
+    def restoring(self) -> bool:
+        """True while undo/redo redraws (its events are not new changes)."""
+        return self._restoring
+
+    @property
+    def can_undo(self) -> bool:
+        """True when there is a change to undo."""
+        return self.store is not None and self.store.history.can_undo
+
+    @property
+    def can_redo(self) -> bool:
+        """True when there is an undone change to redo."""
+        return self.store is not None and self.store.history.can_redo
+
+    # -- saving ---------------------------------------------------------------------------------
+    def save(self, path: str | Path | None = None, overwrite: bool = False) -> Any:
+        """Save the session (under ``path`` when given: "save as"); errors are notified.
+
+        Returns the :class:`~echo_napari.session.SaveReport`, or None when nothing was
+        written (the work stays in memory and, once named, in the autosave).
+        """
+        if self.store is None:
+            notify_error("No session to save: bind an echo layer first.")
+            return None
+        if path is None and self.untitled:
+            notify_error("This session has no file yet: use Save as.")
+            return None
+        self.commit("brush")
+        try:
+            report = self.store.save(path, overwrite=overwrite)
+        except (EchoNapariError, OSError) as error:
+            notify_error(
+                f"Session not saved: {error}. Nothing is lost: the work stays open here"
+                + ("" if self.untitled else " and in its autosave")
+                + "; save it under another name."
+            )
+            self.changed.emit()
+            return None
+        if self.untitled:
+            self.untitled = False
+            self._start_autosaver()
+        self.changed.emit()
+        return report
+
+    def new(self, path: str | Path, overwrite: bool = False) -> Any:
+        """Start a new session file for the current layers at ``path`` (fresh history).
+
+        Returns the SaveReport of its first save, or None when that failed (notified).
+        """
+        from echo_napari.napari_hooks import current_user
+        from echo_napari.session import Session
+
+        self.detach()
+        try:
+            store = Session(self.review.sequence, path, author=current_user())
+        except EchoNapariError as error:
+            notify_error(f"No new session: {error}")
+            return None
+        self.attach(store, untitled=True)
+        return self.save(path, overwrite=overwrite)
+
+    # -- autosave ---------------------------------------------------------------------------
+    def set_autosave(self, interval_s: float, every_n_edits: int) -> None:
+        """Autosave every ``interval_s`` seconds while there are changes, or as soon as
+        ``every_n_edits`` changes accumulated."""
+        self.interval_s, self.every_n_edits = float(interval_s), int(every_n_edits)
+        if self.autosaver is not None:
+            self.autosaver.interval_s = self.interval_s
+            self.autosaver.every_n_edits = self.every_n_edits
+
+    def _start_autosaver(self) -> None:
+        from echo_napari.session import Autosaver
+
+        if self.store is None or self.untitled:
+            return
+        if self.autosaver is not None and self.autosaver.session is self.store:
+            self.autosaver.start()
+            return
+        self._stop_autosaver(final_save=False)
+        self.autosaver = Autosaver(
+            self.store,
+            self.interval_s,
+            self.every_n_edits,
+            on_error=lambda exc: self.autosave_failed.emit(str(exc)),
+        ).start()
+
+    def _stop_autosaver(self, final_save: bool) -> None:
+        self._resume_timer.stop()
+        saver, self.autosaver = self.autosaver, None
+        if saver is not None:
+            saver.stop(final_save=final_save)
+
+    def _on_autosave_failed(self, message: str) -> None:
+        # The Autosaver retries at every poll after a failure; pause it for one interval
+        # so that a full disk gives one notification per interval, not four a second.
+        if self.autosaver is not None:
+            self.autosaver.stop(final_save=False)
+            self._resume_timer.start(int(self.interval_s * 1000))
+        notify_error(
+            f"Autosave failed: {message}. Your work is still in memory; retrying in "
+            f"{self.interval_s:.0f} s (or save under another name)."
+        )
+
+    @property
+    def autosave_count(self) -> int:
+        """Autosaves written by the current autosaver."""
+        return 0 if self.autosaver is None else self.autosaver.count
+
+    def shutdown(self) -> None:
+        """Stop autosaving and close the store (viewer closed, dock removed)."""
+        self.detach()
