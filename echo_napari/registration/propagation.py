@@ -1,0 +1,398 @@
+"""Propagation of keyframe masks through a sequence, with Eq. 1 fusion.
+
+1. :func:`pairwise_fields` registers every consecutive pair in both directions in one
+   batched call to the backend.
+2. :func:`propagate_from_keyframes` composes the frame-to-frame fields cumulatively from
+   each keyframe, so each keyframe's per-class SDF is resampled **once** per frame (no
+   blur from resampling a mask at every step). Between two neighbouring keyframes
+   k0 < k1 the forward (from k0) and backward (from k1) SDFs are fused with Eq. 1; frames
+   before the first / after the last keyframe are carried one-sidedly from the nearest
+   keyframe. Classes are resolved as in :mod:`~echo_napari.registration.fusion`. A class
+   present in only one of two neighbouring keyframes is carried one-sidedly from it.
+3. :func:`update_after_keyframe_change` re-runs only the segments between the
+   neighbouring keyframes of a changed (added, edited or removed) keyframe.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+
+from echo_napari.errors import RegistrationError
+from echo_napari.registration import spatial
+from echo_napari.registration.backends import RegistrationBackend, resolve_backend
+from echo_napari.registration.fusion import (
+    ABSENT_SDF,
+    fusion_weights,
+    labels_to_sdf,
+)
+from echo_napari.registration.validation import (
+    as_float_frames,
+    check_field,
+    check_labels,
+    check_not_constant,
+)
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class PairwiseFields:
+    """Frame-to-frame displacement fields of a sequence.
+
+    Attributes
+    ----------
+    forward : (T-1, 2, H, W) float32, pixels
+        ``forward[t]``: fixed = t+1, moving = t (carries frame t's content to t+1).
+    backward : (T-1, 2, H, W) float32, pixels
+        ``backward[t]``: fixed = t, moving = t+1 (carries frame t+1's content to t).
+    backend : str
+        Name of the backend that produced them.
+    """
+
+    forward: np.ndarray
+    backward: np.ndarray
+    backend: str = ""
+
+    @property
+    def n_frames(self) -> int:
+        """Number of frames T."""
+        return int(self.forward.shape[0]) + 1
+
+    @property
+    def frame_shape(self) -> tuple[int, int]:
+        """(H, W) pixels."""
+        return int(self.forward.shape[-2]), int(self.forward.shape[-1])
+
+
+@dataclass(frozen=True)
+class PropagationResult:
+    """Labels for every frame, propagated from keyframes.
+
+    Attributes
+    ----------
+    labels : (T, H, W) uint8
+    disagreement : (T,) float
+        1 − mean per-class Dice of the forward vs backward results between keyframes;
+        0 at keyframes; NaN where only one direction exists (before the first / after
+        the last keyframe).
+    source : tuple of (k0, k1), length T
+        The keyframes that filled each frame: (k, k) at a keyframe, (k0, k1) between two,
+        (None, k) before the first, (k, None) after the last.
+    keyframes : tuple of int
+        Sorted keyframe indices used.
+    classes : tuple of int
+        Label values carried.
+    forward_sdf, backward_sdf : (T, C, H, W) float32 or None
+        Per-class SDFs carried forward / backward (NaN where that direction does not
+        reach), kept only when ``keep_sdf=True``.
+    """
+
+    labels: np.ndarray
+    disagreement: np.ndarray
+    source: tuple[tuple[int | None, int | None], ...]
+    keyframes: tuple[int, ...]
+    classes: tuple[int, ...] = (1, 2, 3)
+    forward_sdf: np.ndarray | None = None
+    backward_sdf: np.ndarray | None = None
+
+
+def pairwise_fields(
+    frames: np.ndarray,
+    backend: str | RegistrationBackend = "dirnet",
+    progress: Progress | None = None,
+) -> PairwiseFields:
+    """Register all consecutive pairs, both directions, in one batched backend call.
+
+    Parameters
+    ----------
+    frames : (T, H, W) float32 in [0, 1], T ≥ 2
+    backend : backend name or instance
+    progress : callable(done, total) or None (counts pairs, 2·(T−1) in all)
+    """
+    frames = as_float_frames(frames, "frames", 3)
+    if frames.shape[0] < 2:
+        raise RegistrationError(f"propagation needs at least 2 frames; got {frames.shape[0]}")
+    check_not_constant(frames, "frames")
+    instance = resolve_backend(backend)
+    fixed = np.concatenate([frames[1:], frames[:-1]])
+    moving = np.concatenate([frames[:-1], frames[1:]])
+    fields = instance.register_pairs(fixed, moving, progress=progress)
+    n = frames.shape[0] - 1
+    return PairwiseFields(fields[:n], fields[n:], getattr(instance, "name", ""))
+
+
+def _check_fields(fields: PairwiseFields) -> None:
+    if not isinstance(fields, PairwiseFields):
+        raise RegistrationError(f"fields must be PairwiseFields; got {type(fields).__name__}")
+    check_field(fields.forward, "fields.forward")
+    check_field(fields.backward, "fields.backward")
+    if fields.forward.shape != fields.backward.shape or fields.forward.ndim != 4:
+        raise RegistrationError(
+            f"forward {fields.forward.shape} and backward {fields.backward.shape} fields must "
+            "both be (T-1, 2, H, W)"
+        )
+
+
+def _check_keyframes(
+    fields: PairwiseFields, keyframe_labels: Mapping[int, np.ndarray], classes: tuple[int, ...]
+) -> dict[int, np.ndarray]:
+    if not keyframe_labels:
+        raise RegistrationError("no keyframes: label at least one frame (e.g. ED) first")
+    t_len = fields.n_frames
+    checked = {}
+    for key, labels in keyframe_labels.items():
+        if isinstance(key, bool) or not isinstance(key, (int, np.integer)):
+            raise RegistrationError(f"keyframe index must be an int; got {key!r}")
+        if not 0 <= int(key) < t_len:
+            raise RegistrationError(f"keyframe {key} outside the sequence (frames 0..{t_len - 1})")
+        array = check_labels(labels, f"labels of keyframe {key}", fields.frame_shape)
+        if not np.isin(array, classes).any():
+            raise RegistrationError(
+                f"keyframe {key} has no pixel of classes {list(classes)}; its mask is empty"
+            )
+        checked[int(key)] = array
+    return checked
+
+
+def _carry(sdf: np.ndarray, steps: np.ndarray, compose_order: list[int]) -> np.ndarray:
+    """Warp ``sdf`` (C, H, W) once per frame through cumulatively composed ``steps``.
+
+    ``steps[i]`` for i in ``compose_order`` are the frame-to-frame fields in the order the
+    mask travels; returns (len(order), C, H, W): the SDF after 1, 2, … steps.
+    Composition ``U ← f_i + U∘(id + f_i)`` reuses each step's sampling grid, computed for
+    all steps in one batched call.
+    """
+    fields = torch.from_numpy(np.ascontiguousarray(steps[compose_order]))
+    grids = spatial.sampling_grid(fields)
+    total = torch.empty_like(fields)
+    current = fields[:1]
+    total[0] = current[0]
+    for i in range(1, fields.shape[0]):
+        current = fields[i : i + 1] + spatial.sample(current, grids[i : i + 1])
+        total[i] = current[0]
+    source = torch.from_numpy(sdf)[None].expand(fields.shape[0], -1, -1, -1)
+    return spatial.warp(source, total).numpy()
+
+
+def _labels_batch(sdf: np.ndarray, classes: tuple[int, ...]) -> np.ndarray:
+    """(N, C, H, W) SDFs → (N, H, W) uint8 labels (same rule as ``labels_from_sdf``)."""
+    best = np.argmax(sdf, axis=1)
+    values = np.asarray(classes, dtype=np.uint8)[best]
+    return np.where(np.max(sdf, axis=1) > 0, values, 0).astype(np.uint8)
+
+
+def _disagreement_batch(a: np.ndarray, b: np.ndarray, classes: tuple[int, ...]) -> np.ndarray:
+    """1 − mean per-class Dice of label stacks a, b (N, H, W), over classes present."""
+    scores = np.zeros((a.shape[0], len(classes)))
+    present = np.zeros_like(scores, dtype=bool)
+    for j, c in enumerate(classes):
+        ma, mb = (a == c).reshape(a.shape[0], -1), (b == c).reshape(b.shape[0], -1)
+        total = ma.sum(1) + mb.sum(1)
+        present[:, j] = total > 0
+        scores[:, j] = 2.0 * (ma & mb).sum(1) / np.maximum(total, 1)
+    counts = present.sum(1)
+    mean = np.where(counts > 0, (scores * present).sum(1) / np.maximum(counts, 1), 1.0)
+    return 1.0 - mean
+
+
+def _segments(keys: list[int], t_len: int) -> list[tuple[int | None, int | None]]:
+    """(k0, k1) pairs covering the non-keyframe frames, in order (None = open end)."""
+    segments: list[tuple[int | None, int | None]] = []
+    if keys[0] > 0:
+        segments.append((None, keys[0]))
+    segments += [(a, b) for a, b in zip(keys[:-1], keys[1:], strict=False) if b - a > 1]
+    if keys[-1] < t_len - 1:
+        segments.append((keys[-1], None))
+    return segments
+
+
+def _fill_segment(
+    segment: tuple[int | None, int | None],
+    fields: PairwiseFields,
+    sdfs: dict[int, np.ndarray],
+    classes: tuple[int, ...],
+    out: dict[str, np.ndarray | list],
+) -> None:
+    k0, k1 = segment
+    t_len = fields.n_frames
+    lo = 0 if k0 is None else k0 + 1
+    hi = t_len - 1 if k1 is None else k1 - 1
+    frames = np.arange(lo, hi + 1)
+    fwd = bwd = None
+    if k0 is not None:
+        # forward[t] carries t → t+1; from k0 to frame f uses forward[k0 .. f-1].
+        fwd = _carry(sdfs[k0], fields.forward, list(range(k0, hi)))
+    if k1 is not None:
+        # backward[t] carries t+1 → t; from k1 down to frame f uses backward[k1-1 .. f].
+        bwd = _carry(sdfs[k1], fields.backward, list(range(k1 - 1, lo - 1, -1)))[::-1]
+    if fwd is not None and bwd is not None:
+        # A class drawn in only one of the two keyframes is treated as "not annotated" in
+        # the other (EchoNet tracings have no LA, say) and carried from where it exists.
+        has_f = np.array([(sdfs[k0][c] != ABSENT_SDF).any() for c in range(len(classes))])
+        has_b = np.array([(sdfs[k1][c] != ABSENT_SDF).any() for c in range(len(classes))])
+        one_sided = has_f != has_b
+    if fwd is not None and bwd is not None:
+        w_f, w_b = fusion_weights(frames - k0, k1 - k0)
+        w_fc = np.where(one_sided[None], has_f[None].astype(float), w_f[:, None])
+        w_bc = np.where(one_sided[None], has_b[None].astype(float), w_b[:, None])
+        fused = fwd * w_fc[:, :, None, None].astype(np.float32) + bwd * w_bc[
+            :, :, None, None
+        ].astype(np.float32)
+        out["labels"][frames] = _labels_batch(fused, classes)
+        out["disagreement"][frames] = _disagreement_batch(
+            _labels_batch(fwd, classes), _labels_batch(bwd, classes), classes
+        )
+    else:
+        out["labels"][frames] = _labels_batch(fwd if fwd is not None else bwd, classes)
+        out["disagreement"][frames] = np.nan
+    for frame in frames:
+        out["source"][frame] = (k0, k1)
+    if out.get("forward_sdf") is not None:
+        out["forward_sdf"][frames] = fwd if fwd is not None else np.nan
+        out["backward_sdf"][frames] = bwd if bwd is not None else np.nan
+
+
+def _run(
+    fields: PairwiseFields,
+    keyframes: dict[int, np.ndarray],
+    classes: tuple[int, ...],
+    out: dict,
+    frame_range: tuple[int, int],
+    progress: Progress | None,
+) -> None:
+    keys = sorted(keyframes)
+    sdfs = {k: labels_to_sdf(keyframes[k], classes) for k in keys}
+    lo, hi = frame_range
+    t_len = fields.n_frames
+
+    def overlaps(segment: tuple[int | None, int | None]) -> bool:
+        first = 0 if segment[0] is None else segment[0] + 1
+        last = t_len - 1 if segment[1] is None else segment[1] - 1
+        return first <= hi and last >= lo
+
+    todo = [s for s in _segments(keys, t_len) if overlaps(s)]
+    for k in keys:
+        if lo <= k <= hi:
+            out["labels"][k] = np.where(np.isin(keyframes[k], classes), keyframes[k], 0)
+            out["disagreement"][k] = 0.0
+            out["source"][k] = (k, k)
+            if out.get("forward_sdf") is not None:
+                out["forward_sdf"][k] = sdfs[k]
+                out["backward_sdf"][k] = sdfs[k]
+    with torch.inference_mode():
+        for i, segment in enumerate(todo):
+            _fill_segment(segment, fields, sdfs, classes, out)
+            if progress is not None:
+                progress(i + 1, len(todo))
+
+
+def propagate_from_keyframes(
+    fields: PairwiseFields,
+    keyframe_labels: Mapping[int, np.ndarray],
+    classes: tuple[int, ...] = (1, 2, 3),
+    progress: Progress | None = None,
+    keep_sdf: bool = False,
+) -> PropagationResult:
+    """Carry keyframe masks to every frame and fuse the two directions with Eq. 1.
+
+    Parameters
+    ----------
+    fields : PairwiseFields of a T-frame sequence
+    keyframe_labels : {frame index: (H, W) uint8 labels}
+        At least one keyframe; each must contain at least one pixel of ``classes``.
+    classes : label values to carry (others are dropped)
+    progress : callable(done, total) or None (counts gaps between keyframes)
+    keep_sdf : also return the forward/backward SDF stacks (T·C·H·W floats each)
+
+    Returns
+    -------
+    PropagationResult
+    """
+    _check_fields(fields)
+    classes = tuple(int(c) for c in classes)
+    if not classes or any(not 0 < c < 256 for c in classes):
+        raise RegistrationError(f"classes must be non-empty label values 1..255; got {classes}")
+    keyframes = _check_keyframes(fields, keyframe_labels, classes)
+    t_len = fields.n_frames
+    h, w = fields.frame_shape
+    out: dict = {
+        "labels": np.zeros((t_len, h, w), np.uint8),
+        "disagreement": np.zeros(t_len, np.float64),
+        "source": [(None, None)] * t_len,
+    }
+    if keep_sdf:
+        out["forward_sdf"] = np.full((t_len, len(classes), h, w), np.nan, np.float32)
+        out["backward_sdf"] = np.full((t_len, len(classes), h, w), np.nan, np.float32)
+    _run(fields, keyframes, classes, out, (0, t_len - 1), progress)
+    return PropagationResult(
+        labels=out["labels"],
+        disagreement=out["disagreement"],
+        source=tuple(out["source"]),
+        keyframes=tuple(sorted(keyframes)),
+        classes=classes,
+        forward_sdf=out.get("forward_sdf"),
+        backward_sdf=out.get("backward_sdf"),
+    )
+
+
+def update_after_keyframe_change(
+    result: PropagationResult,
+    fields: PairwiseFields,
+    keyframe_labels: Mapping[int, np.ndarray],
+    changed: int,
+    progress: Progress | None = None,
+) -> PropagationResult:
+    """Re-propagate only the frames between the neighbouring keyframes of ``changed``.
+
+    Parameters
+    ----------
+    result : the previous PropagationResult of this sequence
+    fields : the same PairwiseFields
+    keyframe_labels : the **new** keyframe set (``changed`` present when it was added or
+        edited, absent when it was removed)
+    changed : the frame whose keyframe status or labels changed
+
+    Returns
+    -------
+    A new PropagationResult; frames outside [previous keyframe, next keyframe] of
+    ``changed`` are copied unchanged from ``result``.
+    """
+    _check_fields(fields)
+    t_len = fields.n_frames
+    if result.labels.shape != (t_len, *fields.frame_shape):
+        raise RegistrationError(
+            f"result labels {result.labels.shape} do not match the fields' sequence "
+            f"({t_len}, {fields.frame_shape[0]}, {fields.frame_shape[1]})"
+        )
+    if isinstance(changed, bool) or not isinstance(changed, (int, np.integer)):
+        raise RegistrationError(f"changed must be a frame index; got {changed!r}")
+    if not 0 <= changed < t_len:
+        raise RegistrationError(f"changed frame {changed} outside 0..{t_len - 1}")
+    keyframes = _check_keyframes(fields, keyframe_labels, result.classes)
+    keys = sorted(keyframes)
+    before = [k for k in keys if k < changed]
+    after = [k for k in keys if k > changed]
+    lo = before[-1] if before else 0
+    hi = after[0] if after else t_len - 1
+    out: dict = {
+        "labels": result.labels.copy(),
+        "disagreement": result.disagreement.copy(),
+        "source": list(result.source),
+    }
+    if result.forward_sdf is not None and result.backward_sdf is not None:
+        out["forward_sdf"] = result.forward_sdf.copy()
+        out["backward_sdf"] = result.backward_sdf.copy()
+    _run(fields, keyframes, result.classes, out, (lo, hi), progress)
+    return replace(
+        result,
+        labels=out["labels"],
+        disagreement=out["disagreement"],
+        source=tuple(out["source"]),
+        keyframes=tuple(keys),
+        forward_sdf=out.get("forward_sdf"),
+        backward_sdf=out.get("backward_sdf"),
+    )
