@@ -1,0 +1,106 @@
+"""Echo-specific augmentations applied to whole clips (one transform for every frame).
+
+Geometric: rotation ±15°, scale 0.9–1.1, translation ±10 % (SIM_TO_REAL §3.4; no
+horizontal flip, which would swap the left and right heart). Intensity: gamma 0.4–1.2,
+gain, offset, speckle-like multiplicative noise and additive noise. Temporal stride and
+direction are handled by the clip sampler in :mod:`echo_napari.segmentation.training`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Ranges of the random clip transforms (all sampled uniformly per clip)."""
+
+    rotation_deg: float = 15.0
+    scale: tuple[float, float] = (0.9, 1.1)
+    translation: float = 0.1
+    gamma: tuple[float, float] = (0.4, 1.2)
+    gain: tuple[float, float] = (0.7, 1.4)
+    offset: float = 0.05
+    noise_std: float = 0.03
+    multiplicative_noise: float = 0.15
+    probability: float = 0.9
+
+    def to_dict(self) -> dict:
+        """JSON-ready dictionary."""
+        return asdict(self)
+
+
+def _uniform(n: int, low: float, high: float, gen: torch.Generator) -> torch.Tensor:
+    return low + (high - low) * torch.rand(n, generator=gen)
+
+
+def random_affine(
+    clips: torch.Tensor,
+    labels: torch.Tensor | None,
+    config: AugmentConfig,
+    gen: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Rotate, scale and translate every clip of a batch (same transform over time).
+
+    Parameters
+    ----------
+    clips : (B, 1, T, S, S) float32
+    labels : (B, T, S, S) int64 or None
+
+    Returns
+    -------
+    The transformed clips (bilinear, zero outside) and labels (nearest, background outside).
+    """
+    b, _, t, s, _ = clips.shape
+    angle = _uniform(b, -config.rotation_deg, config.rotation_deg, gen) * math.pi / 180
+    scale = _uniform(b, *config.scale, gen)
+    shift = _uniform(2 * b, -config.translation, config.translation, gen).view(b, 2) * 2
+    keep = torch.rand(b, generator=gen) > config.probability
+    angle[keep], scale[keep], shift[keep] = 0.0, 1.0, 0.0
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack(
+        [torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1
+    )
+    grid = F.affine_grid(theta, (b, t, s, s), align_corners=False)
+    warped = F.grid_sample(clips[:, 0], grid, mode="bilinear", align_corners=False)[:, None]
+    if labels is None:
+        return warped, None
+    warped_labels = F.grid_sample(labels.float(), grid, mode="nearest", align_corners=False)
+    return warped, warped_labels.long()
+
+
+def random_intensity(
+    clips: torch.Tensor, config: AugmentConfig, gen: torch.Generator
+) -> torch.Tensor:
+    """Gamma, gain, offset and noise on ``(B, 1, T, S, S)`` clips in [0, 1]; stays in [0, 1]."""
+    b = clips.shape[0]
+    view = (b, 1, 1, 1, 1)
+    gamma = _uniform(b, *config.gamma, gen).view(view)
+    gain = _uniform(b, *config.gain, gen).view(view)
+    offset = _uniform(b, -config.offset, config.offset, gen).view(view)
+    out = clips.clamp(0.0, 1.0) ** gamma * gain + offset
+    if config.multiplicative_noise > 0:
+        level = _uniform(b, 0.0, config.multiplicative_noise, gen).view(view)
+        out = out * (1.0 + level * torch.randn(clips.shape, generator=gen))
+    if config.noise_std > 0:
+        level = _uniform(b, 0.0, config.noise_std, gen).view(view)
+        out = out + level * torch.randn(clips.shape, generator=gen)
+    keep = (torch.rand(b, generator=gen) > config.probability).view(view)
+    return torch.where(keep, clips, out.clamp(0.0, 1.0))
+
+
+def augment_batch(
+    clips: torch.Tensor,
+    labels: torch.Tensor | None,
+    config: AugmentConfig | None,
+    gen: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Apply :func:`random_affine` then :func:`random_intensity` (no-op when config is None)."""
+    if config is None:
+        return clips, labels
+    clips, labels = random_affine(clips, labels, config, gen)
+    return random_intensity(clips, config, gen), labels

@@ -1,0 +1,303 @@
+"""Sliding-window prediction over sequences of any length, with blended overlaps.
+
+Each window of ``clip_len`` frames is predicted once; per-frame class probabilities are
+blended with a Hann (sin²) weight over the window, so every frame is dominated by the
+windows that see it near their centre and no seam appears where windows meet. Sequences
+shorter than one clip are reflect-padded in time. Frames are resized to the model's
+internal square resolution and the probabilities resized back before the argmax.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy import ndimage
+
+from echo_napari.errors import ModelError, SequenceError
+from echo_napari.segmentation.weights import SegmentationModel
+from echo_napari.sequence import LabelClass
+
+logger = logging.getLogger(__name__)
+
+Progress = Callable[[int, int], None]
+
+#: Floor of the blending weight, so frames seen only near a window's edge still count.
+_MIN_WEIGHT = 1e-3
+
+
+def check_frames(frames: Any, what: str = "frames") -> tuple[int, int, int]:
+    """Validate a ``(T, H, W)`` frame array; return its shape.
+
+    Raises
+    ------
+    SequenceError
+        Wrong number of dimensions, empty axes, or (for in-memory arrays) NaN/inf values
+        or values far outside [0, 1].
+    """
+    shape = tuple(getattr(frames, "shape", ()))
+    if len(shape) != 3:
+        raise SequenceError(
+            f"{what}: expected a (T, H, W) array of grey frames; got shape {shape} "
+            "(convert colour videos to grey and stack frames along the first axis)"
+        )
+    t, h, w = (int(s) for s in shape)
+    if t < 1 or h < 2 or w < 2:
+        raise SequenceError(f"{what}: need at least one 2x2 frame; got shape {shape}")
+    if isinstance(frames, np.ndarray):
+        if not np.issubdtype(frames.dtype, np.number):
+            raise SequenceError(f"{what}: expected numeric frames; got dtype {frames.dtype}")
+        finite = np.isfinite(frames)
+        if not finite.all():
+            bad = int(np.flatnonzero(~finite.reshape(t, -1).all(1))[0])
+            raise SequenceError(f"{what}: frame {bad} holds NaN or infinite values")
+        lo, hi = float(frames.min()), float(frames.max())
+        if lo < -0.01 or hi > 1.01:
+            raise SequenceError(
+                f"{what}: expected float values in [0, 1]; found range [{lo:.3g}, {hi:.3g}] "
+                "(divide 8-bit frames by 255)"
+            )
+    return t, h, w
+
+
+def window_starts(n_frames: int, clip_len: int, overlap: float) -> list[int]:
+    """Start indices of windows of ``clip_len`` covering ``n_frames`` (≥ clip_len) frames."""
+    if not 0.0 <= overlap < 1.0:
+        raise ModelError(f"overlap must be in [0, 1); got {overlap}")
+    stride = max(1, int(round(clip_len * (1.0 - overlap))))
+    last = n_frames - clip_len
+    starts = list(range(0, last + 1, stride))
+    if starts[-1] != last:
+        starts.append(last)
+    return starts
+
+
+def blend_weights(clip_len: int) -> np.ndarray:
+    """``(clip_len,)`` float32 Hann weights (sin²), floored at a small positive value."""
+    pos = (np.arange(clip_len, dtype=np.float64) + 0.5) / clip_len
+    return np.maximum(np.sin(np.pi * pos) ** 2, _MIN_WEIGHT).astype(np.float32)
+
+
+def _prepare_clip(clip: np.ndarray, model: SegmentationModel) -> torch.Tensor:
+    """(L, H, W) float in [0, 1] → normalised (1, 1, L, S, S) tensor on the model's device."""
+    cfg = model.config
+    x = torch.from_numpy(np.ascontiguousarray(clip, dtype=np.float32)).to(model.device)
+    x = x.clamp(0.0, 1.0)[:, None]
+    if x.shape[-2:] != (cfg.size, cfg.size):
+        shrink = x.shape[-2] > cfg.size or x.shape[-1] > cfg.size
+        x = F.interpolate(
+            x, size=(cfg.size, cfg.size), mode="bilinear", align_corners=False, antialias=shrink
+        )
+    x = (x - cfg.mean) / cfg.std
+    x = x.permute(1, 0, 2, 3)[None]
+    if model.device.type == "cpu":
+        # oneDNN's 3D convolutions run ~30 % faster in channels-last layout on CPU.
+        x = x.contiguous(memory_format=torch.channels_last_3d)
+    return x
+
+
+def predict_probabilities(
+    frames: Any,
+    model: SegmentationModel,
+    clip_len: int | None = None,
+    overlap: float = 0.5,
+    progress: Progress | None = None,
+) -> np.ndarray:
+    """Blended class probabilities at the model's internal resolution.
+
+    Parameters
+    ----------
+    frames : (T, H, W) float32 in [0, 1]
+        numpy or lazy (dask) array; any T ≥ 1.
+    model : SegmentationModel
+    clip_len : int, optional
+        Frames per window (default: the model card's clip length).
+    overlap : float in [0, 1)
+        Fraction of a window shared with the next one.
+    progress : callable(done, total), optional
+        Called after each window.
+
+    Returns
+    -------
+    (T, n_classes, S, S) float32
+        Probabilities summing to 1 over the class axis; S = model.config.size.
+    """
+    n_frames, _, _ = check_frames(frames)
+    cfg = model.config
+    clip_len = int(clip_len or cfg.clip_len)
+    if clip_len < 1 or clip_len % cfg.time_divisor:
+        raise ModelError(
+            f"clip_len={clip_len} must be a positive multiple of {cfg.time_divisor} "
+            f"for model {model.name!r}"
+        )
+    # Reflect-pad short sequences in time (numpy's reflect also handles T = 1).
+    index = np.arange(n_frames)
+    if n_frames < clip_len:
+        index = np.pad(index, (0, clip_len - n_frames), mode="reflect")
+    starts = window_starts(len(index), clip_len, overlap)
+    weights = blend_weights(clip_len)
+    size = cfg.size
+    accumulated = np.zeros((n_frames, cfg.n_classes, size, size), dtype=np.float32)
+    weight_sum = np.zeros(n_frames, dtype=np.float32)
+    network = model.network
+    was_training = network.training
+    network.eval()
+    try:
+        with torch.inference_mode():
+            for done, start in enumerate(starts, 1):
+                window_index = index[start : start + clip_len]
+                lo, hi = int(window_index.min()), int(window_index.max()) + 1
+                block = np.asarray(frames[lo:hi], dtype=np.float32)
+                if not np.isfinite(block).all():
+                    raise SequenceError(f"frames {lo}..{hi - 1} hold NaN or infinite values")
+                clip = block[window_index - lo]
+                logits = network(_prepare_clip(clip, model))
+                probs = torch.softmax(logits.float(), dim=1)[0].permute(1, 0, 2, 3)
+                probs_np = probs.cpu().numpy() * weights[:, None, None, None]
+                if len(np.unique(window_index)) == clip_len:
+                    # unbuffered np.add.at is ~10x slower; only reflect padding repeats frames
+                    accumulated[window_index] += probs_np
+                    weight_sum[window_index] += weights
+                else:
+                    np.add.at(accumulated, window_index, probs_np)
+                    np.add.at(weight_sum, window_index, weights)
+                if progress is not None:
+                    progress(done, len(starts))
+    finally:
+        network.train(was_training)
+    accumulated /= weight_sum[:, None, None, None]
+    return accumulated
+
+
+def probabilities_to_labels(
+    probabilities: np.ndarray, shape: tuple[int, int], chunk: int = 64
+) -> np.ndarray:
+    """Resize ``(T, C, S, S)`` probabilities to ``shape`` (H, W) and take the argmax.
+
+    Works in chunks of frames so a long, large video never needs all-class full-size maps.
+    Returns ``(T, H, W)`` uint8.
+    """
+    n_frames = probabilities.shape[0]
+    out = np.empty((n_frames, *shape), dtype=np.uint8)
+    for lo in range(0, n_frames, chunk):
+        p = torch.from_numpy(probabilities[lo : lo + chunk])
+        if tuple(p.shape[-2:]) != tuple(shape):
+            p = F.interpolate(p, size=shape, mode="bilinear", align_corners=False)
+        out[lo : lo + chunk] = p.argmax(dim=1).to(torch.uint8).numpy()
+    return out
+
+
+def _largest_component_per_frame(mask: np.ndarray) -> np.ndarray:
+    """Keep, in every frame of a (T, H, W) bool mask, only its largest 2D component."""
+    structure = np.zeros((3, 3, 3), dtype=bool)
+    structure[1] = ndimage.generate_binary_structure(2, 1)
+    components, n = ndimage.label(mask, structure=structure)
+    if n <= 1:
+        return mask
+    sizes = np.bincount(components.ravel(), minlength=n + 1)
+    sizes[0] = 0
+    frame_of = np.zeros(n + 1, dtype=np.int64)
+    t_index = np.broadcast_to(np.arange(mask.shape[0])[:, None, None], mask.shape)
+    frame_of[components[mask]] = t_index[mask]
+    # For each frame, the component with the largest size (ties: the lower label).
+    order = np.lexsort((-np.arange(n + 1), sizes, frame_of))
+    best = np.zeros(n + 1, dtype=bool)
+    last_of_frame = np.r_[frame_of[order][1:] != frame_of[order][:-1], True]
+    best[order[last_of_frame]] = True
+    best[0] = False
+    return best[components]
+
+
+def postprocess_labels(labels: np.ndarray) -> np.ndarray:
+    """Largest connected component per class and frame, holes filled.
+
+    Holes are filled in the LV cavity and LA; the myocardium's holes are filled only with
+    pixels that are background (its "hole" is normally the cavity).
+
+    Parameters
+    ----------
+    labels : (T, H, W) uint8
+
+    Returns
+    -------
+    (T, H, W) uint8
+    """
+    out = labels.copy()
+    structure = np.zeros((3, 3, 3), dtype=bool)
+    structure[1] = ndimage.generate_binary_structure(2, 1)
+    for cls in (LabelClass.LV_CAVITY, LabelClass.LA, LabelClass.MYOCARDIUM):
+        mask = out == cls
+        if not mask.any():
+            continue
+        kept = _largest_component_per_frame(mask)
+        out[mask & ~kept] = LabelClass.BACKGROUND
+        filled = ndimage.binary_fill_holes(kept, structure=structure)
+        if cls == LabelClass.MYOCARDIUM:
+            filled &= out == LabelClass.BACKGROUND
+        else:
+            filled &= ~kept
+        out[filled] = cls
+    return out
+
+
+def predict_sequence(
+    frames: Any,
+    model: SegmentationModel | None = None,
+    clip_len: int | None = None,
+    overlap: float = 0.5,
+    progress: Progress | None = None,
+    postprocess: bool = True,
+) -> np.ndarray:
+    """Segment every frame of a sequence.
+
+    Parameters
+    ----------
+    frames : (T, H, W) float32 in [0, 1]
+        Any T ≥ 1 and any H, W (resized internally to the model's resolution).
+    model : SegmentationModel, optional
+        Default: the selected model version (the bundled one unless the user chose another).
+    clip_len : int, optional
+        Frames per window; default the model's (32 for the bundled model).
+    overlap : float in [0, 1)
+        Window overlap; 0.5 blends every frame from two windows.
+    progress : callable(done, total), optional
+        Called after each window.
+    postprocess : bool
+        Largest component per class and hole filling.
+
+    Returns
+    -------
+    (T, H, W) uint8
+        :class:`~echo_napari.sequence.LabelClass` values.
+    """
+    if model is None:
+        from echo_napari.segmentation.versions import load_model
+
+        model = load_model("selected")
+    _, height, width = check_frames(frames)
+    probs = predict_probabilities(frames, model, clip_len, overlap, progress)
+    labels = probabilities_to_labels(probs, (height, width))
+    if postprocess:
+        labels = postprocess_labels(labels)
+    return labels
+
+
+def n_windows(n_frames: int, clip_len: int, overlap: float) -> int:
+    """Number of network evaluations :func:`predict_sequence` makes."""
+    return len(window_starts(max(n_frames, clip_len), clip_len, overlap))
+
+
+__all__ = [
+    "blend_weights",
+    "check_frames",
+    "n_windows",
+    "postprocess_labels",
+    "predict_probabilities",
+    "predict_sequence",
+    "probabilities_to_labels",
+    "window_starts",
+]

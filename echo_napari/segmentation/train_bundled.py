@@ -1,0 +1,191 @@
+"""Train a segmentation model on simulated sequences (+ optional SSL on real videos).
+
+This is how the bundled ``seg_v1`` weights were made::
+
+    python -m echo_napari.segmentation.train_bundled --minutes 32 --ssl-minutes 6 \
+        --mode dense --out echo_napari/models/seg_v1
+
+It runs on the CPU with a wall-clock budget: a few probe steps measure the step time and
+the number of steps is set to fit the budget (the learning-rate schedule needs it up
+front). Simulated data are cached under ``--cache-dir`` (default ``/tmp``), never in the
+repository.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import logging
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from echo_napari.segmentation.data import (
+    HELD_OUT_VIDEOS,
+    echonet_video_paths,
+    fingerprint,
+    load_videos,
+    simulated_arrays,
+    simulated_samples,
+    simulator_seeds,
+)
+from echo_napari.segmentation.evaluate import evaluate_arrays
+from echo_napari.segmentation.model import BUNDLED_CONFIG, build_model, count_parameters
+from echo_napari.segmentation.training import TrainConfig, train_steps
+from echo_napari.segmentation.weights import SegmentationModel, save_model
+
+logger = logging.getLogger("echo_napari.segmentation.train_bundled")
+
+DEFAULT_ECHONET = Path(__file__).resolve().parents[3] / "shared" / "data" / "echonet-unlabeled"
+
+
+def _probe_step_time(network, samples, config, videos, phase: str, n: int = 3) -> float:
+    """Seconds per step of ``phase`` measured on a throw-away copy of the network."""
+    probe = copy.deepcopy(network)
+    if phase == "ssl":
+        cfg = TrainConfig(
+            steps=0, ssl_steps=n + 1, batch_size=config.batch_size, clip_len=config.clip_len
+        )
+    else:
+        cfg = TrainConfig(steps=n + 1, batch_size=config.batch_size, clip_len=config.clip_len)
+    times = [r.elapsed for r in train_steps(probe, samples, cfg, ssl_videos=videos)]
+    return (times[-1] - times[0]) / max(1, len(times) - 1)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", required=True, help="output stem (writes .safetensors/.json)")
+    parser.add_argument("--mode", choices=("sparse", "dense"), default="dense")
+    parser.add_argument("--pseudo-source", choices=("simulator", "dir"), default="simulator")
+    parser.add_argument("--pseudo-weight", type=float, default=0.5)
+    parser.add_argument("--minutes", type=float, default=30.0, help="supervised budget")
+    parser.add_argument("--ssl-minutes", type=float, default=0.0)
+    parser.add_argument("--steps", type=int, default=0, help="fixed supervised steps")
+    parser.add_argument("--ssl-steps", type=int, default=0, help="fixed SSL steps")
+    parser.add_argument("--n-train", type=int, default=160)
+    parser.add_argument("--n-test", type=int, default=8)
+    parser.add_argument("--clip-len", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=2)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--cache-dir", default="/tmp/echo_napari_seg_cache")
+    parser.add_argument("--echonet", default=str(DEFAULT_ECHONET))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    seeds = simulator_seeds
+
+    size = BUNDLED_CONFIG.size
+    t0 = time.perf_counter()
+    train_seeds = seeds("train", args.n_train)
+    samples, sources = simulated_samples(
+        train_seeds, size, args.mode, args.pseudo_weight, args.pseudo_source, args.cache_dir
+    )
+    logger.info("%d training sequences ready in %.0f s", len(samples), time.perf_counter() - t0)
+    videos, video_paths = [], []
+    if args.ssl_minutes > 0 or args.ssl_steps > 0:
+        video_paths = echonet_video_paths(args.echonet, held_out=False)
+        videos = load_videos(video_paths, size)
+        logger.info("%d real videos for SSL", len(videos))
+    network = build_model(BUNDLED_CONFIG)
+    base = TrainConfig(batch_size=args.batch_size, clip_len=args.clip_len, lr=args.lr)
+    ssl_steps, steps = args.ssl_steps, args.steps
+    if videos and not ssl_steps:
+        per_step = _probe_step_time(network, samples, base, videos, "ssl")
+        ssl_steps = max(1, int(args.ssl_minutes * 60 / per_step))
+    if not steps:
+        per_step = _probe_step_time(network, samples, base, videos, "supervised")
+        steps = max(1, int(args.minutes * 60 / per_step))
+    logger.info("%d SSL + %d supervised steps", ssl_steps, steps)
+    config = TrainConfig(
+        steps=steps,
+        ssl_steps=ssl_steps,
+        batch_size=args.batch_size,
+        clip_len=args.clip_len,
+        lr=args.lr,
+        seed=args.seed,
+    )
+    deadline = time.perf_counter() + 1.25 * 60 * (args.minutes + args.ssl_minutes) + 60
+    if args.steps:
+        deadline = float("inf")
+    history = []
+    for record in train_steps(
+        network, samples, config, videos, should_stop=lambda: time.perf_counter() > deadline
+    ):
+        history.append(record)
+        if record.step % 50 == 0 or record.step == record.total:
+            logger.info(
+                "%s step %d/%d loss %.4f %s (%.0f s)",
+                record.phase,
+                record.step,
+                record.total,
+                record.loss,
+                {k: round(v, 4) for k, v in record.terms.items()},
+                record.elapsed,
+            )
+    model = SegmentationModel(network)
+    test = [simulated_arrays(s, size, args.cache_dir)[:2] for s in seeds("test", args.n_test)]
+    metrics = evaluate_arrays(model, test)
+    logger.info("held-out simulated test Dice: %s", metrics)
+    supervised = [r for r in history if r.phase == "supervised"]
+    data = [
+        {
+            "source": "echo_napari.simulate (synthetic A4C sequences, labels on every frame)",
+            "seeds": f"seeds('train', {args.n_train})",
+            "mode": args.mode,
+            "pseudo_labels": sorted(sources),
+        }
+    ]
+    if videos:
+        data.append(
+            {
+                "source": "EchoNet-Dynamic research-use videos (Stanford research-use "
+                "agreement; unlabelled, temporal-masking SSL only)",
+                "videos": [p.stem for p in video_paths],
+                "fingerprint": fingerprint(video_paths),
+                "held_out_never_trained": list(HELD_OUT_VIDEOS),
+            }
+        )
+    model.card = {
+        "name": "seg",
+        "version": Path(args.out).name,
+        "parent": None,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "description": "2D+time U-Net (SimLVSeg-style) for LV cavity, myocardium and LA",
+        "classes": {"0": "background", "1": "LV cavity", "2": "LV myocardium", "3": "LA"},
+        "data": data,
+        "training": {
+            "mode": args.mode + (" + temporal-masking SSL" if videos else ""),
+            "pseudo_weight": args.pseudo_weight if args.mode == "dense" else None,
+            "ssl_steps": sum(r.phase == "ssl" for r in history),
+            "supervised_steps": len(supervised),
+            "epochs": round(len(supervised) * args.batch_size / max(1, len(samples)), 2),
+            "config": {**config.to_dict(), "augment": config.augment.to_dict()},
+            "optimizer": "AdamW, warm-up + cosine decay",
+            "wall_time_s": round(history[-1].elapsed if history else 0.0, 1),
+            "device": "cpu",
+            "threads": args.threads,
+            "final_loss": float(np.mean([r.loss for r in supervised[-20:]]))
+            if supervised
+            else None,
+        },
+        "held_out_metrics": {
+            "simulated_test": {
+                "seeds": f"seeds('test', {args.n_test})",
+                "dice": metrics,
+                "inference": "clip 32, overlap 0.5, Hann blending, post-processed",
+            }
+        },
+        "parameters": count_parameters(network),
+    }
+    path = save_model(model, args.out)
+    logger.info("wrote %s (%.2f MB)", path, path.stat().st_size / 1e6)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,379 @@
+"""Registration debugger dock: register a sequence (t−1→t or keyframe→t) with one or two
+backends / model versions and show Jacobian, folding, displacement, deformed grid,
+difference and propagated-class layers plus per-frame plots linked to the time slider.
+
+Computation runs in a napari ``thread_worker`` that yields one chunk of frames at a time
+(:func:`echo_napari.registration.diagnostics.diagnostics_chunks`); each chunk is shown as
+it arrives and Cancel stops at the next chunk.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from echo_napari.errors import EchoNapariError
+from echo_napari.registration.diagnostics import (
+    DiagnosticsChunk,
+    diagnostics_chunks,
+    propagated_class_masks,
+)
+from echo_napari.sequence import CLASS_NAMES, LabelClass
+from echo_napari.widgets._notify import notify_error
+from echo_napari.widgets.debug_layers import DebugLayers
+from echo_napari.widgets.debug_plots import DebugPlots
+
+if TYPE_CHECKING:
+    import napari
+
+logger = logging.getLogger(__name__)
+
+#: Pairs per backend call: bounds the delay before a chunk appears and before Cancel acts.
+CHUNK_PAIRS = 4
+
+NONE_BACKEND = "— none —"
+MODES = {"t−1 → t (consecutive)": "consecutive", "keyframe → t": "keyframe"}
+SCOPES = ("whole sequence", "current frame")
+
+
+def backend_choices() -> list[tuple[str, tuple[str, Any]]]:
+    """(label, key) per choosable backend: every DIRNet version, then other backends."""
+    from echo_napari.models.registry import list_models
+    from echo_napari.registration import available_backends
+
+    choices = [(v.label, ("dirnet", v.path)) for v in list_models("dirnet")]
+    choices += [(name, (name, None)) for name in available_backends() if name != "dirnet"]
+    return choices
+
+
+def default_backend_factory(key: tuple[str, Any]) -> Any:
+    """A backend instance for a :func:`backend_choices` key (CUDA when present)."""
+    from echo_napari.registration import get_backend
+    from echo_napari.registration.backends import DirnetBackend
+    from echo_napari.widgets.propagate_panel import torch_threads_for_jobs
+
+    name, path = key
+    if name == "dirnet":
+        return DirnetBackend(weights=path, threads=torch_threads_for_jobs(), chunk=CHUNK_PAIRS)
+    return get_backend(name)
+
+
+def run_diagnostics(
+    frames: np.ndarray,
+    runs: list[tuple[str, Callable[[], Any]]],
+    mode: str,
+    keyframe: int,
+    only: list[int] | None,
+    keyframe_labels: np.ndarray | None,
+    label_class: int,
+    cancel: threading.Event,
+) -> Iterator[tuple[str, DiagnosticsChunk, np.ndarray | None]]:
+    """Worker body: yields (tag, chunk, propagated class masks or None) per chunk."""
+    for tag, make_backend in runs:
+        backend = make_backend()
+        for chunk in diagnostics_chunks(frames, backend, mode, keyframe, CHUNK_PAIRS, only):
+            if cancel.is_set():
+                return
+            masks = None
+            if keyframe_labels is not None:
+                masks = propagated_class_masks(keyframe_labels, chunk.fields, label_class)
+            yield tag, chunk, masks
+
+
+class DebuggerDock(QWidget):
+    """Dock widget of the registration debugger (one per viewer)."""
+
+    def __init__(self, napari_viewer: napari.Viewer, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        viewer = self.viewer = napari_viewer
+        self.backend_factory: Callable[[tuple[str, Any]], Any] = default_backend_factory
+        self.worker: Any = None
+        self.runs: dict[str, DebugLayers] = {}
+        self._cancel = threading.Event()
+        self._frames_total = 0
+        self._frames_done = 0
+
+        self.image_combo = QComboBox()
+        self.labels_combo = QComboBox()
+        self.mode_combo = QComboBox()
+        self.mode_combo.addItems(list(MODES))
+        self.keyframe_spin = QSpinBox()
+        self.keyframe_spin.setRange(0, 0)
+        self.scope_combo = QComboBox()
+        self.scope_combo.addItems(list(SCOPES))
+        self.backend_a = QComboBox()
+        self.backend_b = QComboBox()
+        self.class_combo = QComboBox()
+        self.class_combo.addItem("none", 0)
+        for cls in (LabelClass.LV_CAVITY, LabelClass.MYOCARDIUM, LabelClass.LA):
+            self.class_combo.addItem(CLASS_NAMES[cls], int(cls))
+        self.log_check = QCheckBox("log det J")
+        self.vector_step = QSpinBox()
+        self.vector_step.setRange(1, 64)
+        self.vector_step.setValue(6)
+        self.grid_step = QSpinBox()
+        self.grid_step.setRange(2, 64)
+        self.grid_step.setValue(6)
+
+        form = QFormLayout()
+        form.addRow("Frames", self.image_combo)
+        form.addRow("Labels (keyframe)", self.labels_combo)
+        form.addRow("Pairs", self.mode_combo)
+        form.addRow("Keyframe", self.keyframe_spin)
+        form.addRow("Scope", self.scope_combo)
+        form.addRow("Backend A", self.backend_a)
+        form.addRow("Backend B", self.backend_b)
+        form.addRow("Propagate class", self.class_combo)
+        steps = QHBoxLayout()
+        steps.addWidget(QLabel("vectors every"))
+        steps.addWidget(self.vector_step)
+        steps.addWidget(QLabel("grid every"))
+        steps.addWidget(self.grid_step)
+        form.addRow("Pixels", steps)
+        form.addRow("", self.log_check)
+
+        self.compute_button = QPushButton("Compute")
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.compute_button.clicked.connect(self.compute)
+        self.cancel_button.clicked.connect(self.cancel)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.compute_button)
+        buttons.addWidget(self.cancel_button)
+        self.progress_bar = QProgressBar()
+        self.progress_bar.setRange(0, 1)
+        self.progress_bar.setValue(0)
+        self.status_label = QLabel("Pick frames and a backend, then Compute.")
+        self.status_label.setWordWrap(True)
+        self.plots = DebugPlots()
+        self.plots.frame_requested.connect(self._go_to_frame)
+
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addLayout(buttons)
+        layout.addWidget(self.progress_bar)
+        layout.addWidget(self.status_label)
+        layout.addWidget(self.plots, 1)
+
+        self._refresh_backends()
+        viewer.layers.events.inserted.connect(self._refresh_layers)
+        viewer.layers.events.removed.connect(self._refresh_layers)
+        viewer.dims.events.current_step.connect(self._on_step)
+        self.image_combo.currentTextChanged.connect(self._on_image_changed)
+        self._refresh_layers()
+
+    # -- choices ---------------------------------------------------------------------------
+    def _refresh_backends(self) -> None:
+        self.backend_a.clear()
+        self.backend_b.clear()
+        self.backend_b.addItem(NONE_BACKEND, None)
+        for label, key in backend_choices():
+            self.backend_a.addItem(label, key)
+            self.backend_b.addItem(label, key)
+
+    def _refresh_layers(self, event: Any = None) -> None:
+        from napari.layers import Image, Labels
+
+        owned = {ly.name for run in self.runs.values() for ly in _run_layers(run)}
+        for combo, kind in ((self.image_combo, Image), (self.labels_combo, Labels)):
+            current = combo.currentText()
+            combo.blockSignals(True)
+            combo.clear()
+            if combo is self.labels_combo:
+                combo.addItem("")
+            names = [
+                ly.name
+                for ly in self.viewer.layers
+                if isinstance(ly, kind)
+                and ly.data.ndim == 3
+                and ly.name not in owned
+                and not ly.name.startswith("dbg ")
+            ]
+            combo.addItems(names)
+            if current in names:
+                combo.setCurrentText(current)
+            combo.blockSignals(False)
+        self._on_image_changed()
+
+    def _on_image_changed(self, *args: Any) -> None:
+        layer = self._image_layer()
+        self.keyframe_spin.setRange(0, max(0, layer.data.shape[0] - 1) if layer else 0)
+
+    def _image_layer(self) -> Any:
+        name = self.image_combo.currentText()
+        return self.viewer.layers[name] if name in self.viewer.layers else None
+
+    def current_frame(self) -> int:
+        """The frame on napari's time slider (axis 0)."""
+        return int(self.viewer.dims.current_step[0])
+
+    # -- compute ---------------------------------------------------------------------------
+    def compute(self) -> None:
+        """Start the worker for the chosen pairs and backends."""
+        from napari.qt.threading import create_worker
+
+        if self.worker is not None:
+            return
+        layer = self._image_layer()
+        if layer is None or layer.data.ndim != 3 or layer.data.shape[0] < 2:
+            notify_error("Pick a (T, H, W) image layer with at least 2 frames")
+            return
+        frames = np.asarray(layer.data, np.float32)
+        if frames.max() > 1.0:
+            frames = frames / 255.0
+        mode = MODES[self.mode_combo.currentText()]
+        keyframe = self.keyframe_spin.value()
+        only = [self.current_frame()] if self.scope_combo.currentText() == SCOPES[1] else None
+        label_class = int(self.class_combo.currentData())
+        keyframe_labels = None
+        class_name = None
+        if label_class and mode == "keyframe" and self.labels_combo.currentText():
+            labels = self.viewer.layers[self.labels_combo.currentText()].data
+            keyframe_labels = np.asarray(labels[keyframe], np.uint8)
+            class_name = CLASS_NAMES[LabelClass(label_class)]
+            if not (keyframe_labels == label_class).any():
+                notify_error(f"Keyframe {keyframe} has no {class_name} pixels to propagate")
+                return
+        chosen = [("A", self.backend_a), ("B", self.backend_b)]
+        runs = [(tag, combo.currentText(), combo.currentData()) for tag, combo in chosen]
+        runs = [r for r in runs if r[2] is not None]
+        if not runs:
+            notify_error("Pick a backend")
+            return
+        self._clear_runs()
+        self.plots.clear()
+        t = frames.shape[0]
+        for tag, label, _ in runs:
+            prefix = f"dbg {tag} {label}"
+            self.runs[tag] = DebugLayers(
+                self.viewer,
+                prefix,
+                frames.shape,
+                tuple(layer.scale),
+                log_scale=self.log_check.isChecked(),
+                vector_step=self.vector_step.value(),
+                grid_step=self.grid_step.value(),
+                class_name=class_name,
+                units=tuple(str(u) for u in layer.units),
+            )
+            self.plots.start_series(tag, label, t)
+        self.viewer.layers.selection.active = layer
+        factory = self.backend_factory
+        jobs = [(tag, (lambda key=key: factory(key))) for tag, _, key in runs]
+        self._cancel = threading.Event()
+        self._frames_total = len(runs) * (t if only is None else 1)
+        self._frames_done = 0
+        self.worker = create_worker(
+            run_diagnostics,
+            frames,
+            jobs,
+            mode,
+            keyframe,
+            only,
+            keyframe_labels,
+            label_class,
+            self._cancel,
+            _start_thread=False,
+            _ignore_errors=True,
+        )
+        self.worker.yielded.connect(self._on_chunk)
+        self.worker.errored.connect(self._on_errored)
+        self.worker.finished.connect(self._on_finished)
+        self.progress_bar.setRange(0, self._frames_total)
+        self.progress_bar.setValue(0)
+        self.status_label.setText("Registering…")
+        self.compute_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        self.worker.start()
+
+    def cancel(self) -> None:
+        """Stop after the current chunk; what was shown stays."""
+        if self.worker is not None:
+            self._cancel.set()
+            self.status_label.setText("Cancelling…")
+
+    def _clear_runs(self) -> None:
+        for run in self.runs.values():
+            for ly in _run_layers(run):
+                if ly in self.viewer.layers:
+                    self.viewer.layers.remove(ly)
+        self.runs.clear()
+
+    # -- worker callbacks (GUI thread) ------------------------------------------------------
+    def _on_chunk(self, item: tuple[str, DiagnosticsChunk, np.ndarray | None]) -> None:
+        tag, chunk, masks = item
+        run = self.runs.get(tag)
+        if run is None:
+            return
+        run.update(chunk, masks)
+        series = self.plots.series[tag]
+        ts = chunk.frames
+        series.folding[ts] = chunk.folding_percent
+        series.logjsd[ts] = chunk.log_jac_sd
+        series.ncc_before[ts] = chunk.ncc_before
+        series.ncc_after[ts] = chunk.ncc_after
+        series.box[ts] = chunk.box
+        self.plots.redraw(tag)
+        if self.current_frame() in set(ts.tolist()):
+            run.show_grid(self.current_frame())
+        self._frames_done += ts.size
+        self.progress_bar.setValue(self._frames_done)
+        self.status_label.setText(f"{self._frames_done}/{self._frames_total} frames")
+
+    def _on_errored(self, error: BaseException) -> None:
+        message = str(error) if isinstance(error, EchoNapariError) else repr(error)
+        logger.error("registration debugger failed: %s", message)
+        self.status_label.setText(f"Failed: {message}")
+        notify_error(f"Registration debugger failed: {message}")
+
+    def _on_finished(self) -> None:
+        self.worker = None
+        self.compute_button.setEnabled(True)
+        self.cancel_button.setEnabled(False)
+        if self._cancel.is_set():
+            self.status_label.setText(
+                f"Cancelled after {self._frames_done}/{self._frames_total} frames."
+            )
+        elif not self.status_label.text().startswith("Failed"):
+            summary = []
+            for tag, series in self.plots.series.items():
+                summary.append(
+                    f"{tag}: folding {np.nanmean(series.folding):.3f} %, "
+                    f"NCC {np.nanmean(series.ncc_before):.3f} → {np.nanmean(series.ncc_after):.3f}"
+                )
+            self.status_label.setText("Done. " + "; ".join(summary))
+
+    # -- time slider link ------------------------------------------------------------------
+    def _on_step(self, event: Any = None) -> None:
+        frame = self.current_frame()
+        self.plots.set_frame(frame)
+        for run in self.runs.values():
+            run.show_grid(frame)
+
+    def _go_to_frame(self, frame: int) -> None:
+        layer = self._image_layer()
+        if layer is None:
+            return
+        frame = int(np.clip(frame, 0, layer.data.shape[0] - 1))
+        self.viewer.dims.set_current_step(0, frame)
+
+
+def _run_layers(run: DebugLayers) -> list[Any]:
+    layers = [run.det, run.difference, run.folding, run.vectors, run.grid]
+    return layers + ([run.propagated] if run.propagated is not None else [])

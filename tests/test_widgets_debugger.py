@@ -1,0 +1,138 @@
+"""Registration debugger dock: Jacobian/folding layers, vectors, grid, plots, cancel."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from conftest import make_sequence
+
+from echo_napari.widgets.debugger_dock import DebuggerDock
+
+pytestmark = pytest.mark.gui
+
+T, SIZE = 6, 32
+
+
+def folding_field(h: int = SIZE, w: int = SIZE) -> np.ndarray:
+    """A smooth field with a fold: dx = -2.5·(x − 12) inside columns 12..19 of rows 8..23."""
+    u = np.zeros((2, h, w), np.float32)
+    ramp = -2.5 * np.arange(8, dtype=np.float32)
+    u[1, 8:24, 12:20] = ramp
+    u[1, 8:24, 20:] = ramp[-1]
+    return u
+
+
+def det_independent(u: np.ndarray) -> np.ndarray:
+    """det(I + ∇u) with numpy's gradient (central, one-sided at the borders)."""
+    duy_dy, duy_dx = np.gradient(u[0].astype(np.float64))
+    dux_dy, dux_dx = np.gradient(u[1].astype(np.float64))
+    return (1 + duy_dy) * (1 + dux_dx) - duy_dx * dux_dy
+
+
+class FoldingBackend:
+    """Returns the folding field for frames 1, 2, … scaled by 0, 1, 0.5, … (per pair)."""
+
+    name = "folding"
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.delay = delay
+
+    def register_pairs(self, fixed, moving, progress=None):
+        time.sleep(self.delay * len(fixed))
+        return np.stack([folding_field() for _ in range(len(fixed))])
+
+
+@pytest.fixture
+def dock(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    sequence = make_sequence(n_frames=T, size=SIZE)
+    viewer.add_image(sequence.frames_array(), name="echo")
+    viewer.add_labels(sequence.labels, name="echo labels")
+    widget = DebuggerDock(viewer)
+    viewer.window.add_dock_widget(widget, name="Registration debugger")
+    widget.backend_factory = lambda key: FoldingBackend()
+    return viewer, widget
+
+
+def _wait(qtbot, widget, timeout=20000):
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=timeout)
+
+
+def test_folding_overlay_marks_exactly_the_folded_pixels(dock, qtbot):
+    viewer, widget = dock
+    u = folding_field()
+    expected = det_independent(u) <= 0
+    assert 0 < expected.sum() < expected.size // 4
+    widget.compute_button.click()
+    _wait(qtbot, widget)
+    run = widget.runs["A"]
+    folding = run.folding.data
+    assert folding.shape == (T, SIZE, SIZE)
+    assert not folding[0].any()  # frame 0: identity (no earlier frame)
+    for t in range(1, T):
+        np.testing.assert_array_equal(folding[t].astype(bool), expected)
+    np.testing.assert_allclose(run.det.data[2], det_independent(u), atol=1e-5)
+    series = widget.plots.series["A"]
+    np.testing.assert_allclose(series.folding[1:], 100 * expected.mean())
+    assert series.folding[0] == 0
+    np.testing.assert_allclose(widget.plots.curve_data("A", "folding"), series.folding)
+    # the box plot numbers are the det quartiles of each frame
+    q1, med, q3 = np.percentile(det_independent(u), [25, 50, 75])
+    np.testing.assert_allclose(series.box[3, 1:4], [q1, med, q3], atol=1e-5)
+    # vectors: one per subsampled pixel per frame, carrying the field
+    vectors = run.vectors.data
+    assert vectors.shape == (T * int(np.ceil(SIZE / 6)) ** 2, 2, 3)
+    assert np.isclose(vectors[:, 1, 2].min(), u[1, ::6, ::6].min())
+    # the deformed grid follows the time slider
+    viewer.dims.set_current_step(0, 3)
+    assert len(run.grid.data) == 2 * int(np.ceil(SIZE / 6))
+    assert np.all(run.grid.data[0][:, 0] == 3)
+    # the plots' cursor follows the slider, and a plot click moves the slider
+    assert widget.plots.cursors[0].value() == 3
+    widget.plots.frame_requested.emit(4)
+    assert widget.current_frame() == 4
+    assert widget.compute_button.isEnabled() and not widget.cancel_button.isEnabled()
+
+
+def test_log_scale_two_backends_and_propagated_class(dock, qtbot):
+    viewer, widget = dock
+    widget.log_check.setChecked(True)
+    widget.backend_b.setCurrentIndex(1)  # a second backend: compared side by side
+    widget.mode_combo.setCurrentIndex(1)  # keyframe → t
+    widget.keyframe_spin.setValue(0)
+    widget.labels_combo.setCurrentText("echo labels")
+    widget.class_combo.setCurrentIndex(1)  # LV cavity
+    widget.compute_button.click()
+    _wait(qtbot, widget)
+    assert set(widget.runs) == {"A", "B"}
+    run = widget.runs["B"]
+    assert run.det.name.endswith("log det J")
+    u = folding_field()
+    det = det_independent(u)
+    ok = det > np.exp(-1)
+    np.testing.assert_allclose(run.det.data[1][ok], np.log(det[ok]), atol=1e-5)
+    assert np.all(run.det.data[1][det <= 0] == -1.0)
+    assert not run.folding.data[0].any()  # the keyframe itself: identity
+    assert run.propagated is not None and run.propagated.data[1].any()
+    np.testing.assert_array_equal(
+        run.propagated.data[0], viewer.layers["echo labels"].data[0] == 1
+    )
+
+
+def test_cancel_keeps_the_shown_chunks_and_reenables(dock, qtbot):
+    viewer, widget = dock
+    widget.backend_factory = lambda key: FoldingBackend(delay=0.15)
+    widget.compute_button.click()
+    qtbot.waitUntil(lambda: widget._frames_done > 0, timeout=10000)
+    widget.cancel_button.click()
+    _wait(qtbot, widget)
+    assert widget._frames_done < T
+    assert "Cancelled" in widget.status_label.text()
+    assert widget.compute_button.isEnabled()
+    # computing again replaces the layers instead of piling them up
+    widget.backend_factory = lambda key: FoldingBackend()
+    widget.compute_button.click()
+    _wait(qtbot, widget)
+    assert sum(ly.name.startswith("dbg A") for ly in viewer.layers) == 5
