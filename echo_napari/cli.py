@@ -23,6 +23,7 @@ from typing import Any
 from echo_napari import __version__
 from echo_napari.cli_tasks import TaskOutcome, summary_table
 from echo_napari.errors import EchoNapariError
+from echo_napari.mmode.cli import add_subcommand as add_mmode_subcommand
 
 logger = logging.getLogger("echo_napari")
 
@@ -298,6 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_common(report, parallel=False)
     report.set_defaults(handler=_cmd_report)
+    add_mmode_subcommand(sub)
     return parser
 
 

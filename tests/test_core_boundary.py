@@ -14,6 +14,8 @@ CORE_MODULES = [
     "echo_napari.simulate",
     "echo_napari.cli",
     "echo_napari.session",
+    "echo_napari.mmode",
+    "echo_napari.mmode.cli",
 ]
 GUI_PACKAGES = ["napari", "qtpy", "PyQt5", "PySide2", "PySide6", "magicgui", "pyqtgraph", "vispy"]
 

@@ -1,0 +1,364 @@
+"""M-mode dock: a line (Shapes layer) on the B-mode sequence → depth × time strip with its
+endocardial traces, the LV internal diameter curve and a frame cursor linked both ways to
+napari's time slider. Numerics live in :mod:`echo_napari.mmode`; this module only draws.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pyqtgraph as pg
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from echo_napari.errors import EchoNapariError
+from echo_napari.mmode.analysis import MModeResult, sequence_line
+from echo_napari.mmode.measure import MModeMeasurements, measure_band, write_diameter_csv
+from echo_napari.mmode.sampling import MModeImage, MModeLine, sample_mmode
+from echo_napari.mmode.traces import subsample_traces
+from echo_napari.sequence import EchoSequence
+from echo_napari.widgets._notify import notify_error, notify_info
+
+if TYPE_CHECKING:
+    import napari
+
+LINE_LAYER = "M-mode line"
+LABEL_PEN = pg.mkPen((255, 80, 80), width=2)
+NETWORK_PEN = pg.mkPen((80, 220, 255), width=2)
+CURSOR_PEN = pg.mkPen((255, 220, 0), width=2)
+
+
+class MModeDock(QWidget):
+    """Anatomical M-mode of the selected image layer along the "M-mode line" shape."""
+
+    def __init__(self, viewer: napari.viewer.Viewer, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.viewer = viewer
+        self.strip: MModeImage | None = None
+        self.result: MModeResult | None = None
+        self.measurements: MModeMeasurements | None = None
+        self._frames_cache: tuple[int, np.ndarray] | None = None
+        self._worker = None
+
+        self.image_combo = QComboBox()
+        self.labels_combo = QComboBox()
+        self.default_button = QPushButton("Default line")
+        self.segment_button = QPushButton("Segment band")
+        self.export_button = QPushButton("Export CSV…")
+        self.summary = QLabel("Draw a line in the 'M-mode line' layer, or press Default line.")
+        self.summary.setWordWrap(True)
+
+        self.strip_plot = pg.PlotWidget()
+        self.strip_plot.invertY(True)
+        self.strip_plot.setLabel("left", "depth", units="mm")
+        self.strip_plot.setLabel("bottom", "time", units="s")
+        self.strip_image = pg.ImageItem()
+        self.strip_plot.addItem(self.strip_image)
+        self.label_traces = [self.strip_plot.plot(pen=LABEL_PEN) for _ in range(2)]
+        self.network_traces = [self.strip_plot.plot(pen=NETWORK_PEN) for _ in range(2)]
+        self.poor_regions: list[pg.LinearRegionItem] = []
+
+        self.curve_plot = pg.PlotWidget()
+        self.curve_plot.setLabel("left", "LVID", units="mm")
+        self.curve_plot.setLabel("bottom", "time", units="s")
+        self.curve_plot.addLegend(offset=(5, 5))
+        self.label_curve = self.curve_plot.plot(pen=LABEL_PEN, name="labels")
+        self.network_curve = self.curve_plot.plot(pen=NETWORK_PEN, name="network")
+        self.cursors = [pg.InfiniteLine(0, movable=True, pen=CURSOR_PEN) for _ in range(2)]
+        self.strip_plot.addItem(self.cursors[0])
+        self.curve_plot.addItem(self.cursors[1])
+
+        layout = QVBoxLayout(self)
+        for text, combo in (("image", self.image_combo), ("labels", self.labels_combo)):
+            row = QHBoxLayout()
+            row.addWidget(QLabel(text))
+            row.addWidget(combo, 1)
+            layout.addLayout(row)
+        buttons = QHBoxLayout()
+        for button in (self.default_button, self.segment_button, self.export_button):
+            buttons.addWidget(button)
+        layout.addLayout(buttons)
+        layout.addWidget(self.strip_plot, 3)
+        layout.addWidget(self.curve_plot, 2)
+        layout.addWidget(self.summary)
+
+        self.default_button.clicked.connect(self.use_default_line)
+        self.segment_button.clicked.connect(self.segment)
+        self.export_button.clicked.connect(self._export_dialog)
+        for cursor in self.cursors:
+            cursor.sigDragged.connect(self._on_cursor_dragged)
+        viewer.layers.events.inserted.connect(self._refresh_layers)
+        viewer.layers.events.removed.connect(self._refresh_layers)
+        viewer.dims.events.current_step.connect(self._on_dims)
+        self.image_combo.currentIndexChanged.connect(self._on_inputs_changed)
+        self.labels_combo.currentIndexChanged.connect(self._on_inputs_changed)
+        self._refresh_layers()
+
+    # -- layers ----------------------------------------------------------------
+    def _layers(self, kind: str) -> list:
+        return [
+            layer
+            for layer in self.viewer.layers
+            if type(layer).__name__ == kind and layer.data.ndim == 3
+        ]
+
+    def _refresh_layers(self, *_: object) -> None:
+        for combo, kind, optional in (
+            (self.image_combo, "Image", False),
+            (self.labels_combo, "Labels", True),
+        ):
+            current = combo.currentText()
+            combo.blockSignals(True)
+            combo.clear()
+            names = ([""] if optional else []) + [layer.name for layer in self._layers(kind)]
+            combo.addItems(names)
+            if current and current in names:
+                combo.setCurrentText(current)
+            elif optional and len(names) > 1:
+                combo.setCurrentIndex(1)
+            combo.blockSignals(False)
+        line_layer = self._line_layer(create=False)
+        if line_layer is not None and not getattr(line_layer, "_mmode_connected", False):
+            line_layer.events.data.connect(self._on_line_changed)
+            line_layer._mmode_connected = True
+
+    def _image_layer(self):
+        name = self.image_combo.currentText()
+        return self.viewer.layers[name] if name in self.viewer.layers else None
+
+    def _labels_data(self) -> np.ndarray | None:
+        name = self.labels_combo.currentText()
+        if not name or name not in self.viewer.layers:
+            return None
+        return np.asarray(self.viewer.layers[name].data).astype(np.uint8, copy=False)
+
+    def _line_layer(self, create: bool = True):
+        if LINE_LAYER in self.viewer.layers:
+            return self.viewer.layers[LINE_LAYER]
+        if not create:
+            return None
+        image = self._image_layer()
+        scale = tuple(image.scale[-2:]) if image is not None else (1.0, 1.0)
+        layer = self.viewer.add_shapes(
+            name=LINE_LAYER, ndim=2, scale=scale, edge_color="yellow", edge_width=1.5
+        )
+        layer.events.data.connect(self._on_line_changed)
+        layer._mmode_connected = True
+        return layer
+
+    def sequence(self) -> EchoSequence:
+        """The selected image (and labels) layer as an :class:`EchoSequence`."""
+        image = self._image_layer()
+        if image is None:
+            raise EchoNapariError("no (T, H, W) image layer: open a sequence first")
+        key = id(image.data)
+        if self._frames_cache is None or self._frames_cache[0] != key:
+            frames = np.asarray(image.data, dtype=np.float32)
+            top = float(frames.max()) if frames.size else 1.0
+            frames = frames / top if top > 1.0 else frames
+            self._frames_cache = (key, frames)
+        frames = self._frames_cache[1]
+        from echo_napari.napari_hooks import FACTS_KEY, spacing_from_layer_meta
+
+        meta = {"scale": image.scale, "units": image.units, "metadata": image.metadata}
+        facts = image.metadata.get(FACTS_KEY) or {}
+        return EchoSequence(
+            frames=frames,
+            spacing=spacing_from_layer_meta(meta),
+            frame_time_ms=facts.get("frame_time_ms"),
+            labels=self._labels_data(),
+            ed_index=facts.get("ed_index"),
+        )
+
+    # -- actions ----------------------------------------------------------------
+    def current_line(self) -> MModeLine | None:
+        """The last line shape of the line layer, in frame pixels (None when absent)."""
+        layer = self._line_layer(create=False)
+        if layer is None or not len(layer.data):
+            return None
+        points = np.asarray(layer.data[-1])[:, -2:]
+        (y0, x0), (y1, x1) = points[0], points[-1]
+        return MModeLine(float(y0), float(x0), float(y1), float(x1))
+
+    def use_default_line(self) -> None:
+        """Put the default line (from the ED labels) into the line layer."""
+        try:
+            line = sequence_line(self.sequence())
+        except EchoNapariError as exc:
+            notify_error(str(exc))
+            return
+        layer = self._line_layer()
+        layer.data = [line.points]
+        layer.shape_type = ["line"]
+        self.update_strip()
+
+    def _on_line_changed(self, *_: object) -> None:
+        self.update_strip()
+
+    def _on_inputs_changed(self, *_: object) -> None:
+        self._frames_cache = None
+        if self.current_line() is not None:
+            self.update_strip()
+
+    def update_strip(self) -> None:
+        """Resample the strip along the current line and redraw (fast: no network)."""
+        line = self.current_line()
+        if line is None:
+            return
+        try:
+            seq = self.sequence()
+            self.strip = sample_mmode(seq.frames, line, seq.spacing, seq.frame_time_ms, seq.labels)
+        except EchoNapariError as exc:
+            self.summary.setText(f"M-mode: {exc}")
+            return
+        self.result = None
+        strip = self.strip
+        self.measurements = (
+            measure_band(
+                strip.band,
+                strip.depth_step_mm,
+                strip.time_step_s,
+                probability=strip.band_probability,
+            )
+            if strip.band is not None
+            else None
+        )
+        self._draw()
+
+    def segment(self) -> None:
+        """Run the band network and quality scoring in a background worker."""
+        if self.strip is None:
+            notify_error("M-mode: draw a line first")
+            return
+        from napari.qt.threading import create_worker
+
+        from echo_napari.mmode.analysis import analyse_strip
+
+        self.segment_button.setEnabled(False)
+        worker = create_worker(analyse_strip, self.strip)
+        worker.returned.connect(self._on_segmented)
+        worker.errored.connect(lambda exc: notify_error(f"M-mode segmentation failed: {exc}"))
+        worker.finished.connect(lambda: self.segment_button.setEnabled(True))
+        self._worker = worker
+        worker.start()
+
+    def _on_segmented(self, result: MModeResult) -> None:
+        if result.strip is not self.strip:
+            return
+        self.result = result
+        self.measurements = result.measurements
+        self._draw()
+
+    def export_csv(self, path: str | Path) -> Path:
+        """Write ``time_s,lvid_mm`` of the current measurements."""
+        if self.measurements is None:
+            raise EchoNapariError("no M-mode measurements yet: draw a line (and segment)")
+        return write_diameter_csv(path, self.measurements)
+
+    def _export_dialog(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export LVID", "mmode.csv", "CSV (*.csv)")
+        if path:
+            try:
+                notify_info(f"wrote {self.export_csv(path)}")
+            except EchoNapariError as exc:
+                notify_error(str(exc))
+
+    # -- drawing ----------------------------------------------------------------
+    def _axes(self) -> tuple[float, float, str]:
+        strip = self.strip
+        depth = strip.depth_step_mm or 1.0
+        time = strip.time_step_s or 1.0
+        return depth, time, "mm" if strip.depth_step_mm else "px"
+
+    def _draw(self) -> None:
+        strip = self.strip
+        depth, time, units = self._axes()
+        d, n = strip.image.shape
+        self.strip_image.setImage(strip.image.T, levels=(0.0, 1.0))
+        self.strip_image.setRect(pg.QtCore.QRectF(-0.5 * time, -0.5 * depth, n * time, d * depth))
+        self.strip_plot.setLabel("left", "depth", units=units)
+        self.curve_plot.setLabel("left", "LVID", units=units)
+        times = strip.times_s
+        sources = [(strip.band, strip.band_probability, self.label_traces, self.label_curve)]
+        network_band = None if self.result is None else self.result.band
+        network_prob = None if self.result is None else self.result.probability
+        sources.append((network_band, network_prob, self.network_traces, self.network_curve))
+        for band, prob, traces, curve in sources:
+            if band is None:
+                for item in (*traces, curve):
+                    item.setData([], [])
+                continue
+            upper, lower = subsample_traces(prob if prob is not None else band, band)
+            for item, trace in zip(traces, (upper, lower), strict=True):
+                item.setData(times, trace * depth, connect="finite")
+            curve.setData(times, (lower - upper) * depth, connect="finite")
+        for region in self.poor_regions:
+            self.strip_plot.removeItem(region)
+        self.poor_regions = []
+        if self.result is not None:
+            for window in self.result.windows:
+                if window.poor:
+                    region = pg.LinearRegionItem(
+                        (window.start * time, window.stop * time),
+                        movable=False,
+                        brush=(255, 0, 0, 50),
+                    )
+                    self.strip_plot.addItem(region)
+                    self.poor_regions.append(region)
+        self._set_summary()
+        self._on_dims()
+
+    def _set_summary(self) -> None:
+        if self.measurements is None:
+            self.summary.setText("No band: add a labels layer or press Segment band.")
+            return
+        s = self.measurements.summary()
+        source = "network" if self.result is not None else "labels"
+        if not s["beats"]:
+            self.summary.setText(f"LVID from {source}: no complete beat in this clip.")
+            return
+        unit = self.measurements.units
+        text = (
+            f"{source}: LVIDd {s['lvidd_mm']:.1f} {unit}, LVIDs {s['lvids_mm']:.1f} {unit}, "
+            f"FS {s['fs_percent']:.0f} %"
+        )
+        if unit == "mm":
+            text += (
+                f", Teichholz EDV {s['edv_ml']:.0f} ml, ESV {s['esv_ml']:.0f} ml, "
+                f"EF {s['ef_percent']:.0f} %"
+            )
+        if s["heart_rate_bpm"]:
+            text += f", HR {s['heart_rate_bpm']:.0f} bpm"
+        if self.result is not None:
+            poor = sum(w.poor for w in self.result.windows)
+            text += f"; {poor} of {len(self.result.windows)} windows poor (left out)"
+        self.summary.setText(text)
+
+    def current_frame(self) -> int:
+        """The viewer's current frame (time axis 0)."""
+        return int(self.viewer.dims.current_step[0]) if self.viewer.dims.ndim >= 3 else 0
+
+    def _on_dims(self, *_: object) -> None:
+        if self.strip is None:
+            return
+        x = self.current_frame() * self._axes()[1]
+        for cursor in self.cursors:
+            cursor.blockSignals(True)
+            cursor.setValue(x)
+            cursor.blockSignals(False)
+
+    def _on_cursor_dragged(self, cursor: pg.InfiniteLine) -> None:
+        if self.strip is None:
+            return
+        frame = int(round(cursor.value() / self._axes()[1]))
+        frame = int(np.clip(frame, 0, self.strip.image.shape[1] - 1))
+        self.viewer.dims.set_current_step(0, frame)
