@@ -163,8 +163,9 @@ def test_bundled_dirnet_propagation_dice_floor():
     dirnet = evaluate_propagation("dirnet", frames, labels, keys)
     copied = evaluate_propagation(NoMotion(), frames, labels, keys)
     between = slice(keys[0] + 1, keys[1])
-    # dirnet_v1 measured 0.969 between ED and ES, 0.915 over all frames (no motion: 0.931,
-    # 0.852); the floors keep a margin and the no-motion baseline shows they mean something.
+    # dirnet_v1 (step 10952) with drift correction (the default) measured 0.977 between ED
+    # and ES, 0.960 over all frames (without it 0.966, 0.937; no motion: 0.931, 0.852); the
+    # floors keep a margin and the no-motion baseline shows they mean something.
     assert np.mean(dirnet.fused[between]) > FLOOR_BETWEEN_KEYFRAMES
     assert dirnet.mean_fused > FLOOR_ALL_FRAMES
     assert dirnet.mean_fused > copied.mean_fused + 0.04
@@ -172,7 +173,7 @@ def test_bundled_dirnet_propagation_dice_floor():
 
 
 FLOOR_BETWEEN_KEYFRAMES = 0.95
-FLOOR_ALL_FRAMES = 0.89
+FLOOR_ALL_FRAMES = 0.93
 
 
 # -- bad input ----------------------------------------------------------------------------------

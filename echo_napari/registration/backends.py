@@ -69,7 +69,8 @@ class DirnetBackend:
     threads : int or None
         torch CPU threads to use (None leaves torch's setting).
     chunk : int
-        Pairs per forward pass (bounds memory).
+        Pairs per forward pass (bounds memory: peak ~410 MB at 128, ~240 MB at 64 for
+        112 px; 128 was ~10 % faster than 64 on 2 CPU threads).
     refine_steps : int
         Instance-refinement L-BFGS iterations per chunk (0 = network prediction only).
     model : DirNet or None
@@ -83,7 +84,7 @@ class DirnetBackend:
         weights: str | Path | None = None,
         device: str | None = None,
         threads: int | None = None,
-        chunk: int = 64,
+        chunk: int = 128,
         refine_steps: int = 0,
         model: DirNet | None = None,
     ) -> None:

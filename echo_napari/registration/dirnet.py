@@ -5,7 +5,7 @@ channels, padded by 1.5 grid spacings so that ``log2(spacing)`` blocks of
 conv + ELU + 2×2 average pooling land exactly on the control-point grid of
 :mod:`~echo_napari.registration.spatial`; two 1×1 conv + ELU layers follow and a
 zero-initialised 1×1 conv gives 2 channels (untrained network = identity). The control
-points are turned into a dense field by the fixed cubic B-spline transposed convolution.
+points are turned into a dense field by the fixed cubic B-spline upsampling.
 
 The network works at a fixed internal resolution (``config.size``); callers resize frames
 in and fields out (:class:`~echo_napari.registration.backends.DirnetBackend`).

@@ -37,7 +37,8 @@ class PropagationScores:
 
     ``forward``/``backward``/``fused`` are (T,) arrays, NaN where that result does not
     exist (keyframes are excluded from all three: they are given, not predicted).
-    ``seconds_per_pair`` is the registration time divided by the 2·(T−1) pairs.
+    ``seconds_per_pair`` is the registration time divided by the 2·(T−1) pairs;
+    ``seconds_propagation`` includes the drift-correction pass when it is on.
     """
 
     forward: np.ndarray
@@ -60,6 +61,7 @@ def evaluate_propagation(
     keyframes: tuple[int, ...],
     classes: tuple[int, ...] = (1, 2, 3),
     fields: PairwiseFields | None = None,
+    drift_correction: bool | None = None,
 ) -> PropagationScores:
     """Propagate from ``keyframes`` (ground-truth labels there) and score LV Dice per frame.
 
@@ -69,6 +71,7 @@ def evaluate_propagation(
     frames : (T, H, W) float32 in [0, 1]
     labels : (T, H, W) uint8 ground truth
     keyframes : frames whose ground truth seeds the propagation (e.g. (ED, ES))
+    drift_correction : passed to :func:`propagate_from_keyframes` (None = its default)
     """
     start = time.perf_counter()
     if fields is None:
@@ -77,7 +80,11 @@ def evaluate_propagation(
     present = tuple(c for c in classes if any((labels[k] == c).any() for k in keyframes))
     start = time.perf_counter()
     result = propagate_from_keyframes(
-        fields, {k: labels[k] for k in keyframes}, classes=present, keep_sdf=True
+        fields,
+        {k: labels[k] for k in keyframes},
+        classes=present,
+        keep_sdf=True,
+        drift_correction=drift_correction,
     )
     seconds_prop = time.perf_counter() - start
     t_len = frames.shape[0]

@@ -47,13 +47,35 @@ def control_grid_shape(size: tuple[int, int], spacing: int) -> tuple[int, int]:
     return h // spacing + 3, w // spacing + 3
 
 
+@functools.lru_cache(maxsize=32)
+def _bspline_matrix(
+    spacing: int, n_pixels: int, device: torch.device, dtype: torch.dtype
+) -> torch.Tensor:
+    """(n_pixels, n_pixels/spacing + 3) matrix: control points → pixels along one axis.
+
+    Entry (y, g) is the upsampling kernel of :func:`bspline_kernel_1d` placed at control
+    point g, ``kernel[y + 3·spacing − g·spacing]`` (0 outside its support): the strided
+    transposed convolution by that kernel, cropped to the image, as a matrix.
+    """
+    with torch.inference_mode(False), torch.no_grad():
+        kernel = bspline_kernel_1d(spacing, torch.float64)
+        n_points = n_pixels // spacing + 3
+        y = torch.arange(n_pixels)[:, None]
+        g = torch.arange(n_points)[None, :]
+        index = y + 3 * spacing - g * spacing
+        inside = (index >= 0) & (index < kernel.shape[0])
+        matrix = torch.where(inside, kernel[index.clamp(0, kernel.shape[0] - 1)], 0.0)
+        return matrix.to(device=device, dtype=dtype)
+
+
 def control_points_to_field(
     params: torch.Tensor, spacing: int, size: tuple[int, int]
 ) -> torch.Tensor:
     """Dense displacement from cubic B-spline control-point displacements.
 
-    A fixed separable B-spline kernel applied as a transposed convolution (stride
-    ``spacing``), then cropped to the image.
+    The separable B-spline upsampling written as two small matrix products
+    ``M_y · P · M_xᵀ`` (several times faster on CPU than the equivalent strided
+    transposed convolution, and the same numbers up to rounding).
 
     Parameters
     ----------
@@ -74,14 +96,9 @@ def control_points_to_field(
             f"control points must be (N, 2, {expected[0]}, {expected[1]}) for size {size} "
             f"and spacing {spacing}; got {tuple(params.shape)}"
         )
-    kernel = bspline_kernel_1d(spacing, params.dtype).to(params.device)
-    n = params.shape[0]
-    flat = params.reshape(n * 2, 1, *params.shape[-2:])
-    field = F.conv_transpose2d(flat, kernel.view(1, 1, -1, 1), stride=(spacing, 1))
-    field = F.conv_transpose2d(field, kernel.view(1, 1, 1, -1), stride=(1, spacing))
-    crop = 3 * spacing
-    field = field[..., crop : crop + size[0], crop : crop + size[1]]
-    return field.reshape(n, 2, *size)
+    m_y = _bspline_matrix(spacing, size[0], params.device, params.dtype)
+    m_x = _bspline_matrix(spacing, size[1], params.device, params.dtype)
+    return torch.matmul(torch.matmul(m_y, params), m_x.T)
 
 
 def identity_grid(

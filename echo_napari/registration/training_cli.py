@@ -78,6 +78,7 @@ def train_and_save(args: argparse.Namespace) -> Path:
     echonet_dir = Path(args.echonet_dir) if args.echonet_dir else None
     if echonet_dir is not None and echonet_dir.is_dir():
         real = echonet_source(echonet_dir, args.size)
+        real.gap_exponent = args.gap_exponent
         sources.append(real)
         weights.append(args.real_weight)
         data_used.append(
@@ -95,6 +96,7 @@ def train_and_save(args: argparse.Namespace) -> Path:
     else:
         sim_seeds = list(range(args.sim_sequences))
     sim = simulated_source(sim_seeds, args.size)
+    sim.gap_exponent = args.gap_exponent
     sources.append(sim)
     weights.append(1.0 - args.real_weight if echonet_dir is not None else 1.0)
     data_used.append({"name": sim.name, "seeds": [int(s) for s in sim_seeds]})
@@ -146,7 +148,9 @@ def train_and_save(args: argparse.Namespace) -> Path:
             "seconds": None if last is None else last.elapsed,
             "loss": "-(local NCC, per pair) + alpha * bending energy (pixel units)",
             "optimizer": "AMSGrad",
-            "pair_sampling": "intra-sequence, gap d with P(d) ~ 1/d, d <= 32, both orders",
+            "pair_sampling": (
+                f"intra-sequence, gap d with P(d) ~ d^-{args.gap_exponent:g}, d <= 32, both orders"
+            ),
             "device": "cpu",
         },
         "data": data_used,
@@ -185,6 +189,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--normalize-input", action="store_true")
     p.add_argument("--checkpoint-every", type=int, default=200)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument(
+        "--gap-exponent",
+        type=float,
+        default=1.0,
+        help="pair gap sampling P(d) ~ d^-x (1: near pairs; smaller: more long-range)",
+    )
     return p
 
 

@@ -79,14 +79,24 @@ class PairSource:
         Shown in logs and the model card.
     max_gap : int
         Largest frame gap sampled.
+    gap_exponent : float
+        P(gap = d) ∝ d**-gap_exponent; 1 favours near pairs, 0 samples gaps uniformly
+        (more long-range pairs, closer to what drift correction asks of the net).
     """
 
-    def __init__(self, sequences: Sequence[torch.Tensor], name: str, max_gap: int = 32) -> None:
+    def __init__(
+        self,
+        sequences: Sequence[torch.Tensor],
+        name: str,
+        max_gap: int = 32,
+        gap_exponent: float = 1.0,
+    ) -> None:
         self.sequences = [s for s in sequences if s.shape[0] >= 2]
         if not self.sequences:
             raise RegistrationError(f"training source {name!r} has no sequence of ≥ 2 frames")
         self.name = name
         self.max_gap = max_gap
+        self.gap_exponent = float(gap_exponent)
 
     def __len__(self) -> int:
         return len(self.sequences)
@@ -98,7 +108,7 @@ class PairSource:
             seq = self.sequences[rng.integers(len(self.sequences))]
             t_len = seq.shape[0]
             gaps = np.arange(1, min(self.max_gap, t_len - 1) + 1)
-            weights = 1.0 / gaps
+            weights = gaps.astype(np.float64) ** -self.gap_exponent
             gap = int(rng.choice(gaps, p=weights / weights.sum()))
             a = int(rng.integers(0, t_len - gap))
             b = a + gap
