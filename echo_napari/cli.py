@@ -93,6 +93,26 @@ def _add_device(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_sequence_io(parser: argparse.ArgumentParser) -> None:
+    """The INPUT (file or dataset folder) and -o DIR arguments of per-sequence commands."""
+    parser.add_argument("src", metavar="INPUT", help="sequence file or dataset folder")
+    parser.add_argument("-o", "--output", required=True, metavar="DIR", help="output folder")
+
+
+def _finish_subcommand(
+    parser: argparse.ArgumentParser,
+    handler: Callable[[argparse.Namespace], int],
+    *,
+    device: bool = False,
+    parallel: bool = True,
+) -> None:
+    """Add the shared trailing options (--device, --debug, ...) and the handler."""
+    if device:
+        _add_device(parser)
+    _add_common(parser, parallel=parallel)
+    parser.set_defaults(handler=handler)
+
+
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
     """Keeps the epilog's example lines, wraps the one-paragraph descriptions."""
 
@@ -146,8 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar=("H", "W"),
         help="resize frames and masks (dir-paper layout only; the paper used 512 512)",
     )
-    _add_common(convert)
-    convert.set_defaults(handler=_cmd_convert)
+    _finish_subcommand(convert, _cmd_convert)
 
     evaluate = sub.add_parser(
         "evaluate",
@@ -166,8 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("pred", metavar="PRED", help="predicted labels: file or folder")
     evaluate.add_argument("gt", metavar="GT", help="reference labels: file or dataset folder")
     evaluate.add_argument("-o", "--output", required=True, metavar="CSV", help="output CSV")
-    _add_common(evaluate)
-    evaluate.set_defaults(handler=_cmd_evaluate)
+    _finish_subcommand(evaluate, _cmd_evaluate)
 
     propagate = sub.add_parser(
         "propagate",
@@ -182,8 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
         "  echo-napari propagate clip.h5 -o out/ --keyframes 0 23 --device cuda",
         formatter_class=_HelpFormatter,
     )
-    propagate.add_argument("src", metavar="INPUT", help="sequence file or dataset folder")
-    propagate.add_argument("-o", "--output", required=True, metavar="DIR", help="output folder")
+    _add_sequence_io(propagate)
     propagate.add_argument(
         "--keyframes",
         type=int,
@@ -201,9 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="instance refinement steps per pair (slower, more accurate)",
     )
-    _add_device(propagate)
-    _add_common(propagate)
-    propagate.set_defaults(handler=_cmd_propagate)
+    _finish_subcommand(propagate, _cmd_propagate, device=True)
 
     predict = sub.add_parser(
         "predict",
@@ -213,16 +228,13 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="example:\n  echo-napari predict EchoNet/Videos -o predicted/ --workers 2",
         formatter_class=_HelpFormatter,
     )
-    predict.add_argument("src", metavar="INPUT", help="sequence file or dataset folder")
-    predict.add_argument("-o", "--output", required=True, metavar="DIR", help="output folder")
+    _add_sequence_io(predict)
     predict.add_argument(
         "--model",
         default="bundled",
         help="'bundled', 'selected', a version id or a .safetensors path",
     )
-    _add_device(predict)
-    _add_common(predict)
-    predict.set_defaults(handler=_cmd_predict)
+    _finish_subcommand(predict, _cmd_predict, device=True)
 
     train_dir = sub.add_parser(
         "train-dir",
@@ -238,9 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     train_dir.add_argument("weights", metavar="WEIGHTS", help="output .safetensors file")
     train_dir.add_argument("--iterations", type=int, default=2000, metavar="N")
     train_dir.add_argument("--batch", type=int, default=8, metavar="B", help="pairs per step")
-    _add_device(train_dir)
-    _add_common(train_dir, parallel=False)
-    train_dir.set_defaults(handler=_cmd_train_dir)
+    _finish_subcommand(train_dir, _cmd_train_dir, device=True, parallel=False)
 
     train_seg = sub.add_parser(
         "train-seg",
@@ -267,9 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="T",
         help="frames per training clip (default: the bundled model's)",
     )
-    _add_device(train_seg)
-    _add_common(train_seg, parallel=False)
-    train_seg.set_defaults(handler=_cmd_train_seg)
+    _finish_subcommand(train_seg, _cmd_train_seg, device=True, parallel=False)
 
     report = sub.add_parser(
         "report",
@@ -297,8 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="output folder of `propagate`: adds Jacobian determinant boxplots per frame",
     )
-    _add_common(report, parallel=False)
-    report.set_defaults(handler=_cmd_report)
+    _finish_subcommand(report, _cmd_report, parallel=False)
     add_mmode_subcommand(sub)
     return parser
 

@@ -9,14 +9,12 @@ io package's (:func:`~echo_napari.io.write_camus_patient`, :func:`~echo_napari.i
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from echo_napari.errors import EchoIOError, SequenceError
+from echo_napari.errors import SequenceError
 from echo_napari.io import (
     mask_to_volume_tracing,
     write_camus_patient,
@@ -24,8 +22,9 @@ from echo_napari.io import (
     write_labels,
     write_sequence,
 )
-from echo_napari.io._common import atomic_output
+from echo_napari.io._common import write_csv
 from echo_napari.io.echonet import TRACING_COLUMNS, video_key
+from echo_napari.io.echonet_write import tracing_csv_rows
 from echo_napari.sequence import LabelClass
 
 if TYPE_CHECKING:
@@ -92,15 +91,5 @@ def export_volume_tracings(
     for t in chosen:
         if not 0 <= t < seq.n_frames:
             raise SequenceError(f"frame {t} outside 0..{seq.n_frames - 1}")
-        tracing = mask_to_volume_tracing(lv[t])
-        rows += [[f"{key}.avi", *(f"{v:.4f}" for v in row), t] for row in tracing]
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(TRACING_COLUMNS)
-    writer.writerows(rows)
-    try:
-        with atomic_output(path) as tmp:
-            (tmp / path.name).write_text(buffer.getvalue())
-    except OSError as exc:
-        raise EchoIOError(path, f"could not write it ({exc})") from exc
-    return [path]
+        rows += tracing_csv_rows(key, t, mask_to_volume_tracing(lv[t]))
+    return [write_csv(path, TRACING_COLUMNS, rows)]

@@ -8,9 +8,6 @@ only, so a failed read leaves them byte-for-byte as they were.
 from __future__ import annotations
 
 import json
-import math
-import os
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -29,6 +26,7 @@ from echo_napari.session_store import (
     SessionError,
     SessionState,
     SourceRef,
+    new_state,
 )
 
 
@@ -216,26 +214,9 @@ def _from_sequence_v1(path: Path, handle: Any) -> tuple[SessionState, Any]:
 
     seq = read_hdf5_sequence(path)
     labels = seq.ensure_labels()
-    n = seq.n_frames
     metadata = dict(seq.metadata)
     metadata["migrated_from"] = {"schema": "echo-napari-sequence/1", "path": str(path)}
-    state = SessionState(
-        labels=labels,
-        provenance=list(seq.provenance),
-        times=np.full(n, math.nan),
-        authors=[""] * n,
-        keyframes=set(seq.keyframes),
-        ed_index=seq.ed_index,
-        es_index=seq.es_index,
-        spacing=seq.spacing,
-        frame_time_ms=seq.frame_time_ms,
-        view=seq.view,
-        metadata=metadata,
-        source=SourceRef(embedded=True),
-        session_uid=os.urandom(16).hex(),
-        revision=0,
-        created_at=time.time(),
-    )
+    state = new_state(seq, labels=labels, metadata=metadata, source=SourceRef(embedded=True))
     return state, np.asarray(seq.frames, dtype=np.float32)
 
 

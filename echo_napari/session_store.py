@@ -59,7 +59,7 @@ from typing import Any
 import numpy as np
 
 from echo_napari.errors import EchoNapariError
-from echo_napari.io._common import atomic_output
+from echo_napari.io._common import atomic_output, json_default
 from echo_napari.sequence import EchoSequence, FrameProvenance, ProvenanceKind
 
 logger = logging.getLogger(__name__)
@@ -163,18 +163,8 @@ def sha256_of_file(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, (set, frozenset)):
-        return sorted(value)
-    return str(value)
-
-
 def _dumps(value: dict[str, Any]) -> str:
-    return json.dumps(value, default=_json_default, sort_keys=True)
+    return json.dumps(value, default=json_default, sort_keys=True)
 
 
 def fsync_path(path: str | Path, directory: bool = False) -> None:
@@ -220,9 +210,30 @@ def state_from_sequence(
             size=resolved.stat().st_size,
             embedded=embed,
         )
+    return new_state(
+        seq,
+        labels=seq.labels.copy(),
+        metadata=dict(seq.metadata),
+        source=source,
+        notes=notes,
+        settings=dict(settings),
+    )
+
+
+def new_state(
+    seq: EchoSequence,
+    *,
+    labels: np.ndarray,
+    metadata: dict[str, Any],
+    source: SourceRef,
+    notes: str = "",
+    settings: dict[str, Any] | None = None,
+) -> SessionState:
+    """Revision 0 of a new session (fresh ``session_uid``, no edit times or authors) with
+    the sequence's provenance, keyframes, ED/ES, spacing, frame time and view."""
     n = seq.n_frames
     return SessionState(
-        labels=seq.labels.copy(),
+        labels=labels,
         provenance=list(seq.provenance),
         times=np.full(n, math.nan),
         authors=[""] * n,
@@ -233,8 +244,8 @@ def state_from_sequence(
         frame_time_ms=seq.frame_time_ms,
         view=seq.view,
         notes=notes,
-        settings=dict(settings),
-        metadata=dict(seq.metadata),
+        settings={} if settings is None else settings,
+        metadata=metadata,
         source=source,
         session_uid=os.urandom(16).hex(),
         revision=0,

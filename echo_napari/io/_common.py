@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
 import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -30,6 +33,31 @@ VALID_LABELS = frozenset(int(c) for c in LabelClass)
 SUFFIXES = (".nii.gz", ".nii", ".mhd", ".h5", ".hdf5", ".dcm", ".avi", ".mp4", ".mov", ".m4v")
 VIDEO_SUFFIXES = (".avi", ".mp4", ".mov", ".m4v")
 ITK_SUFFIXES = (".nii.gz", ".nii", ".mhd")
+
+
+def json_default(value: Any) -> Any:
+    """``json.dumps`` fallback for metadata: numpy scalars/arrays, sets, else ``str``."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (set, frozenset)):
+        return sorted(value)
+    return str(value)
+
+
+def write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> Path:
+    """Write ``header`` and ``rows`` as CSV (``\n`` line ends) atomically to ``path``."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    try:
+        with atomic_output(path) as tmp:
+            (tmp / path.name).write_text(buffer.getvalue())
+    except OSError as exc:
+        raise EchoIOError(path, f"could not write it ({exc})") from exc
+    return path
 
 
 def full_suffix(path: str | Path) -> str:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -11,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from echo_napari.errors import EchoIOError, SequenceError
-from echo_napari.io._common import atomic_output
+from echo_napari.errors import SequenceError
+from echo_napari.io._common import write_csv
 from echo_napari.io.echonet import FILELIST_COLUMNS, TRACING_COLUMNS, video_key
 from echo_napari.io.video import write_video
 from echo_napari.sequence import EchoSequence, LabelClass
@@ -138,8 +136,8 @@ def write_echonet_dataset(
             ]
         )
         tracing_rows += _tracing_rows(key, seq)
-    written.append(_write_csv(root / "FileList.csv", FILELIST_COLUMNS, filelist_rows))
-    written.append(_write_csv(root / "VolumeTracings.csv", TRACING_COLUMNS, tracing_rows))
+    written.append(write_csv(root / "FileList.csv", FILELIST_COLUMNS, filelist_rows))
+    written.append(write_csv(root / "VolumeTracings.csv", TRACING_COLUMNS, tracing_rows))
     return written
 
 
@@ -154,22 +152,14 @@ def _tracing_rows(key: str, seq: EchoSequence) -> list[list[Any]]:
             logger.warning("%s frame %d: no LV cavity label to trace", key, t)
             continue
         tracing = mask_to_volume_tracing(mask, hints.get(t, hints.get(str(t))))
-        rows += [[f"{key}.avi", *(f"{v:.4f}" for v in row), t] for row in tracing]
+        rows += tracing_csv_rows(key, t, tracing)
     return rows
+
+
+def tracing_csv_rows(key: str, frame: int, tracing: Iterable[Any]) -> list[list[Any]]:
+    """VolumeTracings.csv rows (FileName, X1, Y1, X2, Y2, Frame) of one frame's tracing."""
+    return [[f"{key}.avi", *(f"{v:.4f}" for v in row), frame] for row in tracing]
 
 
 def _number(value: Any) -> str:
     return "" if value is None else f"{float(value):.8g}"
-
-
-def _write_csv(path: Path, header: tuple[str, ...], rows: list[list[Any]]) -> Path:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(rows)
-    try:
-        with atomic_output(path) as tmp:
-            (tmp / path.name).write_text(buffer.getvalue())
-    except OSError as exc:
-        raise EchoIOError(path, f"could not write it ({exc})") from exc
-    return path

@@ -26,6 +26,7 @@ from echo_napari.io._common import (
     check_labels,
     check_shape,
     check_spacing,
+    json_default,
     to_unit_float,
 )
 from echo_napari.sequence import (
@@ -254,16 +255,6 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, (set, frozenset)):
-        return sorted(value)
-    return str(value)
-
-
 def write_hdf5_sequence(seq: EchoSequence, path: str | Path) -> list[Path]:
     """Write ``seq`` in our HDF5 layout (atomically); frames are written in frame chunks.
 
@@ -307,7 +298,7 @@ def write_hdf5_sequence(seq: EchoSequence, path: str | Path) -> list[Path]:
         handle.attrs["view"] = seq.view
         handle.attrs["ed_index"] = -1 if seq.ed_index is None else int(seq.ed_index)
         handle.attrs["es_index"] = -1 if seq.es_index is None else int(seq.es_index)
-        handle.attrs["metadata"] = json.dumps(seq.metadata, default=_json_default)
+        handle.attrs["metadata"] = json.dumps(seq.metadata, default=json_default)
     return [path]
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from pathlib import Path
 
 import numpy as np
@@ -12,9 +10,9 @@ from echo_napari.errors import EchoIOError
 from echo_napari.io._common import (
     ITK_SUFFIXES,
     VIDEO_SUFFIXES,
-    atomic_output,
     full_suffix,
     stem_without_suffix,
+    write_csv,
 )
 from echo_napari.sequence import EchoSequence
 
@@ -84,20 +82,13 @@ def write_area_csv(
     if len(lengths) > 1:
         raise EchoIOError(path, f"area columns have different lengths {sorted(lengths)}")
     n = lengths.pop() if lengths else 0
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
     header = ["frame"] + (["time_ms"] if frame_time_ms else []) + list(columns)
-    writer.writerow(header)
+    rows = []
     for t in range(n):
         row = [t] + ([f"{t * frame_time_ms:.6g}"] if frame_time_ms else [])
         row += [f"{columns[name][t]:.6g}" for name in columns]
-        writer.writerow(row)
-    try:
-        with atomic_output(path) as tmp:
-            (tmp / path.name).write_text(buffer.getvalue())
-    except OSError as exc:
-        raise EchoIOError(path, f"could not write it ({exc})") from exc
-    return [path]
+        rows.append(row)
+    return [write_csv(path, header, rows)]
 
 
 def write_sequence(seq: EchoSequence, path: str | Path) -> list[Path]:

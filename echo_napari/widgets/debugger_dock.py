@@ -28,13 +28,18 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from echo_napari.errors import EchoNapariError
 from echo_napari.registration.diagnostics import (
     DiagnosticsChunk,
     diagnostics_chunks,
     propagated_class_masks,
 )
 from echo_napari.sequence import CLASS_NAMES, LabelClass
+from echo_napari.widgets._jobs import (
+    connect_worker,
+    error_message,
+    show_job_failure,
+    start_counted_job,
+)
 from echo_napari.widgets._notify import notify_error
 from echo_napari.widgets.debug_layers import DebugLayers
 from echo_napari.widgets.debug_plots import DebugPlots
@@ -66,7 +71,7 @@ def default_backend_factory(key: tuple[str, Any]) -> Any:
     """A backend instance for a :func:`backend_choices` key (CUDA when present)."""
     from echo_napari.registration import get_backend
     from echo_napari.registration.backends import DirnetBackend
-    from echo_napari.widgets.propagate_panel import torch_threads_for_jobs
+    from echo_napari.widgets._jobs import torch_threads_for_jobs
 
     name, path = key
     if name == "dirnet":
@@ -292,15 +297,21 @@ class DebuggerDock(QWidget):
             _start_thread=False,
             _ignore_errors=True,
         )
-        self.worker.yielded.connect(self._on_chunk)
-        self.worker.errored.connect(self._on_errored)
-        self.worker.finished.connect(self._on_finished)
-        self.progress_bar.setRange(0, self._frames_total)
-        self.progress_bar.setValue(0)
-        self.status_label.setText("Registering…")
-        self.compute_button.setEnabled(False)
-        self.cancel_button.setEnabled(True)
-        self.worker.start()
+        connect_worker(
+            self.worker,
+            yielded=self._on_chunk,
+            errored=self._on_errored,
+            finished=self._on_finished,
+        )
+        start_counted_job(
+            self.worker,
+            progress_bar=self.progress_bar,
+            total=self._frames_total,
+            status_label=self.status_label,
+            text="Registering…",
+            start_button=self.compute_button,
+            cancel_button=self.cancel_button,
+        )
 
     def cancel(self) -> None:
         """Stop after the current chunk; what was shown stays."""
@@ -337,10 +348,9 @@ class DebuggerDock(QWidget):
         self.status_label.setText(f"{self._frames_done}/{self._frames_total} frames")
 
     def _on_errored(self, error: BaseException) -> None:
-        message = str(error) if isinstance(error, EchoNapariError) else repr(error)
+        message = error_message(error)
         logger.error("registration debugger failed: %s", message)
-        self.status_label.setText(f"Failed: {message}")
-        notify_error(f"Registration debugger failed: {message}")
+        show_job_failure(self.status_label, "Registration debugger", message)
 
     def _on_finished(self) -> None:
         self.worker = None

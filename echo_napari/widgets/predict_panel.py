@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -29,13 +28,13 @@ from qtpy.QtWidgets import (
 
 from echo_napari.errors import EchoNapariError
 from echo_napari.sequence import FrameProvenance, ProvenanceKind
-from echo_napari.widgets._notify import notify_error, notify_info
-from echo_napari.widgets.propagate_panel import (
-    PROGRESS_INTERVAL_S,
+from echo_napari.widgets._jobs import (
     JobCancelled,
+    ProgressJobMixin,
     _Relay,
     torch_threads_for_jobs,
 )
+from echo_napari.widgets._notify import notify_error, notify_info
 
 if TYPE_CHECKING:
     from echo_napari.widgets.review_dock import ReviewDock
@@ -96,13 +95,15 @@ def run_prediction(
     return labels.astype(np.uint8), FrameProvenance(ProvenanceKind.PREDICTED, name, version)
 
 
-class PredictPanel(QGroupBox):
+class PredictPanel(ProgressJobMixin, QGroupBox):
     """Predict full cycle (background), then Accept prediction for a frame range.
 
     Parameters
     ----------
     dock : ReviewDock
     """
+
+    JOB_TITLE = "Prediction"
 
     def __init__(self, dock: ReviewDock) -> None:
         super().__init__("Predict full cycle (segmentation model)")
@@ -195,7 +196,7 @@ class PredictPanel(QGroupBox):
         version, device = self.model_combo.currentData(), self.device_combo.currentText()
         self._cancel = threading.Event()
         self._job_sequence = self.session.sequence
-        self.worker = create_worker(
+        worker = create_worker(
             run_prediction,
             self.session.sequence.frames,
             lambda: self.model_factory(version, device),
@@ -204,20 +205,11 @@ class PredictPanel(QGroupBox):
             _start_thread=False,
             _ignore_errors=True,
         )
-        self.worker.returned.connect(self._on_returned)
-        self.worker.errored.connect(self._on_errored)
-        self.worker.finished.connect(self._on_finished)
-        self.status_label.setText("Starting…")
-        self.progress_bar.setRange(0, 0)
-        self._update_buttons()
-        self.worker.start()
+        self._launch(worker, self._on_returned)
 
     def cancel(self) -> None:
         """Stop the running prediction after its current window."""
-        self._cancel.set()
-        if self.worker is not None:
-            self.worker.quit()
-        self.status_label.setText("Cancelling…")
+        super().cancel()
 
     def accept_range(self) -> None:
         """Write the prediction into the chosen frames (keyframes keep their labels)."""
@@ -235,15 +227,6 @@ class PredictPanel(QGroupBox):
         self.status_label.setText(f"Accepted the prediction on {written.size} frames.")
 
     # -- worker callbacks (GUI thread) ------------------------------------------------------
-    def _on_progress(self, stage: str, done: int, total: int) -> None:
-        now = time.monotonic()
-        if done < total and now - self._last_progress < PROGRESS_INTERVAL_S:
-            return
-        self._last_progress = now
-        self.progress_bar.setRange(0, max(total, 1))
-        self.progress_bar.setValue(done)
-        self.status_label.setText(f"{stage}: {done}/{total}")
-
     def _on_returned(self, output: tuple[np.ndarray, FrameProvenance]) -> None:
         labels, provenance = output
         if not self.session.is_loaded or self.session.sequence is not self._job_sequence:
@@ -260,17 +243,3 @@ class PredictPanel(QGroupBox):
             f"mean disagreement with the current labels {mean:.2f}. Dashed curves: prediction."
         )
         notify_info("echo-napari: prediction ready (dashed curves); accept it for a range")
-
-    def _on_errored(self, error: BaseException) -> None:
-        if isinstance(error, JobCancelled):
-            self.status_label.setText("Cancelled; labels unchanged.")
-            return
-        message = str(error) if isinstance(error, EchoNapariError) else repr(error)
-        self.status_label.setText(f"Failed: {message}")
-        notify_error(f"Prediction failed: {message}")
-
-    def _on_finished(self) -> None:
-        self.worker = None
-        self.progress_bar.setRange(0, 1)
-        self.progress_bar.setValue(0 if self._cancel.is_set() else 1)
-        self._update_buttons()

@@ -9,15 +9,12 @@ PROPAGATED provenance, on the GUI thread.
 from __future__ import annotations
 
 import logging
-import os
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from qtpy.QtCore import QObject, Signal
 from qtpy.QtWidgets import (
     QComboBox,
     QFormLayout,
@@ -31,6 +28,12 @@ from qtpy.QtWidgets import (
 
 from echo_napari.errors import EchoNapariError
 from echo_napari.sequence import FrameProvenance, ProvenanceKind
+from echo_napari.widgets._jobs import (
+    JobCancelled,
+    ProgressJobMixin,
+    _Relay,
+    torch_threads_for_jobs,
+)
 from echo_napari.widgets._notify import notify_error, notify_info
 
 if TYPE_CHECKING:
@@ -40,9 +43,6 @@ logger = logging.getLogger(__name__)
 
 #: Pairs per backend call: bounds how long a Cancel waits during registration.
 CHUNK_PAIRS = 8
-
-#: Least time between two progress-bar repaints (seconds).
-PROGRESS_INTERVAL_S = 0.25
 
 
 def propagation_available() -> bool:
@@ -56,15 +56,6 @@ def propagation_available() -> bool:
     return True
 
 
-def torch_threads_for_jobs() -> int:
-    """CPU threads a background job may use: all but one core, so the GUI keeps one."""
-    return max(1, (os.cpu_count() or 2) - 1)
-
-
-class JobCancelled(EchoNapariError):
-    """Raised inside a job's progress callback when the user pressed Cancel."""
-
-
 @dataclass(frozen=True)
 class PropagationOutput:
     """What a propagation job hands back to the GUI thread."""
@@ -73,12 +64,6 @@ class PropagationOutput:
     result: Any
     frames: tuple[int, ...]
     provenance: FrameProvenance
-
-
-class _Relay(QObject):
-    """Carries progress from the worker thread to the GUI thread (queued signal)."""
-
-    progress = Signal(str, int, int)
 
 
 def default_backend_factory(name: str, device: str) -> Any:
@@ -165,7 +150,7 @@ def run_propagation(
     return PropagationOutput(fields, result, tuple(written), provenance)
 
 
-class PropagatePanel(QGroupBox):
+class PropagatePanel(ProgressJobMixin, QGroupBox):
     """Propagate / Re-propagate controls with progress and Cancel.
 
     Parameters
@@ -173,6 +158,8 @@ class PropagatePanel(QGroupBox):
     dock : ReviewDock
         Provides the session and the bound labels layer.
     """
+
+    JOB_TITLE = "Propagation"
 
     def __init__(self, dock: ReviewDock) -> None:
         super().__init__("Propagate keyframes (DIR)")
@@ -286,13 +273,6 @@ class PropagatePanel(QGroupBox):
             return
         self._start(full=False)
 
-    def cancel(self) -> None:
-        """Stop the running job at its next progress report."""
-        self._cancel.set()
-        if self.worker is not None:
-            self.worker.quit()
-        self.status_label.setText("Cancelling…")
-
     def _start(self, full: bool) -> None:
         from napari.qt.threading import create_worker
 
@@ -306,7 +286,7 @@ class PropagatePanel(QGroupBox):
         name, device = self.backend_combo.currentText(), self.device_combo.currentText()
         cached = self.session.results
         self._cancel = threading.Event()
-        self.worker = create_worker(
+        worker = create_worker(
             run_propagation,
             self.session.sequence.frames,
             keyframe_labels,
@@ -320,29 +300,12 @@ class PropagatePanel(QGroupBox):
             _start_thread=False,
             _ignore_errors=True,
         )
-        self.worker.returned.connect(self._on_returned)
-        self.worker.errored.connect(self._on_errored)
-        self.worker.finished.connect(self._on_finished)
         self._job_sequence = self.session.sequence
         self._submitted_keys = set(keyframe_labels)
         self._submitted_pending = set(self._pending)
-        self.status_label.setText("Starting…")
-        self.progress_bar.setRange(0, 0)
-        self._update_buttons()
-        self.worker.start()
+        self._launch(worker, self._on_returned)
 
     # -- worker callbacks (GUI thread) ------------------------------------------------------
-    def _on_progress(self, stage: str, done: int, total: int) -> None:
-        # Each repaint of the window costs the GUI thread a composition pass; a few
-        # progress updates per second are enough for a person to read.
-        now = time.monotonic()
-        if done < total and now - self._last_progress < PROGRESS_INTERVAL_S:
-            return
-        self._last_progress = now
-        self.progress_bar.setRange(0, max(total, 1))
-        self.progress_bar.setValue(done)
-        self.status_label.setText(f"{stage}: {done}/{total}")
-
     def _on_returned(self, output: PropagationOutput) -> None:
         if not self.session.is_loaded or self.session.sequence is not self._job_sequence:
             self.status_label.setText("The layers changed while propagating; result discarded.")
@@ -362,17 +325,3 @@ class PropagatePanel(QGroupBox):
             f"Propagated to {len(frames)} frames ({output.provenance.model})."
         )
         notify_info(f"echo-napari: labels propagated to {len(frames)} frames")
-
-    def _on_errored(self, error: BaseException) -> None:
-        if isinstance(error, JobCancelled):
-            self.status_label.setText("Cancelled; labels unchanged.")
-            return
-        message = str(error) if isinstance(error, EchoNapariError) else repr(error)
-        self.status_label.setText(f"Failed: {message}")
-        notify_error(f"Propagation failed: {message}")
-
-    def _on_finished(self) -> None:
-        self.worker = None
-        self.progress_bar.setRange(0, 1)
-        self.progress_bar.setValue(0 if self._cancel.is_set() else 1)
-        self._update_buttons()

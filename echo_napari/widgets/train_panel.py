@@ -28,6 +28,12 @@ from qtpy.QtWidgets import (
 )
 
 from echo_napari.errors import EchoNapariError
+from echo_napari.widgets._jobs import (
+    connect_worker,
+    error_message,
+    show_job_failure,
+    start_counted_job,
+)
 from echo_napari.widgets._notify import notify_error
 
 logger = logging.getLogger(__name__)
@@ -148,17 +154,23 @@ class TrainJobPanel(QGroupBox):
         self.worker = create_worker(
             function, self._cancel.is_set, _start_thread=False, _ignore_errors=True
         )
-        self.worker.yielded.connect(self._on_yielded)
-        self.worker.returned.connect(self._on_returned)
-        self.worker.errored.connect(self._on_errored)
-        self.worker.finished.connect(self._on_finished)
-        self.progress_bar.setRange(0, self._total)
-        self.progress_bar.setValue(0)
-        self.status_label.setText("Starting…")
+        connect_worker(
+            self.worker,
+            yielded=self._on_yielded,
+            returned=self._on_returned,
+            errored=self._on_errored,
+            finished=self._on_finished,
+        )
         self.eta_label.setText("")
-        self.start_button.setEnabled(False)
-        self.cancel_button.setEnabled(True)
-        self.worker.start()
+        start_counted_job(
+            self.worker,
+            progress_bar=self.progress_bar,
+            total=self._total,
+            status_label=self.status_label,
+            text="Starting…",
+            start_button=self.start_button,
+            cancel_button=self.cancel_button,
+        )
 
     def cancel(self) -> None:
         """Ask the job to stop at its next step; nothing is written."""
@@ -206,10 +218,9 @@ class TrainJobPanel(QGroupBox):
         self.succeeded.emit(result)
 
     def _on_errored(self, error: BaseException) -> None:
-        message = str(error) if isinstance(error, EchoNapariError) else repr(error)
+        message = error_message(error)
         logger.exception("training job failed", exc_info=error)
-        self.status_label.setText(f"Failed: {message}")
-        notify_error(f"Training failed: {message}")
+        show_job_failure(self.status_label, "Training", message)
 
     def _on_finished(self) -> None:
         self.worker = None

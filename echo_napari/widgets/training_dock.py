@@ -164,7 +164,7 @@ class TrainingDock(QWidget):
 
     # -- jobs ------------------------------------------------------------------------------
     def _dir_job(self) -> tuple[Any, int]:
-        from echo_napari.widgets.propagate_panel import torch_threads_for_jobs
+        from echo_napari.widgets._jobs import torch_threads_for_jobs
         from echo_napari.widgets.train_dir_job import dir_training_steps
 
         image = self._layer(self.image_combo, "image")
@@ -193,7 +193,7 @@ class TrainingDock(QWidget):
         import torch
 
         from echo_napari.segmentation import corrected_frames, fine_tune_steps
-        from echo_napari.widgets.propagate_panel import torch_threads_for_jobs
+        from echo_napari.widgets._jobs import torch_threads_for_jobs
 
         sequence = self.current_sequence()
         manual, _ = corrected_frames(sequence)

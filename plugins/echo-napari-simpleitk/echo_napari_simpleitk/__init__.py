@@ -112,17 +112,9 @@ class SimpleITKBackend:
         moving: np.ndarray,
         progress: Callable[[int, int], None] | None = None,
     ) -> np.ndarray:
-        """Register N pairs (sequentially; SimpleITK has no batched mode).
-
-        Parameters
-        ----------
-        fixed, moving : (N, H, W) float32 in [0, 1]
-        progress : callable(done, total) or None
-
-        Returns
-        -------
-        (N, 2, H, W) float32, pixels, pull convention.
-        """
+        """Register N pairs one by one (SimpleITK has no batched mode); arguments and
+        result as :meth:`echo_napari.registration.backends.RegistrationBackend.register_pairs`
+        ((N, 2, H, W) float32 pixel displacements, pull convention)."""
         fixed, moving = check_pair_batch(fixed, moving)
         out = np.empty((fixed.shape[0], 2, *fixed.shape[1:]), dtype=np.float32)
         for i in range(fixed.shape[0]):
