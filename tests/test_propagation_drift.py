@@ -156,3 +156,15 @@ def test_correct_until_limits_the_corrected_frames():
     assert not np.allclose(some[0][2].numpy(), none[0][2].numpy(), atol=0.1)
     later = drift.compose_chain(steps[3:], some[0][2])
     np.testing.assert_allclose(some[0][3:].numpy(), later.numpy(), atol=1e-5)
+
+
+def test_one_frame_gap_updates_with_drift_correction():
+    # A one-step backward chain once hit a negative-stride array (torch refuses it).
+    frames, truth = textured_sequence(8, 1.0)
+    fields = pairwise_fields(frames, UnderEstimating())
+    base = {0: truth[0], 5: truth[5]}
+    result = propagate_from_keyframes(fields, base, classes=(1,))
+    changed = {**base, 3: truth[3]}  # frame 4 is then one backward step from keyframe 5
+    updated = update_after_keyframe_change(result, fields, changed, 3)
+    full = propagate_from_keyframes(fields, changed, classes=(1,))
+    np.testing.assert_array_equal(updated.labels, full.labels)

@@ -315,7 +315,7 @@ def _corrected_fields(
             chains.append(drift.Chain(k0, np.arange(k0 + 1, hi + 1), steps, until[0]))
             owners.append((i, 0))
         if k1 is not None:
-            steps = torch.from_numpy(np.ascontiguousarray(fields.backward[lo:k1][::-1]))
+            steps = torch.from_numpy(fields.backward[lo:k1][::-1].copy())
             chains.append(drift.Chain(k1, np.arange(k1 - 1, lo - 1, -1), steps, until[1]))
             owners.append((i, 1))
     tracked = drift.track_chains(
