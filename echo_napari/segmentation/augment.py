@@ -1,6 +1,7 @@
 """Echo-specific augmentations applied to whole clips (one transform for every frame).
 
-Geometric: rotation ±15°, scale 0.9–1.1, translation ±10 % (SIM_TO_REAL §3.4; no
+Geometric: rotation ±15°, scale 0.9–1.1, translation ±10 %, sector-width jitter (an extra
+horizontal stretch, off by default; 0.9–1.1 for the bundled model) (SIM_TO_REAL §3.4; no
 horizontal flip, which would swap the left and right heart). Intensity: gamma 0.4–1.2,
 gain, offset, speckle-like multiplicative noise and additive noise. Temporal stride and
 direction are handled by the clip sampler in :mod:`echo_napari.segmentation.training`.
@@ -22,6 +23,7 @@ class AugmentConfig:
     rotation_deg: float = 15.0
     scale: tuple[float, float] = (0.9, 1.1)
     translation: float = 0.1
+    width: tuple[float, float] = (1.0, 1.0)
     gamma: tuple[float, float] = (0.4, 1.2)
     gain: tuple[float, float] = (0.7, 1.4)
     offset: float = 0.05
@@ -58,12 +60,21 @@ def random_affine(
     b, _, t, s, _ = clips.shape
     angle = _uniform(b, -config.rotation_deg, config.rotation_deg, gen) * math.pi / 180
     scale = _uniform(b, *config.scale, gen)
+    # Extra horizontal stretch: jitters the sector width relative to its depth.
+    # (not drawn when off, so other users' random streams stay as they were)
+    width = _uniform(b, *config.width, gen) if config.width != (1.0, 1.0) else torch.ones(b)
     shift = _uniform(2 * b, -config.translation, config.translation, gen).view(b, 2) * 2
     keep = torch.rand(b, generator=gen) > config.probability
-    angle[keep], scale[keep], shift[keep] = 0.0, 1.0, 0.0
+    angle[keep], scale[keep], width[keep], shift[keep] = 0.0, 1.0, 1.0, 0.0
     cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    # affine_grid maps output to input coordinates (x first): dividing the x row by the
+    # width factor stretches the image horizontally by it.
     theta = torch.stack(
-        [torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1
+        [
+            torch.stack([cos / width, -sin / width, shift[:, 0]], 1),
+            torch.stack([sin, cos, shift[:, 1]], 1),
+        ],
+        1,
     )
     grid = F.affine_grid(theta, (b, t, s, s), align_corners=False)
     warped = F.grid_sample(clips[:, 0], grid, mode="bilinear", align_corners=False)[:, None]

@@ -25,6 +25,7 @@ import numpy as np
 from echo_napari.errors import EchoNapariError, SequenceError
 from echo_napari.segmentation.training import TrainingSample, frame_weights, resize_sequence
 from echo_napari.sequence import EchoSequence
+from echo_napari.simulation.params import SimulationParams
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +39,10 @@ HELD_OUT_VIDEOS: tuple[str, ...] = (
     "0X698EF3292D6654DF",
     "0XA6BD3BA9AAB064D",
 )
+
+
+#: EF range (fractions) of the simulated training hearts (SIM_TO_REAL §3.1: EF 15–75 %+).
+TRAINING_EF_RANGE: tuple[float, float] = (0.15, 0.80)
 
 
 def _simulator() -> tuple[Callable, Callable]:
@@ -58,21 +63,39 @@ def simulator_seeds(split: str, n: int) -> list[int]:
     return list(_simulator()[1](split, n))
 
 
+def training_params() -> SimulationParams:
+    """Simulator settings for training: EF drawn per seed from 15–80 % (varied hearts, not
+    every one at the default 60 %)."""
+    return SimulationParams(ef_range=TRAINING_EF_RANGE)
+
+
+def _params_key(params: SimulationParams | None) -> str:
+    """Short hash of the simulator parameters, part of the cache file name so a cache made
+    with other settings is never reused."""
+    text = "default" if params is None else repr(params)
+    return hashlib.sha1(text.encode()).hexdigest()[:10]
+
+
 def simulated_arrays(
-    seed: int, size: int, cache_dir: str | Path | None = None
+    seed: int,
+    size: int,
+    cache_dir: str | Path | None = None,
+    params: SimulationParams | None = None,
 ) -> tuple[np.ndarray, np.ndarray, int, int]:
     """One simulated sequence at ``size``²: frames, labels, ED index, ES index.
 
-    Cached as ``.npz`` under ``cache_dir`` (never inside the repository).
+    ``params`` go to ``simulate_sequence`` (None = its defaults, EF 60 %; training uses
+    :func:`training_params`). Cached as ``.npz`` under ``cache_dir`` (never inside the
+    repository), keyed by seed, size and a hash of ``params``.
     """
     cache_file = None
     if cache_dir is not None:
-        cache_file = Path(cache_dir) / f"sim_{seed}_{size}.npz"
+        cache_file = Path(cache_dir) / f"sim_{seed}_{size}_{_params_key(params)}.npz"
         if cache_file.is_file():
             with np.load(cache_file) as data:
                 return data["frames"], data["labels"], int(data["ed"]), int(data["es"])
     simulate_sequence, _ = _simulator()
-    sequence = simulate_sequence(seed).sequence
+    sequence = simulate_sequence(seed, params).sequence
     if sequence.labels is None or sequence.ed_index is None or sequence.es_index is None:
         raise SequenceError(f"simulated seed {seed} lacks labels or ED/ES indices")
     frames, labels = resize_sequence(sequence.frames_array(), sequence.labels, size)
@@ -131,11 +154,19 @@ def simulated_samples(
     pseudo_weight: float = 0.3,
     pseudo_source: str = "simulator",
     cache_dir: str | Path | None = None,
+    params: SimulationParams | None = None,
+    appearance: Callable[[int, np.ndarray], np.ndarray] | None = None,
 ) -> tuple[list[TrainingSample], set[str]]:
-    """Training samples for many simulator seeds; returns them and the pseudo sources used."""
+    """Training samples for many simulator seeds; returns them and the pseudo sources used.
+
+    ``appearance(seed, frames)``, when given, returns the frames to train on (e.g.
+    histogram-matched to real echo, :func:`echo_napari.segmentation.appearance.matcher`).
+    """
     samples, sources = [], set()
     for seed in seeds:
-        frames, labels, ed, es = simulated_arrays(seed, size, cache_dir)
+        frames, labels, ed, es = simulated_arrays(seed, size, cache_dir, params)
+        if appearance is not None:
+            frames = appearance(seed, frames)
         sample, used = make_mode_sample(frames, labels, ed, es, mode, pseudo_weight, pseudo_source)
         samples.append(sample)
         sources.add(used)

@@ -1,9 +1,19 @@
 """Train a segmentation model on simulated sequences (+ optional SSL on real videos).
 
-This is how the bundled ``seg_v1`` weights were made::
+This is how the bundled ``seg_v1`` weights were made, in two stages (1 thread each)::
 
-    python -m echo_napari.segmentation.train_bundled --minutes 32 --ssl-minutes 6 \
-        --mode dense --out echo_napari/models/seg_v1
+    # 1: 48 SSL steps on the 18 training videos + 444 dense steps (~28 min)
+    python -m echo_napari.segmentation.train_bundled --ssl-steps 48 --steps 444 \
+        --n-train 120 --clip-len 8 --lr 1.5e-3 --ef-range 0.6 0.6 --width-jitter 0 \
+        --threads 1 --out /tmp/seg_stage1
+    # 2: warm start, EF 15-80 % hearts, 60 % histogram-matched to the real training
+    #    videos, sector-width jitter: 1205 dense steps (~19 min)
+    python -m echo_napari.segmentation.train_bundled --init /tmp/seg_stage1.safetensors \
+        --minutes 28 --hist-match 0.6 --clip-len 8 --lr 8e-4 --threads 1 \
+        --out echo_napari/models/seg_v1
+
+(Stage 1 ran before ``--ef-range``, ``--hist-match`` and ``--width-jitter`` existed; the
+flags above reproduce its settings: EF-60 % hearts, no matching, no width jitter.)
 
 It runs on the CPU with a wall-clock budget: a few probe steps measure the step time and
 the number of steps is set to fit the budget (the learning-rate schedule needs it up
@@ -23,8 +33,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from echo_napari.segmentation.appearance import matcher, reference_values
+from echo_napari.segmentation.augment import AugmentConfig
 from echo_napari.segmentation.data import (
     HELD_OUT_VIDEOS,
+    TRAINING_EF_RANGE,
     echonet_video_paths,
     fingerprint,
     load_videos,
@@ -35,7 +48,8 @@ from echo_napari.segmentation.data import (
 from echo_napari.segmentation.evaluate import evaluate_arrays
 from echo_napari.segmentation.model import BUNDLED_CONFIG, build_model, count_parameters
 from echo_napari.segmentation.training import TrainConfig, train_steps
-from echo_napari.segmentation.weights import SegmentationModel, save_model
+from echo_napari.segmentation.weights import SegmentationModel, load_model_file, save_model
+from echo_napari.simulation.params import SimulationParams
 
 logger = logging.getLogger("echo_napari.segmentation.train_bundled")
 
@@ -74,6 +88,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache-dir", default="/tmp/echo_napari_seg_cache")
     parser.add_argument("--echonet", default=str(DEFAULT_ECHONET))
+    parser.add_argument(
+        "--hist-match",
+        type=float,
+        default=0.0,
+        help="share (0-1) of simulated sequences histogram-matched to the training videos",
+    )
+    parser.add_argument(
+        "--ef-range", type=float, nargs=2, default=list(TRAINING_EF_RANGE), metavar=("LO", "HI")
+    )
+    parser.add_argument("--width-jitter", type=float, default=0.1, help="sector-width jitter")
+    parser.add_argument("--init", default="", help="start from these weights (warm start)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
@@ -83,18 +108,37 @@ def main(argv: list[str] | None = None) -> None:
     size = BUNDLED_CONFIG.size
     t0 = time.perf_counter()
     train_seeds = seeds("train", args.n_train)
-    samples, sources = simulated_samples(
-        train_seeds, size, args.mode, args.pseudo_weight, args.pseudo_source, args.cache_dir
-    )
-    logger.info("%d training sequences ready in %.0f s", len(samples), time.perf_counter() - t0)
-    videos, video_paths = [], []
-    if args.ssl_minutes > 0 or args.ssl_steps > 0:
+    params = SimulationParams(ef_range=tuple(args.ef_range))
+    videos, video_paths, appearance = [], [], None
+    if args.ssl_minutes > 0 or args.ssl_steps > 0 or args.hist_match > 0:
+        # Training videos only: the held-out ones never shape the model or its data.
         video_paths = echonet_video_paths(args.echonet, held_out=False)
         videos = load_videos(video_paths, size)
-        logger.info("%d real videos for SSL", len(videos))
-    network = build_model(BUNDLED_CONFIG)
-    base = TrainConfig(batch_size=args.batch_size, clip_len=args.clip_len, lr=args.lr)
+        logger.info("%d real training videos", len(videos))
+    if args.hist_match > 0:
+        appearance = matcher(reference_values(videos), args.hist_match)
+    samples, sources = simulated_samples(
+        train_seeds,
+        size,
+        args.mode,
+        args.pseudo_weight,
+        args.pseudo_source,
+        args.cache_dir,
+        params,
+        appearance,
+    )
+    logger.info("%d training sequences ready in %.0f s", len(samples), time.perf_counter() - t0)
+    ssl_videos = videos if (args.ssl_minutes > 0 or args.ssl_steps > 0) else []
+    if args.init:
+        network = load_model_file(args.init, "cpu").network
+    else:
+        network = build_model(BUNDLED_CONFIG)
+    augment = AugmentConfig(width=(1.0 - args.width_jitter, 1.0 + args.width_jitter))
+    base = TrainConfig(
+        batch_size=args.batch_size, clip_len=args.clip_len, lr=args.lr, augment=augment
+    )
     ssl_steps, steps = args.ssl_steps, args.steps
+    videos = ssl_videos
     if videos and not ssl_steps:
         per_step = _probe_step_time(network, samples, base, videos, "ssl")
         ssl_steps = max(1, int(args.ssl_minutes * 60 / per_step))
@@ -109,6 +153,7 @@ def main(argv: list[str] | None = None) -> None:
         clip_len=args.clip_len,
         lr=args.lr,
         seed=args.seed,
+        augment=augment,
     )
     deadline = time.perf_counter() + 1.25 * 60 * (args.minutes + args.ssl_minutes) + 60
     if args.steps:
@@ -139,13 +184,24 @@ def main(argv: list[str] | None = None) -> None:
             "seeds": f"seeds('train', {args.n_train})",
             "mode": args.mode,
             "pseudo_labels": sorted(sources),
+            "ef_range": list(args.ef_range),
+            "histogram_matched_share": args.hist_match,
         }
     ]
-    if videos:
+
+    uses = [
+        use
+        for use, on in (
+            ("temporal-masking SSL", bool(videos)),
+            ("grey-level reference for histogram matching", args.hist_match > 0),
+        )
+        if on
+    ]
+    if video_paths:
         data.append(
             {
                 "source": "EchoNet-Dynamic research-use videos (Stanford research-use "
-                "agreement; unlabelled, temporal-masking SSL only)",
+                "agreement; unlabelled): " + ", ".join(uses),
                 "videos": [p.stem for p in video_paths],
                 "fingerprint": fingerprint(video_paths),
                 "held_out_never_trained": list(HELD_OUT_VIDEOS),
@@ -154,7 +210,7 @@ def main(argv: list[str] | None = None) -> None:
     model.card = {
         "name": "seg",
         "version": Path(args.out).name,
-        "parent": None,
+        "parent": Path(args.init).stem if args.init else None,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "description": "2D+time U-Net (SimLVSeg-style) for LV cavity, myocardium and LA",
         "classes": {"0": "background", "1": "LV cavity", "2": "LV myocardium", "3": "LA"},

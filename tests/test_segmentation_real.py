@@ -1,0 +1,113 @@
+"""Sim-to-real pieces of segmentation: beat-wise EF, histogram matching, augmentation,
+simulated-data cache keys, and (when the shared EchoNet videos exist) the bundled model on
+one real video."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from skimage.draw import ellipse
+
+from echo_napari.errors import SequenceError
+from echo_napari.segmentation.appearance import match_to_reference, matcher, reference_values
+from echo_napari.segmentation.augment import AugmentConfig, random_affine
+from echo_napari.segmentation.data import simulated_arrays, training_params
+from echo_napari.segmentation.ef import beats_from_curve, ef_by_beats
+from echo_napari.sequence import LabelClass
+
+torch.set_num_threads(1)
+
+ECHONET = Path(__file__).resolve().parents[2] / "shared" / "data" / "echonet-unlabeled"
+
+
+def _beating_labels(n_frames: int, period: float, ef_like: float) -> np.ndarray:
+    """(T, 96, 96) labels: an LV ellipse whose width shrinks by ``ef_like`` at systole."""
+    labels = np.zeros((n_frames, 96, 96), dtype=np.uint8)
+    for t in range(n_frames):
+        squeeze = 0.5 * (1 - np.cos(2 * np.pi * t / period))  # 0 at ED, 1 at ES
+        half_width = 14 * (1 - ef_like * squeeze)
+        rr, cc = ellipse(48, 48, 36, half_width, shape=(96, 96))
+        labels[t, rr, cc] = LabelClass.LV_CAVITY
+    return labels
+
+
+def test_ef_by_beats_finds_every_beat_and_the_ef():
+    labels = _beating_labels(150, period=40, ef_like=0.4)
+    result = ef_by_beats(labels, sigma_frames=1.0)
+    # Troughs at 20, 60, 100, 140; the first beat's ED is frame 0, which cannot be told
+    # from a clip starting mid-systole, so it is dropped while other beats exist.
+    assert [es for _, es, _ in result.beats] == [60, 100, 140]
+    for ed, es, _ in result.beats:
+        assert ed < es
+        assert abs(es % 40 - 20) <= 1
+    # Width × 0.6 at ES → area-length volume ∝ A²/L falls by 1 − 0.6² = 64 %.
+    assert result.ef == pytest.approx(64.0, abs=4.0)
+
+
+def test_ef_by_beats_ignores_one_bad_frame():
+    labels = _beating_labels(120, period=40, ef_like=0.3)
+    glitch = labels.copy()
+    glitch[33] = 0  # a lost frame would be a false end-systole for a global minimum
+    clean, noisy = ef_by_beats(labels), ef_by_beats(glitch)
+    assert abs(noisy.ef - clean.ef) < 5.0
+
+
+def test_beats_from_flat_curve_and_bad_input():
+    assert beats_from_curve(np.ones(30)) and len(beats_from_curve(np.ones(30))) == 1
+    with pytest.raises(SequenceError):
+        beats_from_curve(np.ones((3, 3)))
+    with pytest.raises(SequenceError):
+        ef_by_beats(np.zeros((4, 4), dtype=np.uint8))
+
+
+def test_histogram_matching_moves_sector_statistics_to_reference():
+    rng = np.random.default_rng(0)
+    frames = np.zeros((4, 64, 64), dtype=np.float32)
+    frames[:, 8:56, 8:56] = rng.uniform(0.3, 0.7, (4, 48, 48))
+    reference = rng.beta(0.5, 2.0, 20_000).astype(np.float32)
+    matched = match_to_reference(frames, reference)
+    inside = matched[:, 12:52, 12:52]
+    assert np.median(inside) == pytest.approx(np.median(reference), abs=0.03)
+    assert matched[:, :4, :4].max() == 0.0  # outside the sector untouched
+    assert reference_values([frames], n_values=500).shape == (500,)
+    always, never = matcher(reference, 1.0), matcher(reference, 0.0)
+    np.testing.assert_array_equal(never(3, frames), frames)
+    assert not np.array_equal(always(3, frames), frames)
+
+
+def test_width_jitter_stretches_horizontally_only():
+    clip = torch.zeros(1, 1, 2, 32, 32)
+    clip[..., 12:20, 12:20] = 1.0
+    config = AugmentConfig(
+        rotation_deg=0, scale=(1, 1), translation=0, width=(1.5, 1.5), probability=1.0
+    )
+    out, _ = random_affine(clip, None, config, torch.Generator().manual_seed(0))
+    rows = (out[0, 0, 0] > 0.5).any(1).sum()
+    cols = (out[0, 0, 0] > 0.5).any(0).sum()
+    assert rows == 8 and cols >= 11
+
+
+def test_simulated_cache_is_keyed_by_parameters(tmp_path):
+    frames, labels, ed, es = simulated_arrays(3, 64, tmp_path, training_params())
+    again = simulated_arrays(3, 64, tmp_path, training_params())
+    np.testing.assert_array_equal(frames, again[0])
+    simulated_arrays(3, 64, tmp_path, None)
+    assert len(list(tmp_path.glob("sim_3_64_*.npz"))) == 2
+    assert labels.shape == frames.shape and ed != es
+
+
+@pytest.mark.skipif(not (ECHONET / "Videos").is_dir(), reason="shared EchoNet videos absent")
+def test_bundled_model_gives_a_beating_lv_on_a_real_video():
+    from echo_napari.io.echonet import read_echonet_video
+    from echo_napari.segmentation import load_model, predict_sequence
+
+    path = sorted((ECHONET / "Videos").glob("*.avi"))[0]
+    frames = read_echonet_video(path, lazy=False).frames_array()[:64]
+    pred = predict_sequence(frames, load_model("bundled", "cpu"))
+    area = (pred == LabelClass.LV_CAVITY).sum((1, 2))
+    assert area.min() > 200  # an LV on every frame
+    result = ef_by_beats(pred)
+    assert 10.0 < result.ef < 90.0
