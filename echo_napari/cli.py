@@ -279,6 +279,39 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _finish_subcommand(train_seg, _cmd_train_seg, device=True, parallel=False)
 
+    tune = sub.add_parser(
+        "fine-tune",
+        help="fine-tune the segmentation model on your corrected frames",
+        description="Fine-tune the segmentation U-Net on the corrected frames of one sequence "
+        "(the keyframes and manual frames of a session file saved by the review dock, or the "
+        "traced frames of an EchoNet/CAMUS/TED file). Writes a new model version to your data "
+        "folder (never overwrites; the parent is recorded) and prints the Dice on the "
+        "corrected frames before and after. Use it with `predict --model seg_vN`.",
+        epilog="examples:\n  echo-napari fine-tune my_study.h5 --steps 60\n"
+        "  echo-napari fine-tune patient0001_4CH_half_sequence.nii.gz --base bundled",
+        formatter_class=_HelpFormatter,
+    )
+    tune.add_argument("data", metavar="INPUT", help="session .h5 or labelled sequence file")
+    tune.add_argument(
+        "--base",
+        default="selected",
+        help="model to start from: selected (default), bundled, seg_vN or a .safetensors path",
+    )
+    tune.add_argument("--steps", type=int, default=60, metavar="N", help="optimiser steps")
+    tune.add_argument(
+        "--propagated-weight",
+        type=float,
+        default=0.3,
+        metavar="W",
+        help="loss weight of propagated frames (manual frames weigh 1; default 0.3)",
+    )
+    tune.add_argument(
+        "--use-autosave",
+        action="store_true",
+        help="when a session has a newer autosave, fine-tune on the autosaved state",
+    )
+    _finish_subcommand(tune, _cmd_fine_tune, device=True, parallel=False)
+
     report = sub.add_parser(
         "report",
         help="HTML report with plots from an evaluate CSV",
@@ -397,7 +430,12 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _train(
-    args: argparse.Namespace, run: Callable[..., dict], total: int, *pos: Any, **kw: Any
+    args: argparse.Namespace,
+    run: Callable[..., dict],
+    total: int,
+    *pos: Any,
+    columns: Sequence[str] = ("steps", "loss", "sequences", "output"),
+    **kw: Any,
 ) -> int:
     from tqdm import tqdm
 
@@ -409,7 +447,7 @@ def _train(
 
         result = run(*pos, device=args.device, progress=progress, **kw)
     outcome = TaskOutcome(str(args.data), "done", result)
-    return _print_summary(args, [outcome], ("steps", "loss", "sequences", "output"))
+    return _print_summary(args, [outcome], columns)
 
 
 def _cmd_train_dir(args: argparse.Namespace) -> int:
@@ -433,6 +471,22 @@ def _cmd_train_seg(args: argparse.Namespace) -> int:
         args.steps,
         channels=channels,
         clip_len=args.clip_len,
+    )
+
+
+def _cmd_fine_tune(args: argparse.Namespace) -> int:
+    from echo_napari.cli_compute import fine_tune_seg
+
+    return _train(
+        args,
+        fine_tune_seg,
+        args.steps,
+        args.data,
+        args.base,
+        args.steps,
+        columns=("version", "dice before", "dice after", "output"),
+        use_autosave=args.use_autosave,
+        propagated_weight=args.propagated_weight,
     )
 
 

@@ -20,7 +20,7 @@ from echo_napari.cli_convert import _read
 from echo_napari.cli_evaluate import list_inputs, safe_name, sequence_id
 from echo_napari.cli_tasks import TaskOutcome, run_tasks, write_csv_atomic
 from echo_napari.errors import EchoNapariError, SequenceError
-from echo_napari.sequence import MANUAL, FrameProvenance, ProvenanceKind
+from echo_napari.sequence import MANUAL, EchoSequence, FrameProvenance, ProvenanceKind
 
 logger = logging.getLogger(__name__)
 
@@ -281,3 +281,77 @@ def train_seg(
         "sequences": len(samples),
         "output": str(path),
     }
+
+
+def _read_corrected(path: str | Path, use_autosave: bool) -> EchoSequence:
+    """A labelled sequence: a session file (its keyframes and provenance) or any reader's."""
+    from echo_napari.session_store import SCHEMA_PREFIX
+
+    p = Path(path)
+    schema = ""
+    if p.suffix.lower() in (".h5", ".hdf5") and p.is_file():
+        import h5py
+
+        try:
+            with h5py.File(p, "r") as handle:
+                schema = str(handle.attrs.get("schema", ""))
+        except OSError:
+            schema = ""
+    if not schema.startswith(SCHEMA_PREFIX):
+        return _read(path)
+    from echo_napari.session import RecoveryAvailableError, Session
+
+    try:
+        session = Session.open(p, recovery="use" if use_autosave else "ask")
+    except RecoveryAvailableError as exc:
+        raise EchoNapariError(
+            f"{p.name}: a newer autosave exists; open the session in napari to decide, or "
+            "pass --use-autosave to fine-tune on the autosaved state"
+        ) from exc
+    return session.committed_sequence()
+
+
+def fine_tune_seg(
+    path: str | Path,
+    base: str,
+    steps: int,
+    device: str | None = None,
+    progress: Any = None,
+    use_autosave: bool = False,
+    propagated_weight: float = 0.3,
+) -> dict[str, Any]:
+    """Fine-tune the segmentation model on the corrected frames of one sequence.
+
+    Corrected frames are the keyframes and frames with manual provenance (a session file
+    keeps them; an EchoNet video with tracings or a CAMUS/TED sequence has its traced
+    frames); propagated frames count with ``propagated_weight``. Writes a new user version
+    (never overwrites; parent recorded) and returns its name, path and the Dice on the
+    corrected frames before and after.
+    """
+    from echo_napari.segmentation import fine_tune
+
+    sequence = _read_corrected(path, use_autosave)
+    version = fine_tune(
+        sequence,
+        base=base,
+        steps=steps,
+        propagated_weight=propagated_weight,
+        progress=progress,
+        device=device,
+    )
+    if version is None:  # only a should_stop callback cancels, and the CLI passes none
+        raise EchoNapariError(f"{Path(path).name}: fine-tuning stopped before the end")
+    dice = version.card.get("fine_tune", {}).get("dice_on_corrected_frames", {})
+    return {
+        "version": version.id,
+        "dice before": _format_dice(dice.get("before")),
+        "dice after": _format_dice(dice.get("after")),
+        "output": str(version.path),
+    }
+
+
+def _format_dice(per_class: dict[str, float] | None) -> str:
+    """``{"lv": 0.97, ...}`` → ``"lv 0.970 / myocardium 0.934 ..."`` for the summary table."""
+    if not per_class:
+        return "n/a"
+    return " / ".join(f"{name} {value:.3f}" for name, value in per_class.items())

@@ -127,3 +127,39 @@ def test_train_seg_small_architecture(tmp_path):
     out = tmp_path / "pred"
     assert main(["predict", str(data), "-o", str(out), "--model", f"{stem}.safetensors"]) == 0
     assert read_sequence(out / "a.h5").provenance[0].version == "seg_small"
+
+
+def _tiny_seg_model(tmp_path):
+    from echo_napari.segmentation import SegmentationModel, UNetConfig, build_model, save_model
+
+    config = UNetConfig(channels=(4, 4, 4, 4, 4), clip_len=8, size=32)
+    stem = tmp_path / "seg_tiny"
+    save_model(SegmentationModel(build_model(config), {"name": "seg", "version": "t1"}), stem)
+    return f"{stem}.safetensors"
+
+
+def test_fine_tune_from_a_session_writes_a_new_version(tmp_path, monkeypatch, capsys):
+    from echo_napari.session import Session
+
+    monkeypatch.setenv("ECHO_NAPARI_DATA_DIR", str(tmp_path / "user"))
+    seq = make_sequence(n_frames=8, size=32)
+    seq.keyframes = {0, 4}
+    Session(seq, tmp_path / "study.h5").save()
+    base = _tiny_seg_model(tmp_path)
+    args = ["fine-tune", str(tmp_path / "study.h5"), "--base", base, "--steps", "2"]
+    assert main([*args, "--device", "cpu"]) == 0
+    written = sorted((tmp_path / "user").rglob("seg_v*.safetensors"))
+    assert len(written) == 1 and written[0].with_suffix(".json").exists()
+    out = capsys.readouterr().out
+    assert written[0].stem in out and "n/a" not in out  # Dice before/after are reported
+
+
+def test_fine_tune_without_corrected_frames_is_a_clear_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("ECHO_NAPARI_DATA_DIR", str(tmp_path / "user"))
+    seq = make_sequence(n_frames=8, size=32)
+    seq.labels = None
+    write_sequence(seq, tmp_path / "clip.h5")
+    args = ["fine-tune", str(tmp_path / "clip.h5"), "--base", _tiny_seg_model(tmp_path)]
+    assert main([*args, "--steps", "1"]) == 2
+    assert "needs a sequence with labels" in capsys.readouterr().err
+    assert not list((tmp_path / "user").rglob("seg_v*"))
