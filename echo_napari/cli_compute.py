@@ -285,22 +285,13 @@ def train_seg(
 
 def _read_corrected(path: str | Path, use_autosave: bool) -> EchoSequence:
     """A labelled sequence: a session file (its keyframes and provenance) or any reader's."""
-    from echo_napari.session_store import SCHEMA_PREFIX
+    from echo_napari.session_store import is_session_file
 
-    p = Path(path)
-    schema = ""
-    if p.suffix.lower() in (".h5", ".hdf5") and p.is_file():
-        import h5py
-
-        try:
-            with h5py.File(p, "r") as handle:
-                schema = str(handle.attrs.get("schema", ""))
-        except OSError:
-            schema = ""
-    if not schema.startswith(SCHEMA_PREFIX):
+    if not is_session_file(path):
         return _read(path)
     from echo_napari.session import RecoveryAvailableError, Session
 
+    p = Path(path)
     try:
         session = Session.open(p, recovery="use" if use_autosave else "ask")
     except RecoveryAvailableError as exc:

@@ -15,6 +15,7 @@ import numpy as np
 
 from echo_napari.errors import EchoIOError
 from echo_napari.sequence import CLASS_COLORS, EchoSequence
+from echo_napari.session_store import is_session_file
 
 logger = logging.getLogger(__name__)
 
@@ -76,25 +77,6 @@ def read_echo(path: PathOrPaths) -> list[LayerData]:
 
 
 # -- sessions -------------------------------------------------------------------------------
-def is_session_file(path: str | Path) -> bool:
-    """True when ``path`` is an HDF5 file whose root ``schema`` is a session schema."""
-    p = Path(path)
-    if not p.is_file() or p.suffix.lower() not in (".h5", ".hdf5"):
-        return False
-    from echo_napari.session_store import SCHEMA_PREFIX
-
-    try:
-        import h5py
-
-        with h5py.File(p, "r") as handle:
-            schema = handle.attrs.get("schema", "")
-    except (OSError, ValueError):
-        return False
-    if isinstance(schema, bytes):
-        schema = schema.decode("utf-8", "replace")
-    return str(schema).startswith(SCHEMA_PREFIX)
-
-
 class SessionHandle:
     """An open :class:`~echo_napari.session.Session` riding in napari layer metadata.
 

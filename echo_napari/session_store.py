@@ -154,6 +154,23 @@ class FileHeader:
     autosave_of: str
 
 
+def is_session_file(path: str | Path) -> bool:
+    """True when ``path`` is an HDF5 file whose root ``schema`` is a session schema."""
+    p = Path(path)
+    if not p.is_file() or p.suffix.lower() not in (".h5", ".hdf5"):
+        return False
+    import h5py
+
+    try:
+        with h5py.File(p, "r") as handle:
+            schema = handle.attrs.get("schema", "")
+    except (OSError, ValueError):
+        return False
+    if isinstance(schema, bytes):
+        schema = schema.decode("utf-8", "replace")
+    return str(schema).startswith(SCHEMA_PREFIX)
+
+
 def sha256_of_file(path: str | Path) -> str:
     """Hex SHA-256 of a file's bytes, read in 1 MiB chunks (constant memory)."""
     digest = hashlib.sha256()
