@@ -15,7 +15,7 @@ from echo_napari.errors import SequenceError
 from echo_napari.segmentation.appearance import match_to_reference, matcher, reference_values
 from echo_napari.segmentation.augment import AugmentConfig, random_affine
 from echo_napari.segmentation.data import simulated_arrays, training_params
-from echo_napari.segmentation.ef import beats_from_curve, ef_by_beats
+from echo_napari.segmentation.ef import beat_period, beats_from_curve, ef_by_beats
 from echo_napari.sequence import LabelClass
 
 torch.set_num_threads(1)
@@ -53,6 +53,28 @@ def test_ef_by_beats_ignores_one_bad_frame():
     glitch[33] = 0  # a lost frame would be a false end-systole for a global minimum
     clean, noisy = ef_by_beats(labels), ef_by_beats(glitch)
     assert abs(noisy.ef - clean.ef) < 5.0
+
+
+def test_beats_ignore_the_mid_diastolic_dip():
+    # Volume over 4 beats of 45 frames: fast ejection to ES, filling, then a dip of a
+    # third of the stroke volume before the atrial kick (the double dip real LV area
+    # curves show). Only the real end-systoles may count as beats.
+    t = np.arange(180)
+    phase = (t % 45) / 45
+    ejection = np.where(phase < 0.35, np.sin(np.pi * phase / 0.35 / 2), 0)
+    filling = np.where(phase >= 0.35, np.cos(np.pi * (phase - 0.35) / 0.65 / 2), 0)
+    notch = np.exp(-(((phase - 0.75) / 0.06) ** 2))
+    curve = 100 - 50 * (ejection * (phase < 0.35) + filling * (phase >= 0.35)) - 16 * notch
+    assert beat_period(curve) == pytest.approx(45, abs=1)
+    beats = beats_from_curve(curve)
+    # The first beat's ED is frame 0 (a clip may start mid-systole): dropped.
+    assert len(beats) == 3
+    # With only a prominence rule and a short minimum distance, the dip is a "beat".
+    assert len(beats_from_curve(curve, prominence=0.1, period_fraction=0.0)) > 3
+    for ed, es in beats:
+        assert abs(es % 45 - 16) <= 2
+        assert 100 * (curve[ed] - curve[es]) / curve[ed] == pytest.approx(50, abs=3)
+    assert beat_period(np.ones(100)) is None
 
 
 def test_beats_from_flat_curve_and_bad_input():

@@ -7,8 +7,12 @@ picks up single-frame segmentation glitches, so here (SIM_TO_REAL §3.9):
 1. LV volume per frame (area-length or Simpson monoplane) from the predicted cavity;
 2. Gaussian smoothing of the curve over time (σ = 1 frame: chosen among 1, 2, 3 on the
    18 training EchoNet videos; more smoothing flattens the peaks and lowers the EF);
-3. every end-systole is a prominent trough of the smoothed curve, its end-diastole the
-   maximum between the previous trough and it (the beat's filling peak);
+3. the beat period is the first peak of the curve's autocorrelation; every end-systole is
+   a trough at least 0.6 periods after the previous one and prominent by a quarter of the
+   curve's range (so the mid-diastolic dip before the atrial kick, and segmentation
+   wobble, are not taken for beats); its end-diastole is the maximum within one period
+   before it (the beat's filling peak). Period fraction and prominence were chosen on the
+   18 training EchoNet videos (beat-median EF MAE 21.2 → 17.5; held-out 18.4 → 13.6);
 4. EF per beat from the smoothed EDV/ESV; the video's EF is the **median** over beats
    (robust to one badly segmented beat; the mean is also returned).
 """
@@ -42,16 +46,45 @@ class BeatEF:
     curve: np.ndarray
 
 
+def beat_period(curve: np.ndarray, min_frames: int = 12) -> float | None:
+    """Dominant beat period of a volume/area curve, from its autocorrelation.
+
+    Parameters
+    ----------
+    curve : (T,) float, smoothed volume or area
+    min_frames : shortest period accepted, frames (~0.25 s at 50 fps: 240 beats/min)
+
+    Returns
+    -------
+    period in frames (the first autocorrelation peak at lag ≥ ``min_frames`` that is
+    positive), or None when the curve shows no rhythm (flat, or shorter than two beats).
+    """
+    centred = np.asarray(curve, dtype=np.float64) - np.mean(curve)
+    energy = float(np.dot(centred, centred))
+    if centred.size < 2 * min_frames or energy <= 0:
+        return None
+    correlation = signal.correlate(centred, centred, mode="full")[centred.size - 1 :] / energy
+    peaks, _ = signal.find_peaks(correlation[: centred.size * 3 // 4], height=0.0)
+    peaks = peaks[peaks >= min_frames]
+    return float(peaks[0]) if peaks.size else None
+
+
 def beats_from_curve(
-    curve: np.ndarray, min_distance: int = 12, prominence: float = 0.1
+    curve: np.ndarray,
+    min_distance: int = 12,
+    prominence: float = 0.25,
+    period_fraction: float = 0.6,
 ) -> list[tuple[int, int]]:
     """(ED, ES) frame pairs of every beat of a smoothed volume curve.
 
     Parameters
     ----------
     curve : (T,) float, smoothed volume or area
-    min_distance : frames between two end-systoles at least (~0.25 s at 50 fps)
+    min_distance : frames between two end-systoles at least (~0.25 s at 50 fps), and the
+        shortest beat period considered
     prominence : trough prominence needed, as a fraction of the curve's range
+    period_fraction : end-systoles are at least this fraction of the beat period
+        (:func:`beat_period`) apart
 
     Returns
     -------
@@ -62,16 +95,20 @@ def beats_from_curve(
     if curve.ndim != 1 or curve.size == 0:
         raise SequenceError(f"curve must be a non-empty (T,) array; got shape {curve.shape}")
     span = float(np.ptp(curve))
+    period = beat_period(curve, min_distance)
+    distance = max(min_distance, int(period_fraction * period)) if period else min_distance
+    lookback = int(round(period)) if period else curve.size
     troughs, _ = signal.find_peaks(
-        -curve, distance=max(1, min_distance), prominence=max(prominence * span, 1e-12)
+        -curve, distance=max(1, distance), prominence=max(prominence * span, 1e-12)
     )
     beats = []
     previous = 0
     for es in troughs:
-        if es - previous < 2:
+        start = max(previous, int(es) - lookback)
+        if es - start < 2:
             previous = int(es)
             continue
-        ed = previous + int(np.argmax(curve[previous:es]))
+        ed = start + int(np.argmax(curve[start:es]))
         # A filling peak at the very start of the window is only a beat when the curve
         # really rises to it (not a clip that starts mid-systole).
         if curve[ed] - curve[es] > prominence * span:
