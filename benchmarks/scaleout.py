@@ -82,13 +82,20 @@ def main() -> None:
         "--workers 2 (incl. cluster start-up)", pred=pred, ref=gt, out=out / "w2.csv", workers=2
     )
 
+    import dask
     from distributed import LocalCluster
+
+    from echo_napari.cli_tasks import LOCAL_CLUSTER_CONFIG
 
     # The machine may be shared: interleave the runs and keep the best of each.
     serial_times, warm_times = [], []
-    with LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
-    ) as cluster:
+    # The running cluster gets the settings `--workers` uses for its own LocalCluster.
+    with (
+        dask.config.set(LOCAL_CLUSTER_CONFIG),
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+    ):
         for _ in range(args.repeat):
             t, table1 = timed("serial (1 process)", pred=pred, ref=gt, out=out / "w1.csv")
             serial_times.append(t)

@@ -126,6 +126,16 @@ def run_tasks(
     return [outcomes[i] for i in range(len(items))]
 
 
+#: dask settings for the LocalCluster behind ``--workers N``: one task per sequence, all of
+#: similar cost, on as many processes as cores, so the scheduler (in this process) and the
+#: workers must not spend the cores on bookkeeping: no statistical profiler sampling every
+#: worker 100 times a second, no work stealing between workers that are all busy.
+LOCAL_CLUSTER_CONFIG = {
+    "distributed.worker.profile.enabled": False,
+    "distributed.scheduler.work-stealing": False,
+}
+
+
 @contextlib.contextmanager
 def _dask_client(workers: int, scheduler: str | None) -> Iterator[Any]:
     from distributed import Client, LocalCluster
@@ -148,8 +158,11 @@ def _dask_client(workers: int, scheduler: str | None) -> Iterator[Any]:
         with client:
             yield client
         return
+    import dask
+
     # One thread per process: our tasks are numpy/torch-bound and hold the GIL in places.
     with (
+        dask.config.set(LOCAL_CLUSTER_CONFIG),
         LocalCluster(
             n_workers=workers,
             threads_per_worker=1,
