@@ -19,6 +19,12 @@ def _cap_torch_threads() -> None:
 _cap_torch_threads()
 
 
+@pytest.fixture(autouse=True)
+def _private_state_dir(tmp_path_factory, monkeypatch):
+    """Untitled sessions autosave under the user's state folder: one fresh folder per test."""
+    monkeypatch.setenv("ECHO_NAPARI_STATE_DIR", str(tmp_path_factory.mktemp("state")))
+
+
 def make_sequence(
     n_frames: int = 16, size: int = 48, spacing: tuple[float, float] | None = (0.4, 0.3)
 ) -> EchoSequence:

@@ -67,8 +67,8 @@ def docked(make_napari_viewer, qtbot):
     return viewer, dock
 
 
-def _paint(viewer, frame, value=3, where=(4, 4), size=5):
-    layer = viewer.layers["echo labels"]
+def _paint(viewer, frame, value=3, where=(4, 4), size=5, name="echo labels"):
+    layer = viewer.layers[name]
     viewer.dims.set_current_step(0, frame)
     layer.brush_size = size
     layer.paint((frame, *where), value)
@@ -85,7 +85,9 @@ def _propagate(dock, qtbot):
 def test_bound_layers_get_an_untitled_session_with_undo(docked):
     viewer, dock = docked
     link = dock.link
-    assert link.store is not None and link.untitled and link.autosaver is None
+    assert link.store is not None and link.untitled and link.autosaver is not None
+    # autosaved for crash recovery, outside the user's folders
+    assert link.store._auto.path.parent == session_link.untitled_dir()
     assert link.store.sequence is dock.session.sequence  # one shared document
     assert viewer.layers["echo labels"].metadata[SESSION_KEY].session is link.store
     assert "untitled" in dock.session_panel.file_label.text()
@@ -251,6 +253,74 @@ def test_autosave_then_crash_offers_recovery(make_napari_viewer, qtbot, tmp_path
     assert second.link.store.is_modified  # recovered work is not in the file yet
     second.session_panel.save()
     assert second.link.store.close() and not autosave_path(path).exists()
+
+
+def _open_file_in_dock(viewer, qtbot, path):
+    viewer.open(str(path), plugin="echo-napari")
+    _, dock = viewer.window.add_plugin_dock_widget("echo-napari", "Echo review")
+    qtbot.waitUntil(lambda: dock.binding is not None, timeout=3000)
+    return dock
+
+
+def test_untitled_work_survives_a_crash(make_napari_viewer, qtbot, tmp_path, monkeypatch):
+    from echo_napari.io import write_sequence
+
+    source = tmp_path / "video.h5"
+    write_sequence(make_sequence(n_frames=8, size=32), source)
+    viewer = make_napari_viewer()
+    dock = _open_file_in_dock(viewer, qtbot, source)
+    assert dock.link.untitled
+    dock.session_panel.edits_spin.setValue(1)
+    _paint(viewer, 4, value=3, where=(20, 20), size=7, name="video labels")
+    dock.toggle_key_button.click()  # frame 4 becomes a keyframe
+    qtbot.waitUntil(lambda: dock.link.autosave_count >= 1, timeout=5000)
+    auto = dock.link.store._auto.path
+    assert auto.exists() and auto.parent == session_link.untitled_dir()
+    edited = dock.session.labels.copy()
+    keyframes = set(dock.session.sequence.keyframes)
+    # the crash: nothing saved or closed
+    dock.link.autosaver.stop(final_save=False)
+    dock.link.store = None
+
+    asked = []
+    monkeypatch.setattr(
+        session_panel, "ask_recovery", lambda info, **kw: asked.append((info, kw)) or "use"
+    )
+    again = _open_file_in_dock(make_napari_viewer(), qtbot, source)
+    assert len(asked) == 1 and asked[0][1]["untitled_source"] == str(source)
+    np.testing.assert_array_equal(again.session.labels, edited)
+    assert again.session.sequence.keyframes == keyframes
+    np.testing.assert_array_equal(again.labels_layer.data, edited)
+    assert again.link.untitled and again.link.last_step == "restored unsaved work"
+
+    # Save as: the work lives in the named file; the untitled autosave goes away
+    named = tmp_path / "study.h5"
+    again.link.commit("brush")
+    again.link.autosaver._tick(force=True)
+    untitled_auto = again.link.store._auto.path
+    assert again.session_panel.save_as(named) is not None
+    assert not untitled_auto.exists() and again.link.store.path == named
+
+
+def test_untitled_recovery_declined_keeps_the_autosave_aside(
+    make_napari_viewer, qtbot, tmp_path, monkeypatch
+):
+    from echo_napari.io import write_sequence
+
+    source = tmp_path / "video.h5"
+    original = make_sequence(n_frames=8, size=32)
+    write_sequence(original, source)
+    viewer = make_napari_viewer()
+    dock = _open_file_in_dock(viewer, qtbot, source)
+    _paint(viewer, 2, value=3, where=(20, 20), size=7, name="video labels")
+    dock.link.detach()  # a clean close of an edited, never-named session keeps its autosave
+    auto = session_link.untitled_dir()
+    assert len(list(auto.glob("*.autosave.h5"))) == 1
+
+    monkeypatch.setattr(session_panel, "ask_recovery", lambda info, **kw: "discard")
+    again = _open_file_in_dock(make_napari_viewer(), qtbot, source)
+    np.testing.assert_array_equal(again.session.labels, original.labels)
+    assert not list(auto.glob("*.autosave.h5")) and len(list(auto.glob("*.bak"))) == 1
 
 
 def test_save_error_is_notified_and_loses_nothing(docked, tmp_path, qtbot, messages):

@@ -12,8 +12,10 @@ with plain paths.
 
 from __future__ import annotations
 
+import hashlib
 import logging
-import tempfile
+import os
+import re
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
@@ -42,9 +44,35 @@ AUTOSAVE_INTERVAL_S = 30.0
 AUTOSAVE_EVERY_N_EDITS = 20
 
 
-def untitled_path() -> Path:
-    """Where an untitled session would live: never written (Save asks for a name)."""
-    return Path(tempfile.gettempdir()) / "echo-napari-untitled" / f"{uuid.uuid4().hex}.h5"
+def untitled_dir() -> Path:
+    """Folder of the autosaves of untitled sessions.
+
+    ``$ECHO_NAPARI_STATE_DIR/untitled``, else ``$XDG_STATE_HOME/echo-napari/untitled``, else
+    ``~/.local/state/echo-napari/untitled``.
+    """
+    base = os.environ.get("ECHO_NAPARI_STATE_DIR")
+    if base:
+        return Path(base) / "untitled"
+    xdg = os.environ.get("XDG_STATE_HOME")
+    root = Path(xdg) if xdg else Path.home() / ".local" / "state"
+    return root / "echo-napari" / "untitled"
+
+
+def untitled_path(source: str | Path | None = None) -> Path:
+    """The (never written) file name of an untitled session; its autosave goes beside it.
+
+    One name per source file (its resolved path hashed), so that opening the same video
+    again finds the unsaved work of a session that ended in a crash; a sequence with no
+    source file gets a fresh name.
+    """
+    if source:
+        resolved = str(Path(source).expanduser().resolve())
+        digest = hashlib.sha1(resolved.encode()).hexdigest()[:12]
+        stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(resolved).name)[:60] or "sequence"
+        name = f"{stem}-{digest}.h5"
+    else:
+        name = f"unsaved-{uuid.uuid4().hex}.h5"
+    return untitled_dir() / name
 
 
 class SessionLink(QObject):
@@ -108,23 +136,63 @@ class SessionLink(QObject):
         if store.sequence is not self.review.sequence:
             raise EchoNapariError("the session's sequence is not the one under review")
         self.store, self.untitled, self.last_step = store, untitled, ""
-        if not untitled:
-            self._start_autosaver()
+        self._start_autosaver()
         self.changed.emit()
 
     def attach_untitled(self) -> None:
-        """A fresh, unsaved session over the review's sequence: undo works at once; Save
-        asks for a file name, and autosave starts once there is one."""
+        """A fresh session over the review's sequence that has no file yet: undo works at
+        once, autosave writes to :func:`untitled_dir` (so a crash loses nothing), and Save
+        asks for a file name. Unsaved work autosaved for the same source file is offered
+        back first."""
         from echo_napari.napari_hooks import current_user
         from echo_napari.session import Session
 
+        source = self.review.sequence.metadata.get("source")
         try:
-            store = Session(self.review.sequence, untitled_path(), author=current_user())
-        except EchoNapariError as error:
+            path = untitled_path(source)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            restored = bool(source) and self._offer_untitled_recovery(path, str(source))
+            store = Session(self.review.sequence, path, author=current_user())
+        except (EchoNapariError, OSError) as error:
             self.detach()
             notify_error(f"No undo history or session for these labels: {error}")
             return
         self.attach(store, untitled=True)
+        if restored:
+            self.last_step = "restored unsaved work"
+            self.changed.emit()
+
+    def _offer_untitled_recovery(self, path: Path, source: str) -> bool:
+        """Ask whether to restore the autosave of an untitled session of ``source``; one
+        not restored is kept aside as a ``.bak`` file (never deleted). True if restored."""
+        from echo_napari.session import discard_recovery, find_recovery
+        from echo_napari.session_read import read_session_file
+        from echo_napari.widgets import session_panel
+
+        info = find_recovery(path)
+        if info is None:
+            return False
+        choice = session_panel.ask_recovery(info, untitled_source=source)
+        if choice == "use":
+            state, _ = read_session_file(info.autosave_path)
+            seq = self.review.sequence
+            if state.labels.shape != seq.labels.shape:
+                discard_recovery(path)
+                notify_error(
+                    f"The autosave of {Path(source).name} has labels of shape "
+                    f"{state.labels.shape}, the sequence {seq.labels.shape}: not restored "
+                    f"(kept aside in {path.parent})."
+                )
+                return False
+            seq.labels[...] = state.labels
+            seq.provenance[:] = state.provenance
+            seq.keyframes.clear()
+            seq.keyframes.update(state.keyframes)
+            seq.ed_index, seq.es_index = state.ed_index, state.es_index
+            self.review.restored(range(seq.n_frames))
+            return True
+        discard_recovery(path)
+        return False
 
     def detach(self) -> None:
         """Stop the autosaver (one final autosave, so a crash later loses nothing) and
@@ -133,7 +201,10 @@ class SessionLink(QObject):
             return
         self.commit("brush")
         store, self.store = self.store, None
-        self._stop_autosaver(final_save=not self.untitled and store.is_modified)
+        # An untitled session keeps its edits in its autosave until it is saved under a
+        # name (offered back when the same file is opened again).
+        keep = store.revision > 0 if self.untitled else store.is_modified
+        self._stop_autosaver(final_save=keep)
         if not self.untitled:
             try:
                 store.close()
@@ -252,6 +323,7 @@ class SessionLink(QObject):
             notify_error("This session has no file yet: use Save as.")
             return None
         self.commit("brush")
+        untitled_autosave = self.store._auto.path if self.untitled else None
         try:
             report = self.store.save(path, overwrite=overwrite)
         except (EchoNapariError, OSError) as error:
@@ -264,6 +336,10 @@ class SessionLink(QObject):
             return None
         if self.untitled:
             self.untitled = False
+            self._stop_autosaver(final_save=False)
+            # The work now lives in the named file: the untitled autosave is not needed.
+            if untitled_autosave is not None:
+                untitled_autosave.unlink(missing_ok=True)
             self._start_autosaver()
         self.changed.emit()
         return report
@@ -297,7 +373,7 @@ class SessionLink(QObject):
     def _start_autosaver(self) -> None:
         from echo_napari.session import Autosaver
 
-        if self.store is None or self.untitled:
+        if self.store is None:
             return
         if self.autosaver is not None and self.autosaver.session is self.store:
             self.autosaver.start()

@@ -37,10 +37,11 @@ logger = logging.getLogger(__name__)
 SESSION_FILTER = "echo-napari session (*.h5 *.hdf5)"
 
 
-def ask_recovery(info: Any) -> str | None:
+def ask_recovery(info: Any, untitled_source: str | None = None) -> str | None:
     """Ask whether to recover a newer autosave: "use", "discard" or None (cancel).
 
-    ``info`` is a :class:`~echo_napari.session.RecoveryInfo`. Tests replace this function
+    ``info`` is a :class:`~echo_napari.session.RecoveryInfo`; ``untitled_source`` the
+    sequence file when the autosave is that of an untitled session. Tests replace this function
     (``monkeypatch.setattr(session_panel, "ask_recovery", ...)``): the reader hook and the
     Open button both look it up here at call time.
     """
@@ -57,14 +58,25 @@ def ask_recovery(info: Any) -> str | None:
     box = QMessageBox()
     box.setIcon(QMessageBox.Icon.Question)
     box.setWindowTitle("Recover unsaved work?")
-    box.setText(
-        f"{info.path.name} has an autosave ({info.autosave_path.name}, {when}) with work "
-        "that was never saved, probably because napari closed unexpectedly."
-    )
-    box.setInformativeText(
-        f"{state}\nRecover opens the autosave (saving then writes it to the file). Discard "
-        "opens the file and keeps the autosave aside as a .bak file."
-    )
+    if untitled_source is not None:
+        box.setText(
+            f"Work on {Path(untitled_source).name} from {when} was never saved under a name; "
+            "echo-napari kept it in an autosave."
+        )
+        box.setInformativeText(
+            "Recover puts those labels, keyframes and ED/ES back on the layers (Save as… "
+            f"then keeps them). Discard keeps the file's labels and moves the autosave aside "
+            f"as a .bak file in {info.autosave_path.parent}."
+        )
+    else:
+        box.setText(
+            f"{info.path.name} has an autosave ({info.autosave_path.name}, {when}) with work "
+            "that was never saved, probably because napari closed unexpectedly."
+        )
+        box.setInformativeText(
+            f"{state}\nRecover opens the autosave (saving then writes it to the file). "
+            "Discard opens the file and keeps the autosave aside as a .bak file."
+        )
     recover = box.addButton("Recover autosave", QMessageBox.ButtonRole.AcceptRole)
     discard = box.addButton("Discard autosave", QMessageBox.ButtonRole.DestructiveRole)
     box.addButton(QMessageBox.StandardButton.Cancel)
@@ -180,7 +192,9 @@ class SessionPanel(QGroupBox):
         if not has:
             self.file_label.setText("No session (bind an echo layer).")
         elif self.link.untitled:
-            self.file_label.setText("<b>untitled</b> ● not saved: Save as… to keep it")
+            self.file_label.setText(
+                "<b>untitled</b> ● autosaved for crash recovery only: Save as… to keep it"
+            )
         else:
             mark = " ● modified" if store.is_modified else " (saved)"
             self.file_label.setText(f"<b>{store.path.name}</b>{mark}")
@@ -202,8 +216,8 @@ class SessionPanel(QGroupBox):
         self._update_autosave_label()
 
     def _update_autosave_label(self) -> None:
-        if self.link.store is None or self.link.untitled:
-            self.autosave_label.setText("Autosave starts once the session has a file.")
+        if self.link.store is None:
+            self.autosave_label.setText("Autosave starts once an echo layer is bound.")
             return
         count = self.link.autosave_count
         running = self.link.autosaver is not None and self.link.autosaver.running
