@@ -78,19 +78,33 @@ def real_table(model, tiles: list | None) -> pd.DataFrame:
                 "ef_global": ef_global(pred),
                 "ef_filelist": reference,
                 "beats": len(result.beats),
+                "rejected": len(result.rejected),
             }
         )
         if tiles is not None:
-            ed, es, _ = sorted(result.beats, key=lambda b: b[2])[len(result.beats) // 2]
+            shown = result.beats or result.rejected
+            ed, es, _ = sorted(shown, key=lambda b: b[2])[len(shown) // 2]
             tiles.append(np.concatenate([overlay(frames[t], pred[t]) for t in (ed, es)], 1))
     return pd.DataFrame(rows)
 
 
 def summary(df: pd.DataFrame, column: str) -> dict[str, float]:
-    """MAE, bias and Pearson r of ``column`` against FileList EF."""
-    error = df[column] - df["ef_filelist"]
-    r = stats.pearsonr(df[column], df["ef_filelist"])[0] if len(df) > 2 else float("nan")
-    return {"n": len(df), "mae": error.abs().mean(), "bias": error.mean(), "r": r}
+    """MAE, bias and Pearson r of ``column`` against FileList EF, over the videos that got
+    an EF; ``no_ef`` counts those that did not (every beat implausible: LV lost)."""
+    scored = df[np.isfinite(df[column])]
+    error = scored[column] - scored["ef_filelist"]
+    r = (
+        stats.pearsonr(scored[column], scored["ef_filelist"])[0]
+        if len(scored) > 2
+        else float("nan")
+    )
+    return {
+        "n": len(scored),
+        "no_ef": len(df) - len(scored),
+        "mae": error.abs().mean(),
+        "bias": error.mean(),
+        "r": r,
+    }
 
 
 def save_montage(tiles: list[np.ndarray], path: Path, columns: int = 4) -> None:
@@ -141,11 +155,16 @@ def main() -> int:
         with pd.option_context("display.width", 200):
             print(df.to_string(index=False, **fmt))
         for column in ("ef_ours", "ef_beat_mean", "ef_global"):
-            for label, part in (("train-18", df[~df.held_out]), ("held-out-6", df[df.held_out])):
+            parts = (
+                ("train-18", df[~df.held_out]),
+                ("held-out-6", df[df.held_out]),
+                ("all-24", df),
+            )
+            for label, part in parts:
                 s = summary(part, column)
                 print(
                     f"{column:12s} {label:10s} n={s['n']:2d}: MAE {s['mae']:5.1f}  "
-                    f"bias {s['bias']:+5.1f}  r {s['r']:+.2f}"
+                    f"bias {s['bias']:+5.1f}  r {s['r']:+.2f}  no EF (LV lost): {s['no_ef']}"
                 )
         montage = Path(args.out) / f"real_echo_{name}.png"
         save_montage(tiles, montage)

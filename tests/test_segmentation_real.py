@@ -15,7 +15,12 @@ from echo_napari.errors import SequenceError
 from echo_napari.segmentation.appearance import match_to_reference, matcher, reference_values
 from echo_napari.segmentation.augment import AugmentConfig, random_affine
 from echo_napari.segmentation.data import simulated_arrays, training_params
-from echo_napari.segmentation.ef import beat_period, beats_from_curve, ef_by_beats
+from echo_napari.segmentation.ef import (
+    MAX_PLAUSIBLE_EF,
+    beat_period,
+    beats_from_curve,
+    ef_by_beats,
+)
 from echo_napari.sequence import LabelClass
 
 torch.set_num_threads(1)
@@ -75,6 +80,19 @@ def test_beats_ignore_the_mid_diastolic_dip():
         assert abs(es % 45 - 16) <= 2
         assert 100 * (curve[ed] - curve[es]) / curve[ed] == pytest.approx(50, abs=3)
     assert beat_period(np.ones(100)) is None
+
+
+def test_a_beat_that_loses_the_ventricle_is_set_aside():
+    labels = _beating_labels(160, period=40, ef_like=0.3)
+    lost = labels.copy()
+    lost[98:103] = 0  # the LV vanishes around the third end-systole
+    clean, result = ef_by_beats(labels), ef_by_beats(lost)
+    assert len(result.rejected) == 1 and result.rejected[0][2] > MAX_PLAUSIBLE_EF
+    assert abs(result.rejected[0][1] - 100) <= 2
+    assert len(result.beats) == len(clean.beats) - 1
+    assert result.ef == pytest.approx(clean.ef, abs=1.0)
+    gone = np.zeros_like(labels)
+    assert np.isnan(ef_by_beats(gone).ef)
 
 
 def test_beats_from_flat_curve_and_bad_input():

@@ -13,19 +13,26 @@ picks up single-frame segmentation glitches, so here (SIM_TO_REAL §3.9):
    wobble, are not taken for beats); its end-diastole is the maximum within one period
    before it (the beat's filling peak). Period fraction and prominence were chosen on the
    18 training EchoNet videos (beat-median EF MAE 21.2 → 17.5; held-out 18.4 → 13.6);
-4. EF per beat from the smoothed EDV/ESV; the video's EF is the **median** over beats
-   (robust to one badly segmented beat; the mean is also returned).
+4. EF per beat from the smoothed EDV/ESV. A beat above ``MAX_PLAUSIBLE_EF`` (an
+   end-systolic volume under a tenth of the end-diastolic one) is a segmentation that lost
+   the ventricle at end-systole, not a heart: it is set aside (``rejected``), as is a beat
+   with no end-diastolic volume. The video's EF is the **median** over the remaining
+   beats (robust to one badly segmented beat; the mean is also returned), NaN when none
+   remains.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import ndimage, signal
 
 from echo_napari.errors import SequenceError
 from echo_napari.metrics_volume import lv_volume_curve
+
+#: %: above this a "beat" is an LV lost at end-systole (ESV < EDV / 10), not a heart.
+MAX_PLAUSIBLE_EF = 90.0
 
 
 @dataclass(frozen=True)
@@ -34,16 +41,18 @@ class BeatEF:
 
     Attributes
     ----------
-    ef : median EF over beats, %
-    ef_mean : mean EF over beats, %
-    beats : list of (ed_index, es_index, ef %) per beat
+    ef : median EF over the plausible beats, %; NaN when there is none
+    ef_mean : mean EF over the plausible beats, %
+    beats : list of (ed_index, es_index, ef %) per plausible beat
     curve : (T,) float64 smoothed LV volume curve (mL, or pixel³/1000 without spacing)
+    rejected : list of (ed_index, es_index, ef %) of the implausible beats
     """
 
     ef: float
     ef_mean: float
     beats: list[tuple[int, int, float]]
     curve: np.ndarray
+    rejected: list[tuple[int, int, float]] = field(default_factory=list)
 
 
 def beat_period(curve: np.ndarray, min_frames: int = 12) -> float | None:
@@ -145,14 +154,16 @@ def ef_by_beats(
     curve = lv_volume_curve(labels, spacing, method)
     if sigma_frames > 0:
         curve = ndimage.gaussian_filter1d(curve, sigma_frames, mode="nearest")
-    beats = []
+    beats, rejected = [], []
     for ed, es in beats_from_curve(curve, min_distance):
         edv, esv = curve[ed], curve[es]
-        beats.append((ed, es, 100.0 * (edv - esv) / edv if edv > 0 else float("nan")))
+        ef = 100.0 * (edv - esv) / edv if edv > 0 else float("nan")
+        (beats if np.isfinite(ef) and ef <= MAX_PLAUSIBLE_EF else rejected).append((ed, es, ef))
     values = np.array([b[2] for b in beats])
     return BeatEF(
-        ef=float(np.nanmedian(values)),
-        ef_mean=float(np.nanmean(values)),
+        ef=float(np.median(values)) if values.size else float("nan"),
+        ef_mean=float(np.mean(values)) if values.size else float("nan"),
         beats=beats,
         curve=curve,
+        rejected=rejected,
     )
