@@ -68,7 +68,7 @@ def untitled_path(source: str | Path | None = None) -> Path:
     if source:
         resolved = str(Path(source).expanduser().resolve())
         digest = hashlib.sha1(resolved.encode()).hexdigest()[:12]
-        stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(resolved).name)[:60] or "sequence"
+        stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(resolved).stem)[:60] or "sequence"
         name = f"{stem}-{digest}.h5"
     else:
         name = f"unsaved-{uuid.uuid4().hex}.h5"
