@@ -1,10 +1,14 @@
 """Propagation benchmark: DIRNet vs DIRNet + refinement vs SimpleITK B-spline, one run.
 
 On held-out simulated sequences (``seeds("test", n)``) every backend registers all
-consecutive pairs both ways; ED and ES ground truth seed the propagation; per-frame LV
-Dice of the forward, backward and fused (Eq. 1) results is compared with the ground truth.
-DIRNet is run with drift correction (the library default: one more batched pass that
-registers each frame against the keyframe warped by its composed field) and without.
+consecutive pairs both ways (then symmetrised: each direction replaced by the
+inverse-consistent average of both, for every backend); ED and ES ground truth seed the
+propagation; per-frame LV Dice of the forward, backward and fused results is compared with
+the ground truth (Eq. 1 between ED and ES; after ES, the average of the carries from ES
+and from ED). DIRNet is run with drift correction (the library default: one more batched
+pass that registers every third frame both ways against the keyframe warped by its
+composed field) and without; the refined and SimpleITK rows without (it would cost them
+a second, slow registration pass).
 Then: time of a full bidirectional propagation + fusion of a 128-frame 112×112 sequence,
 and, on the held-out real EchoNet videos (no labels), local NCC of consecutive frames
 before/after warping and folding.

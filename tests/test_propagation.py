@@ -163,17 +163,19 @@ def test_bundled_dirnet_propagation_dice_floor():
     dirnet = evaluate_propagation("dirnet", frames, labels, keys)
     copied = evaluate_propagation(NoMotion(), frames, labels, keys)
     between = slice(keys[0] + 1, keys[1])
-    # dirnet_v1 (step 10952) with drift correction (the default) measured 0.977 between ED
-    # and ES, 0.960 over all frames (without it 0.966, 0.937; no motion: 0.931, 0.852); the
+    # dirnet_v1 (step 10952), symmetrised pair fields, drift correction (the default) and
+    # open ends fused from two keyframes measured 0.979 between ED and ES, 0.963 over all
+    # frames (no motion: 0.931, 0.923: its open end averages the ED and ES masks); the
     # floors keep a margin and the no-motion baseline shows they mean something.
     assert np.mean(dirnet.fused[between]) > FLOOR_BETWEEN_KEYFRAMES
     assert dirnet.mean_fused > FLOOR_ALL_FRAMES
-    assert dirnet.mean_fused > copied.mean_fused + 0.04
+    assert np.mean(dirnet.fused[between]) > np.mean(copied.fused[between]) + 0.03
+    assert dirnet.mean_fused > copied.mean_fused + 0.025
     assert dirnet.folding < 0.001
 
 
 FLOOR_BETWEEN_KEYFRAMES = 0.95
-FLOOR_ALL_FRAMES = 0.93
+FLOOR_ALL_FRAMES = 0.94
 
 
 # -- bad input ----------------------------------------------------------------------------------

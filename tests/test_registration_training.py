@@ -57,6 +57,16 @@ def test_training_resumes_from_checkpoint(source, tmp_path):
     assert meta["step"] == 6 and meta["architecture"]["size"] == 32
 
 
+def test_resuming_applies_the_new_learning_rate(source, tmp_path):
+    config = TrainConfig(iterations=3, batch=2, lr=1e-3, window=5, checkpoint_every=3)
+    list(train_steps(new_model(TINY, seed=0), [source], config, checkpoint_dir=tmp_path))
+    slower = TrainConfig(iterations=4, batch=2, lr=1e-4, window=5, checkpoint_every=1)
+    list(train_steps(new_model(TINY, seed=0), [source], slower, checkpoint_dir=tmp_path))
+    meta = json.loads((tmp_path / "checkpoint.json").read_text())
+    assert meta["step"] == 4
+    assert meta["optimizer"]["param_groups"][0]["lr"] == pytest.approx(1e-4)
+
+
 def test_save_and_load_round_trip(tmp_path, source):
     model = new_model(TINY, seed=1)
     train(model, [source], TrainConfig(iterations=3, batch=2, window=5))

@@ -169,7 +169,11 @@ def train_steps(
     directory = Path(checkpoint_dir) if checkpoint_dir is not None else None
     if directory is not None and (directory / "checkpoint.json").exists():
         state = load_checkpoint(directory, model, optimizer)
-        log.info("resumed training at step %d from %s", state.step, directory)
+        # The checkpoint restores the optimiser's lr; config.lr wins so that a resumed run
+        # can continue at a lower learning rate (a final decay phase).
+        for group in optimizer.param_groups:
+            group["lr"] = config.lr
+        log.info("resumed training at step %d from %s (lr %g)", state.step, directory, config.lr)
     rng = np.random.default_rng(config.seed)
     if state.rng_state is not None:
         rng.bit_generator.state = state.rng_state
