@@ -62,13 +62,13 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
     return float(2 * (a & b).sum() / max(a.sum() + b.sum(), 1))
 
 
-def evaluate_simulated(network, strips, threshold: float) -> dict:
+def evaluate_simulated(network, strips, threshold: float, flips: bool = True) -> dict:
     rows = []
     good_scores, bad_scores = [], {k: [] for k in DEGRADATIONS}
     rng = np.random.default_rng(0)
     start = time.perf_counter()
     for strip, kind in strips:
-        prob = predict_band_probability(strip, network)
+        prob = predict_band_probability(strip, network, flips=flips)
         band = clean_band(prob >= 0.5)
         step = strip.depth_step_mm
         lvid_pred = diameter_per_column(band, step, prob)
@@ -101,7 +101,7 @@ def evaluate_simulated(network, strips, threshold: float) -> dict:
         for degradation in DEGRADATIONS:
             image = degrade(strip.image, strip.band, degradation, rng)
             degraded = type(strip)(image=image, depth_step_mm=step, time_step_s=strip.time_step_s)
-            pb = predict_band_probability(degraded, network)
+            pb = predict_band_probability(degraded, network, flips=flips)
             bb = clean_band(pb >= 0.5)
             bad_scores[degradation] += [
                 w.score for w in window_quality(image, bb, step, strip.time_step_s, threshold)
@@ -110,9 +110,9 @@ def evaluate_simulated(network, strips, threshold: float) -> dict:
     return {"rows": rows, "good": good_scores, "bad": bad_scores, "seconds": elapsed}
 
 
-def print_simulated(result: dict, threshold: float) -> None:
+def print_simulated(result: dict, threshold: float, split: str = "test") -> None:
     rows = result["rows"]
-    print(f"\nHeld-out simulated M-modes ({len(rows)} strips, test seeds)")
+    print(f"\nHeld-out simulated M-modes ({len(rows)} strips, {split} seeds)")
     print(
         f"{'lines':<10}{'n':>4}{'Dice':>9}{'LVID err mm':>13}{'(px)':>7}{'FS err pts':>12}"
         f"{'no band cols':>14}"
@@ -229,16 +229,30 @@ def main() -> None:
     parser.add_argument("--calibrate", action="store_true", help="set the quality threshold first")
     parser.add_argument("--videos", type=int, default=None, help="limit the real videos")
     parser.add_argument("--model", type=Path, default=None, help=".safetensors (default bundled)")
+    parser.add_argument(
+        "--split",
+        choices=("test", "val"),
+        default="test",
+        help="simulated seeds to score (val: for choosing among checkpoints)",
+    )
+    parser.add_argument("--no-real", action="store_true", help="skip the real videos")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument(
+        "--no-flips", action="store_true", help="one network pass (no test-time flips)"
+    )
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     network = load_mmode_model(args.model)
     if args.calibrate:
         threshold = calibrate(network, 8, args.model)
     else:
         threshold = quality_threshold(args.model)
-    strips = simulated_strips("test", args.sequences, args.lines)
-    print_simulated(evaluate_simulated(network, strips, threshold), threshold)
-    real_videos(network, threshold, args.videos)
+    strips = simulated_strips(args.split, args.sequences, args.lines)
+    result = evaluate_simulated(network, strips, threshold, flips=not args.no_flips)
+    print(f"test-time flips: {'off' if args.no_flips else 'depth x time (4 passes)'}")
+    print_simulated(result, threshold, args.split)
+    if not args.no_real:
+        real_videos(network, threshold, args.videos)
 
 
 if __name__ == "__main__":

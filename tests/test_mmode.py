@@ -208,3 +208,46 @@ def test_poor_columns_are_left_out_and_csv(tmp_path):
     assert lines[1] == "0.000000," and lines[4] == "0.060000,10.000"
     with pytest.raises(EchoIOError, match="calibration"):
         write_diameter_csv(tmp_path / "y.csv", measure_band(band, None, 0.02))
+
+
+def test_simplified_paths_stay_within_tolerance_and_give_the_band():
+    from echo_napari.mmode.traces import paths_to_band
+
+    n, depth = 120, 90
+    t = np.arange(n)
+    upper = 20.3 + 6 * np.sin(2 * np.pi * t / 45)
+    lower = 70.1 - 8 * np.sin(2 * np.pi * t / 45)
+    paths = traces_to_paths(upper, lower, tolerance=0.5)
+    assert all(len(p) < n / 3 for p in paths)  # draggable handful of vertices
+    up2, low2 = paths_to_traces(paths, n)
+    # Douglas–Peucker bounds the perpendicular distance; on slopes the vertical one is a
+    # little larger.
+    assert np.max(np.abs(up2 - upper)) <= 0.6
+    assert np.max(np.abs(low2 - lower)) <= 0.6
+    np.testing.assert_array_equal(
+        paths_to_band(paths, (depth, n)), traces_to_band(up2, low2, depth)
+    )
+
+
+def test_measure_traces_matches_band_and_is_sub_row():
+    from echo_napari.mmode.measure import measure_traces
+
+    n = 150
+    t = np.arange(n)
+    upper = np.round(20 + 4 * np.sin(2 * np.pi * t / 50)) - 0.5
+    lower = np.round(60 - 6 * np.sin(2 * np.pi * t / 50)) - 0.5
+    band = traces_to_band(upper, lower, 90)
+    by_band = measure_band(band, 0.5, 0.02)
+    by_traces = measure_traces(upper, lower, 0.5, 0.02)
+    np.testing.assert_allclose(by_traces.lvid_mm, by_band.lvid_mm)
+    assert by_traces.summary() == by_band.summary()
+    shifted = measure_traces(upper, lower + 0.25, 0.5, 0.02)  # a quarter row deeper
+    np.testing.assert_allclose(shifted.lvid_mm, by_band.lvid_mm + 0.125)
+    crossed = lower.copy()
+    crossed[5] = upper[5] - 1  # lower edge above the upper one: no diameter, not negative
+    assert np.isnan(measure_traces(upper, crossed, 0.5, 0.02).lvid_mm[5])
+    poor = np.zeros(n, bool)
+    poor[:10] = True
+    assert np.isnan(measure_traces(upper, lower, 0.5, 0.02, poor).lvid_mm[:10]).all()
+    with pytest.raises(SequenceError, match="equal length"):
+        measure_traces(upper, lower[:-1], 0.5, 0.02)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from conftest import make_sequence
 
+from echo_napari.errors import EchoIOError
 from echo_napari.napari_hooks import sequence_layer_data
 
 pytestmark = pytest.mark.gui
@@ -73,3 +74,125 @@ def test_segment_runs_in_a_worker_and_draws_network_curve(dock, qtbot):
     assert len(times) == 16
     assert widget.result.band.shape == widget.strip.image.shape
     assert "network" in widget.summary.text() or "no complete beat" in widget.summary.text()
+
+
+def _moved(paths, which, column, rows):
+    """Copy of the two (row, column) paths with the vertex of path ``which`` nearest
+    ``column`` moved by ``rows``; returns the paths and the vertex's column."""
+    paths = [np.array(p, dtype=np.float64) for p in paths]
+    k = int(np.argmin(np.abs(paths[which][:, 1] - column)))
+    paths[which][k, 0] += rows
+    return paths, int(round(paths[which][k, 1]))
+
+
+def test_edit_traces_vertex_move_updates_band_curve_measurements_and_csv(dock, tmp_path):
+    from echo_napari.mmode.measure import measure_traces
+    from echo_napari.mmode.traces import paths_to_traces, traces_to_band
+    from echo_napari.widgets.mmode_edit import STRIP_LAYER, TRACES_LAYER
+
+    viewer, widget = dock
+    widget.use_default_line()
+    before = widget.measurements.lvid_mm.copy()
+    widget.edit_button.click()
+    assert widget.edit_button.isChecked()
+    layer = viewer.layers[TRACES_LAYER]
+    assert len(layer.data) == 2 and list(layer.shape_type) == ["path", "path"]
+    assert viewer.layers[STRIP_LAYER].visible and not viewer.layers["echo"].visible
+    strip = widget.strip
+    # Unedited traces reproduce the labels' diameters (path simplification ≤ 0.5 row).
+    step = strip.depth_step_mm
+    np.testing.assert_allclose(widget.measurements.lvid_mm, before, atol=2 * 0.5 * step)
+
+    paths, column = _moved(layer.data, 1, 6, 4.0)
+    widget.editor.set_paths(paths)
+    upper, lower = paths_to_traces(paths, strip.image.shape[1])
+    expected = measure_traces(upper, lower, step, strip.time_step_s)
+    np.testing.assert_allclose(widget.measurements.lvid_mm, expected.lvid_mm)
+    assert widget.measurements.lvid_mm[column] > before[column] + 3.0 * step
+    np.testing.assert_array_equal(
+        widget.edited_band, traces_to_band(upper, lower, len(strip.image))
+    )
+    _, curve = widget.edited_curve.getData()
+    np.testing.assert_allclose(curve, expected.lvid_mm)
+    assert widget.summary.text().startswith("edited traces")
+
+    rows = widget.export_csv(tmp_path / "edited.csv").read_text().splitlines()
+    assert float(rows[1 + column].split(",")[1]) == pytest.approx(
+        expected.lvid_mm[column], abs=1e-3
+    )
+
+    widget.edit_button.click()  # leave editing: layers back, edits still in effect
+    assert TRACES_LAYER not in viewer.layers and STRIP_LAYER not in viewer.layers
+    assert viewer.layers["echo"].visible and viewer.layers["M-mode line"].visible
+    np.testing.assert_allclose(widget.measurements.lvid_mm, expected.lvid_mm)
+
+
+def test_broken_trace_edit_shows_message(dock):
+    from echo_napari.widgets.mmode_edit import TRACES_LAYER
+
+    viewer, widget = dock
+    widget.use_default_line()
+    widget.start_editing()
+    viewer.layers[TRACES_LAYER].data = [viewer.layers[TRACES_LAYER].data[0]]
+    assert "traces not usable" in widget.summary.text()
+
+
+def _strip_image(depth=80, n=120):
+    """Bright walls around a dark band whose width beats (period 40 columns)."""
+    rows = np.arange(depth)[:, None]
+    t = np.arange(n)[None, :]
+    upper = 20 + 5 * np.sin(2 * np.pi * t / 40)
+    lower = 60 - 5 * np.sin(2 * np.pi * t / 40)
+    band = (rows > upper) & (rows < lower)
+    wall = ((rows > upper - 8) & (rows <= upper)) | ((rows >= lower) & (rows < lower + 8))
+    return np.where(wall, 0.75, np.where(band, 0.05, 0.25)).astype(np.float32)
+
+
+def test_real_png_mmode_is_shown_directly_uncalibrated(dock, tmp_path, qtbot):
+    from echo_napari.mmode.writers import write_strip_png
+    from echo_napari.widgets.mmode_edit import TRACES_LAYER
+
+    viewer, widget = dock
+    image = _strip_image()
+    band = np.zeros(image.shape, np.uint8)
+    path = write_strip_png(tmp_path / "real.png", image, band)[0]
+    layer = widget.open_mmode(path)
+    assert widget.image_combo.currentText() == layer.name and widget.strip_mode()
+    assert not widget.default_button.isEnabled()
+    assert widget.strip.line is None and widget.strip.image.shape == image.shape
+    np.testing.assert_allclose(widget.strip.image, image, atol=1 / 255)
+    assert "UNCALIBRATED depth" in widget.summary.text()
+    assert "UNCALIBRATED" in widget.summary.text() and "time" in widget.summary.text()
+
+    widget.segment_button.click()
+    qtbot.waitUntil(lambda: widget.result is not None, timeout=30000)
+    qtbot.waitUntil(lambda: widget.segment_button.isEnabled(), timeout=5000)
+    assert widget.result.band.shape == image.shape
+    assert widget.measurements.units == "px"
+    assert "UNCALIBRATED" in widget.summary.text()
+    with pytest.raises(EchoIOError, match="calibration"):
+        widget.export_csv(tmp_path / "x.csv")
+
+    widget.start_editing()  # edits on the real strip's own layer
+    traces = viewer.layers[TRACES_LAYER]
+    np.testing.assert_allclose(traces.scale, layer.scale)
+    paths, column = _moved(traces.data, 0, 60, -3.0)
+    before = widget.measurements.lvid_mm[column]
+    widget.editor.set_paths(paths)
+    assert widget.measurements.lvid_mm[column] > before
+    widget.stop_editing()
+    assert layer.name in viewer.layers and layer.visible
+
+
+def test_calibrated_mmode_layer_measures_in_mm(dock):
+    from echo_napari.mmode.layers import mmode_layer_data
+    from echo_napari.mmode.sampling import MModeImage
+
+    viewer, widget = dock
+    image = _strip_image()
+    strip = MModeImage(image=image, depth_step_mm=0.5, time_step_s=0.01, metadata={})
+    data, kwargs, _ = mmode_layer_data(strip, "dicom strip")[0]
+    viewer.add_image(data, **kwargs)
+    widget.image_combo.setCurrentText("dicom strip")
+    assert widget.strip.depth_step_mm == 0.5 and widget.strip.time_step_s == 0.01
+    assert "UNCALIBRATED" not in widget.summary.text()

@@ -137,3 +137,36 @@ def test_cli_refuses_uncalibrated_mmode(tmp_path):
     path = write_mmode_dicom(tmp_path / "plain.dcm", _two_region_pixels(), [])
     with pytest.raises(EchoNapariError):
         _run_cli(["mmode", str(path), "-o", str(tmp_path / "o")])
+
+
+def test_mmode_layer_data_round_trip_and_reader_hook(tmp_path):
+    from echo_napari.mmode.layers import (
+        MMODE_KEY,
+        get_mmode_reader,
+        mmode_layer_data,
+        read_mmode_layers,
+        strip_from_layer,
+    )
+
+    regions = [_region(10, 60, 89, 119, 4, 3, 0.004, 0.05, 2)]
+    path = write_mmode_dicom(tmp_path / "m.dcm", _two_region_pixels(), regions)
+    reader = get_mmode_reader(str(path))
+    assert reader is read_mmode_layers
+    [(data, kwargs, kind)] = reader(str(path))
+    assert kind == "image" and data.ndim == 2
+    assert kwargs["scale"] == pytest.approx((0.5, 0.4))  # 0.05 cm, 0.004 s = 0.4 cs
+    assert [str(u) for u in kwargs["units"]] == ["mm", "centisecond"]
+    strip = strip_from_layer(data, kwargs["metadata"])
+    assert strip.depth_step_mm == pytest.approx(0.5) and strip.time_step_s == pytest.approx(0.004)
+
+    rgb = np.zeros((20, 30, 3), np.uint8)
+    rgb[..., 1] = 255
+    grey = strip_from_layer(rgb, {}, rgb=True)
+    assert grey.image.shape == (20, 30) and not grey.calibrated
+    assert "uncalibrated" in grey.metadata["calibration"]
+    [(_, plain, _)] = mmode_layer_data(grey, "x")
+    assert plain["scale"] == (1.0, 1.0) and plain["units"] == ("pixel", "pixel")
+    assert plain["metadata"][MMODE_KEY]["depth_step_mm"] is None
+    assert get_mmode_reader(str(tmp_path / "video.avi")) is None
+    with pytest.raises(SequenceError, match="one 2D"):
+        strip_from_layer(np.zeros((3, 4, 5)), {})

@@ -44,12 +44,18 @@ def network_scale(strip: MModeImage, network: MModeNet) -> tuple[float, float]:
     return float(zoom_d), float(zoom_t)
 
 
+#: Test-time flips (depth, time) averaged by :func:`predict_band_probability`: a strip
+#: mirrored in time or depth is still an M-mode with the band between two walls.
+FLIPS: tuple[tuple[bool, bool], ...] = ((False, False), (True, False), (False, True), (True, True))
+
+
 def predict_band_probability(
     strip: MModeImage,
     network: MModeNet,
     overlap: float = 0.5,
     batch: int = 8,
     progress: Callable[[int, int], None] | None = None,
+    flips: bool = True,
 ) -> np.ndarray:
     """Probability of the LV band for every sample of the strip.
 
@@ -58,6 +64,7 @@ def predict_band_probability(
     strip : MModeImage, image (D, N) float32 in [0, 1]
     network : MModeNet in eval mode
     overlap : fraction of a window shared with its neighbour (0 ≤ overlap < 1)
+    flips : average the network over the strip mirrored in depth and/or time (4 passes)
 
     Returns
     -------
@@ -69,6 +76,39 @@ def predict_band_probability(
     image = strip.image.astype(np.float32)
     if zoom != (1.0, 1.0):
         image = ndimage.zoom(image, zoom, order=1, mode="nearest", grid_mode=True)
+    variants = FLIPS if flips else FLIPS[:1]
+    prob = np.zeros(image.shape, dtype=np.float32)
+    for k, (flip_d, flip_t) in enumerate(variants):
+
+        def step(done: int, total: int, k: int = k) -> None:
+            if progress is not None:
+                progress(k * total + done, len(variants) * total)
+
+        flipped = image[:: -1 if flip_d else 1, :: -1 if flip_t else 1]
+        out = _windowed_probability(np.ascontiguousarray(flipped), network, overlap, batch, step)
+        prob += out[:: -1 if flip_d else 1, :: -1 if flip_t else 1]
+    prob /= len(variants)
+    d, t = prob.shape
+    if zoom != (1.0, 1.0):
+        prob = ndimage.zoom(
+            prob,
+            (strip.image.shape[0] / d, strip.image.shape[1] / t),
+            order=1,
+            mode="nearest",
+            grid_mode=True,
+        )
+        prob = prob[: strip.image.shape[0], : strip.image.shape[1]]
+    return np.clip(prob, 0.0, 1.0).astype(np.float32)
+
+
+def _windowed_probability(
+    image: np.ndarray,
+    network: MModeNet,
+    overlap: float,
+    batch: int,
+    progress: Callable[[int, int], None] | None,
+) -> np.ndarray:
+    """Band probability (D, N) of an image already at the network's sampling."""
     wd, wt = network.config.window
     # Mirror a quarter window of time at both ends: the strip's first and last columns
     # then sit inside a window, not on its border where the network sees no context.
@@ -102,18 +142,7 @@ def predict_band_probability(
                 norm[y : y + wd, x : x + wt] += weight
             if progress is not None:
                 progress(min(first + batch, len(corners)), len(corners))
-    prob = (total / np.maximum(norm, 1e-6))[:d, margin : t - margin]
-    d, t = prob.shape
-    if zoom != (1.0, 1.0):
-        prob = ndimage.zoom(
-            prob,
-            (strip.image.shape[0] / d, strip.image.shape[1] / t),
-            order=1,
-            mode="nearest",
-            grid_mode=True,
-        )
-        prob = prob[: strip.image.shape[0], : strip.image.shape[1]]
-    return np.clip(prob, 0.0, 1.0).astype(np.float32)
+    return (total / np.maximum(norm, 1e-6))[:d, margin : t - margin]
 
 
 def segment_band(strip: MModeImage, network: MModeNet | None = None, **kwargs) -> np.ndarray:

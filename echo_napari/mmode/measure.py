@@ -245,6 +245,43 @@ def measure_band(
     probability : (D, N) soft band for sub-row edges (see :func:`diameter_per_column`)
     """
     lvid = diameter_per_column(band, depth_step_mm or 1.0, probability)
+    return _measure_lvid(lvid, depth_step_mm, time_step_s, poor_columns)
+
+
+def measure_traces(
+    upper: np.ndarray,
+    lower: np.ndarray,
+    depth_step_mm: float | None,
+    time_step_s: float | None,
+    poor_columns: np.ndarray | None = None,
+) -> MModeMeasurements:
+    """All measurements from two endocardial traces (e.g. edited paths), sub-row exact.
+
+    Parameters
+    ----------
+    upper, lower : (N,) float64 row positions (see :mod:`echo_napari.mmode.traces`; NaN
+        where a column has no band); a column whose lower trace is not below the upper one
+        has no diameter (NaN)
+    depth_step_mm, time_step_s, poor_columns : as in :func:`measure_band`
+    """
+    upper = np.asarray(upper, dtype=np.float64)
+    lower = np.asarray(lower, dtype=np.float64)
+    if upper.shape != lower.shape or upper.ndim != 1:
+        raise SequenceError(
+            f"upper and lower traces must be 1-D of equal length; got {upper.shape} and "
+            f"{lower.shape}"
+        )
+    with np.errstate(invalid="ignore"):
+        rows = np.where(lower > upper, lower - upper, np.nan)
+    return _measure_lvid(rows * (depth_step_mm or 1.0), depth_step_mm, time_step_s, poor_columns)
+
+
+def _measure_lvid(
+    lvid: np.ndarray,
+    depth_step_mm: float | None,
+    time_step_s: float | None,
+    poor_columns: np.ndarray | None,
+) -> MModeMeasurements:
     if poor_columns is not None:
         lvid = np.where(np.asarray(poor_columns, dtype=bool), np.nan, lvid)
     beats, heart_rate = detect_beats(lvid, time_step_s)

@@ -100,13 +100,32 @@ def traces_to_band(upper: np.ndarray, lower: np.ndarray, depth: int) -> np.ndarr
     return inside.astype(np.uint8)
 
 
-def traces_to_paths(upper: np.ndarray, lower: np.ndarray) -> list[np.ndarray]:
+def traces_to_paths(
+    upper: np.ndarray, lower: np.ndarray, tolerance: float = 0.0
+) -> list[np.ndarray]:
     """The traces as two napari path vertices arrays ``(K, 2)`` (row, column), NaN columns
-    left out."""
+    left out.
+
+    Parameters
+    ----------
+    upper, lower : (N,) float row positions (NaN = no band)
+    tolerance : rows; > 0 keeps only the vertices needed to stay within this (perpendicular)
+        distance of the trace (Douglas–Peucker), so that a path has a handful of vertices to drag
+        instead of one per column
+
+    Returns
+    -------
+    [upper path, lower path], each (K, 2) float64
+    """
+    from skimage.measure import approximate_polygon
+
     out = []
     for trace in (upper, lower):
         cols = np.flatnonzero(np.isfinite(trace))
-        out.append(np.stack([trace[cols], cols.astype(np.float64)], axis=1))
+        path = np.stack([trace[cols], cols.astype(np.float64)], axis=1)
+        if tolerance > 0 and len(path) > 2:
+            path = approximate_polygon(path, tolerance=tolerance)
+        out.append(path)
     return out
 
 
@@ -138,3 +157,9 @@ def paths_to_traces(paths: list[np.ndarray], n_columns: int) -> tuple[np.ndarray
     if np.nanmean(upper) > np.nanmean(lower):
         upper, lower = lower, upper
     return upper, lower
+
+
+def paths_to_band(paths: list[np.ndarray], shape: tuple[int, int]) -> np.ndarray:
+    """Band mask (D, N) uint8 from two edited trace paths (see :func:`paths_to_traces`)."""
+    upper, lower = paths_to_traces(paths, shape[1])
+    return traces_to_band(upper, lower, shape[0])

@@ -201,6 +201,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--init", help="continue from these weights (.safetensors)")
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--seed-offset", type=int, default=0, help="use seeds[offset::997]")
+    parser.add_argument(
+        "--snapshot-every",
+        type=int,
+        default=0,
+        help="also keep <out>_step<N> snapshots every N steps (for choosing on val seeds)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(1)
@@ -239,6 +245,8 @@ def main(argv: list[str] | None = None) -> int:
                 record.elapsed_s,
             )
             save_mmode_model(network, args.out, {"status": "checkpoint"})
+        if args.snapshot_every and record.step % args.snapshot_every == 0:
+            save_mmode_model(network, f"{args.out}_step{record.step}", {"status": "snapshot"})
     card = {
         "version": 1,
         "task": "LV cavity band (between septal and posterior endocardium) in M-mode strips",

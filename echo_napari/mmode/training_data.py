@@ -18,6 +18,9 @@ from echo_napari.mmode.sampling import MModeLine, _clip_segment, lv_axis, sample
 from echo_napari.sequence import EchoSequence, LabelClass
 from echo_napari.simulate import SimulationParams, simulate_sequence
 
+#: Training strips need the band in at least this fraction of their columns.
+MIN_BAND_COLUMNS = 0.25
+
 
 @dataclass(frozen=True)
 class StripSample:
@@ -99,7 +102,9 @@ def strips_from_sequence(
             )
         except SequenceError:
             continue
-        if strip.band is not None and strip.band.any(axis=0).mean() > 0.9:
+        # Lines that leave the cavity during part of the cycle (near the base or apex)
+        # stay in: the network must learn columns with no band, as users draw such lines.
+        if strip.band is not None and strip.band.any(axis=0).mean() >= MIN_BAND_COLUMNS:
             out.append(StripSample(strip.image, strip.band, step))
     return out
 

@@ -1,6 +1,9 @@
 """M-mode dock: a line (Shapes layer) on the B-mode sequence → depth × time strip with its
 endocardial traces, the LV internal diameter curve and a frame cursor linked both ways to
-napari's time slider. Numerics live in :mod:`echo_napari.mmode`; this module only draws.
+napari's time slider. A 2D image layer (a real M-mode) is shown as the strip itself, with
+no line sampling. "Edit traces" puts the traces as two editable paths into the viewer
+(:mod:`echo_napari.widgets.mmode_edit`); edits update the band, curve, measurements and
+CSV. Numerics live in :mod:`echo_napari.mmode`; this module only draws.
 """
 
 from __future__ import annotations
@@ -22,11 +25,20 @@ from qtpy.QtWidgets import (
 
 from echo_napari.errors import EchoNapariError
 from echo_napari.mmode.analysis import MModeResult, sequence_line
-from echo_napari.mmode.measure import MModeMeasurements, measure_band, write_diameter_csv
+from echo_napari.mmode.layers import read_mmode_layers, strip_from_layer
+from echo_napari.mmode.measure import (
+    MModeMeasurements,
+    measure_band,
+    measure_traces,
+    write_diameter_csv,
+)
+from echo_napari.mmode.quality import poor_columns
 from echo_napari.mmode.sampling import MModeImage, MModeLine, sample_mmode
-from echo_napari.mmode.traces import subsample_traces
+from echo_napari.mmode.traces import subsample_traces, traces_to_band
 from echo_napari.sequence import EchoSequence
 from echo_napari.widgets._notify import notify_error, notify_info
+from echo_napari.widgets.mmode_edit import STRIP_LAYER, TraceEditor
+from echo_napari.widgets.mmode_summary import summary_text
 
 if TYPE_CHECKING:
     import napari
@@ -34,6 +46,7 @@ if TYPE_CHECKING:
 LINE_LAYER = "M-mode line"
 LABEL_PEN = pg.mkPen((255, 80, 80), width=2)
 NETWORK_PEN = pg.mkPen((80, 220, 255), width=2)
+EDITED_PEN = pg.mkPen((120, 255, 120), width=2)
 CURSOR_PEN = pg.mkPen((255, 220, 0), width=2)
 
 
@@ -48,12 +61,22 @@ class MModeDock(QWidget):
         self.measurements: MModeMeasurements | None = None
         self._frames_cache: tuple[int, np.ndarray] | None = None
         self._worker = None
+        #: (upper, lower) (N,) row traces after editing; the band they enclose
+        self.edited: tuple[np.ndarray, np.ndarray] | None = None
+        self.edited_band: np.ndarray | None = None
+        self.editor = TraceEditor(viewer, self._on_traces_edited, self._show_error)
 
         self.image_combo = QComboBox()
         self.labels_combo = QComboBox()
         self.default_button = QPushButton("Default line")
         self.segment_button = QPushButton("Segment band")
         self.export_button = QPushButton("Export CSV…")
+        self.edit_button = QPushButton("Edit traces")
+        self.edit_button.setCheckable(True)
+        self.edit_button.setToolTip(
+            "Show the strip in the viewer with the upper and lower traces as editable paths"
+        )
+        self.open_button = QPushButton("Open M-mode…")
         self.summary = QLabel("Draw a line in the 'M-mode line' layer, or press Default line.")
         self.summary.setWordWrap(True)
 
@@ -65,6 +88,7 @@ class MModeDock(QWidget):
         self.strip_plot.addItem(self.strip_image)
         self.label_traces = [self.strip_plot.plot(pen=LABEL_PEN) for _ in range(2)]
         self.network_traces = [self.strip_plot.plot(pen=NETWORK_PEN) for _ in range(2)]
+        self.edited_traces = [self.strip_plot.plot(pen=EDITED_PEN) for _ in range(2)]
         self.poor_regions: list[pg.LinearRegionItem] = []
 
         self.curve_plot = pg.PlotWidget()
@@ -73,6 +97,7 @@ class MModeDock(QWidget):
         self.curve_plot.addLegend(offset=(5, 5))
         self.label_curve = self.curve_plot.plot(pen=LABEL_PEN, name="labels")
         self.network_curve = self.curve_plot.plot(pen=NETWORK_PEN, name="network")
+        self.edited_curve = self.curve_plot.plot(pen=EDITED_PEN, name="edited")
         self.cursors = [pg.InfiniteLine(0, movable=True, pen=CURSOR_PEN) for _ in range(2)]
         self.strip_plot.addItem(self.cursors[0])
         self.curve_plot.addItem(self.cursors[1])
@@ -83,10 +108,14 @@ class MModeDock(QWidget):
             row.addWidget(QLabel(text))
             row.addWidget(combo, 1)
             layout.addLayout(row)
-        buttons = QHBoxLayout()
-        for button in (self.default_button, self.segment_button, self.export_button):
-            buttons.addWidget(button)
-        layout.addLayout(buttons)
+        for row_buttons in (
+            (self.default_button, self.segment_button, self.edit_button),
+            (self.open_button, self.export_button),
+        ):
+            buttons = QHBoxLayout()
+            for button in row_buttons:
+                buttons.addWidget(button)
+            layout.addLayout(buttons)
         layout.addWidget(self.strip_plot, 3)
         layout.addWidget(self.curve_plot, 2)
         layout.addWidget(self.summary)
@@ -94,6 +123,8 @@ class MModeDock(QWidget):
         self.default_button.clicked.connect(self.use_default_line)
         self.segment_button.clicked.connect(self.segment)
         self.export_button.clicked.connect(self._export_dialog)
+        self.edit_button.toggled.connect(self._on_edit_toggled)
+        self.open_button.clicked.connect(self._open_dialog)
         for cursor in self.cursors:
             cursor.sigDragged.connect(self._on_cursor_dragged)
         viewer.layers.events.inserted.connect(self._refresh_layers)
@@ -105,11 +136,18 @@ class MModeDock(QWidget):
 
     # -- layers ----------------------------------------------------------------
     def _layers(self, kind: str) -> list:
+        # Image: (T, H, W) sequences and 2D real M-mode strips; Labels: (T, H, W) only.
+        dims = (2, 3) if kind == "Image" else (3,)
         return [
             layer
             for layer in self.viewer.layers
-            if type(layer).__name__ == kind and layer.data.ndim == 3
+            if type(layer).__name__ == kind and layer.ndim in dims and layer.name != STRIP_LAYER
         ]
+
+    def strip_mode(self) -> bool:
+        """True when the selected image layer is a 2D M-mode strip (no line sampling)."""
+        image = self._image_layer()
+        return image is not None and image.ndim == 2
 
     def _refresh_layers(self, *_: object) -> None:
         for combo, kind, optional in (
@@ -206,21 +244,30 @@ class MModeDock(QWidget):
 
     def _on_inputs_changed(self, *_: object) -> None:
         self._frames_cache = None
-        if self.current_line() is not None:
+        self.default_button.setEnabled(not self.strip_mode())
+        if self.strip_mode() or self.current_line() is not None:
             self.update_strip()
 
     def update_strip(self) -> None:
-        """Resample the strip along the current line and redraw (fast: no network)."""
-        line = self.current_line()
-        if line is None:
-            return
+        """Resample the strip along the current line (or take the selected 2D M-mode
+        layer as it is) and redraw (fast: no network)."""
         try:
-            seq = self.sequence()
-            self.strip = sample_mmode(seq.frames, line, seq.spacing, seq.frame_time_ms, seq.labels)
+            if self.strip_mode():
+                image = self._image_layer()
+                self.strip = strip_from_layer(image.data, image.metadata, image.rgb)
+            else:
+                line = self.current_line()
+                if line is None:
+                    return
+                seq = self.sequence()
+                self.strip = sample_mmode(
+                    seq.frames, line, seq.spacing, seq.frame_time_ms, seq.labels
+                )
         except EchoNapariError as exc:
             self.summary.setText(f"M-mode: {exc}")
             return
         self.result = None
+        self._clear_edits()
         strip = self.strip
         self.measurements = (
             measure_band(
@@ -255,8 +302,90 @@ class MModeDock(QWidget):
         if result.strip is not self.strip:
             return
         self.result = result
+        self._clear_edits()
         self.measurements = result.measurements
         self._draw()
+
+    # -- trace editing ------------------------------------------------------------
+    def start_editing(self) -> None:
+        """Put the network's (else the labels') traces as editable paths in the viewer."""
+        if self.strip is None:
+            raise EchoNapariError("no M-mode yet: draw a line or select an M-mode layer")
+        if self.edited is not None:
+            upper, lower = self.edited
+        elif self.result is not None:
+            upper, lower = subsample_traces(self.result.probability, self.result.band)
+        elif self.strip.band is not None:
+            prob = self.strip.band_probability
+            upper, lower = subsample_traces(
+                prob if prob is not None else self.strip.band, self.strip.band
+            )
+        else:
+            raise EchoNapariError("no band to edit: add a labels layer or press Segment band")
+        host = self._image_layer() if self.strip_mode() else None
+        self.editor.start(self.strip, upper, lower, host)
+        self._on_traces_edited(upper, lower)
+
+    def stop_editing(self) -> None:
+        """Leave editing (the edited traces stay in effect until the strip changes)."""
+        self.editor.stop()
+
+    def _on_edit_toggled(self, checked: bool) -> None:
+        if not checked:
+            self.stop_editing()
+            return
+        try:
+            self.start_editing()
+        except EchoNapariError as exc:
+            notify_error(str(exc))
+            self.edit_button.blockSignals(True)
+            self.edit_button.setChecked(False)
+            self.edit_button.blockSignals(False)
+
+    def _on_traces_edited(self, upper: np.ndarray, lower: np.ndarray) -> None:
+        strip = self.strip
+        if strip is None or upper.shape != (strip.image.shape[1],):
+            return
+        self.edited = (upper, lower)
+        self.edited_band = traces_to_band(upper, lower, strip.image.shape[0])
+        poor = (
+            poor_columns(self.result.windows, strip.image.shape[1])
+            if self.result is not None
+            else None
+        )
+        self.measurements = measure_traces(
+            upper, lower, strip.depth_step_mm, strip.time_step_s, poor
+        )
+        self._draw()
+
+    def _clear_edits(self) -> None:
+        self.edited = None
+        self.edited_band = None
+        if self.edit_button.isChecked():
+            self.edit_button.setChecked(False)
+        elif self.editor.active:
+            self.editor.stop()
+
+    def _show_error(self, message: str) -> None:
+        self.summary.setText(f"M-mode: {message}")
+
+    def open_mmode(self, path: str | Path):
+        """Read a real M-mode file (PNG/TIFF strip or DICOM) into a 2D Image layer and
+        select it."""
+        data, kwargs, _ = read_mmode_layers(str(path))[0]
+        layer = self.viewer.add_image(data, **kwargs)
+        self.image_combo.setCurrentText(layer.name)
+        return layer
+
+    def _open_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Open M-mode", "", "M-mode (*.png *.tif *.tiff *.dcm);;All files (*)"
+        )
+        if path:
+            try:
+                self.open_mmode(path)
+            except EchoNapariError as exc:
+                notify_error(str(exc))
 
     def export_csv(self, path: str | Path) -> Path:
         """Write ``time_s,lvid_mm`` of the current measurements."""
@@ -287,7 +416,9 @@ class MModeDock(QWidget):
         self.strip_image.setRect(pg.QtCore.QRectF(-0.5 * time, -0.5 * depth, n * time, d * depth))
         self.strip_plot.setLabel("left", "depth", units=units)
         self.curve_plot.setLabel("left", "LVID", units=units)
-        times = strip.times_s
+        time_units = "s" if strip.time_step_s else "column"
+        for plot in (self.strip_plot, self.curve_plot):
+            plot.setLabel("bottom", "time", units=time_units)
         sources = [(strip.band, strip.band_probability, self.label_traces, self.label_curve)]
         network_band = None if self.result is None else self.result.band
         network_prob = None if self.result is None else self.result.probability
@@ -298,9 +429,12 @@ class MModeDock(QWidget):
                     item.setData([], [])
                 continue
             upper, lower = subsample_traces(prob if prob is not None else band, band)
-            for item, trace in zip(traces, (upper, lower), strict=True):
-                item.setData(times, trace * depth, connect="finite")
-            curve.setData(times, (lower - upper) * depth, connect="finite")
+            self._plot_traces(traces, curve, upper, lower)
+        if self.edited is None:
+            for item in (*self.edited_traces, self.edited_curve):
+                item.setData([], [])
+        else:
+            self._plot_traces(self.edited_traces, self.edited_curve, *self.edited)
         for region in self.poor_regions:
             self.strip_plot.removeItem(region)
         self.poor_regions = []
@@ -317,38 +451,30 @@ class MModeDock(QWidget):
         self._set_summary()
         self._on_dims()
 
+    def _plot_traces(self, items: list, curve, upper: np.ndarray, lower: np.ndarray) -> None:
+        depth, _, _ = self._axes()
+        times = self.strip.times_s
+        for item, trace in zip(items, (upper, lower), strict=True):
+            item.setData(times, trace * depth, connect="finite")
+        with np.errstate(invalid="ignore"):
+            diameter = np.where(lower > upper, lower - upper, np.nan) * depth
+        curve.setData(times, diameter, connect="finite")
+
     def _set_summary(self) -> None:
-        if self.measurements is None:
-            self.summary.setText("No band: add a labels layer or press Segment band.")
-            return
-        s = self.measurements.summary()
-        source = "network" if self.result is not None else "labels"
-        if not s["beats"]:
-            self.summary.setText(f"LVID from {source}: no complete beat in this clip.")
-            return
-        unit = self.measurements.units
-        text = (
-            f"{source}: LVIDd {s['lvidd_mm']:.1f} {unit}, LVIDs {s['lvids_mm']:.1f} {unit}, "
-            f"FS {s['fs_percent']:.0f} %"
-        )
-        if unit == "mm":
-            text += (
-                f", Teichholz EDV {s['edv_ml']:.0f} ml, ESV {s['esv_ml']:.0f} ml, "
-                f"EF {s['ef_percent']:.0f} %"
-            )
-        if s["heart_rate_bpm"]:
-            text += f", HR {s['heart_rate_bpm']:.0f} bpm"
-        if self.result is not None:
-            poor = sum(w.poor for w in self.result.windows)
-            text += f"; {poor} of {len(self.result.windows)} windows poor (left out)"
-        self.summary.setText(text)
+        if self.edited is not None:
+            source = "edited traces"
+        else:
+            source = "network" if self.result is not None else "labels"
+        windows = None if self.result is None else self.result.windows
+        self.summary.setText(summary_text(self.strip, self.measurements, source, windows))
 
     def current_frame(self) -> int:
         """The viewer's current frame (time axis 0)."""
         return int(self.viewer.dims.current_step[0]) if self.viewer.dims.ndim >= 3 else 0
 
     def _on_dims(self, *_: object) -> None:
-        if self.strip is None:
+        # A real M-mode has no frames: its cursor is not tied to napari's slider.
+        if self.strip is None or self.strip.line is None:
             return
         x = self.current_frame() * self._axes()[1]
         for cursor in self.cursors:
@@ -357,7 +483,7 @@ class MModeDock(QWidget):
             cursor.blockSignals(False)
 
     def _on_cursor_dragged(self, cursor: pg.InfiniteLine) -> None:
-        if self.strip is None:
+        if self.strip is None or self.strip.line is None:
             return
         frame = int(round(cursor.value() / self._axes()[1]))
         frame = int(np.clip(frame, 0, self.strip.image.shape[1] - 1))
