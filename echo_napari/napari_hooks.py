@@ -51,6 +51,10 @@ def get_reader(path: PathOrPaths) -> Callable[[PathOrPaths], list[LayerData]] | 
         path = paths[0]
     if is_session_file(path):
         return read_session
+    if _is_mmode_dicom(path):
+        from echo_napari.mmode.layers import read_mmode_layers
+
+        return read_mmode_layers
     from echo_napari.io import can_read
 
     try:
@@ -58,6 +62,22 @@ def get_reader(path: PathOrPaths) -> Callable[[PathOrPaths], list[LayerData]] | 
     except (OSError, ValueError):
         return None
     return read_echo if owned else None
+
+
+def _is_mmode_dicom(path: str) -> bool:
+    """A DICOM whose ultrasound region is time-based (an M-mode strip, not a B-mode cine).
+
+    PNG/TIFF strips are not claimed here (every picture would be offered to us): napari
+    opens them as images, which the M-mode dock takes as strips, or its Open M-mode….
+    """
+    from echo_napari.mmode.readers import is_mmode_file
+
+    candidate = Path(path)
+    return (
+        candidate.is_file()
+        and candidate.suffix.lower() not in (".png", ".tif", ".tiff")
+        and is_mmode_file(candidate)
+    )
 
 
 def read_echo(path: PathOrPaths) -> list[LayerData]:

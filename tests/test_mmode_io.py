@@ -168,5 +168,13 @@ def test_mmode_layer_data_round_trip_and_reader_hook(tmp_path):
     assert plain["scale"] == (1.0, 1.0) and plain["units"] == ("pixel", "pixel")
     assert plain["metadata"][MMODE_KEY]["depth_step_mm"] is None
     assert get_mmode_reader(str(tmp_path / "video.avi")) is None
+
+    # napari's File > Open routes an M-mode DICOM to the strip reader, a B-mode one not
+    from echo_napari.napari_hooks import get_reader, read_echo
+
+    assert get_reader(str(path)) is read_mmode_layers
+    bmode = [_region(0, 0, 99, 59, 3, 3, 0.03, 0.03, 1)]
+    other = write_mmode_dicom(tmp_path / "b.dcm", _two_region_pixels(), bmode)
+    assert get_reader(str(other)) in (read_echo, None)
     with pytest.raises(SequenceError, match="one 2D"):
         strip_from_layer(np.zeros((3, 4, 5)), {})
