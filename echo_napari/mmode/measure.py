@@ -13,7 +13,7 @@ from scipy.ndimage import median_filter
 from scipy.signal import find_peaks
 
 from echo_napari.errors import EchoIOError, SequenceError
-from echo_napari.mmode.traces import band_to_traces, subsample_traces
+from echo_napari.mmode.traces import as_trace_pair, band_to_traces, subsample_traces
 
 #: Shortest plausible beat (200 bpm) when searching diameter peaks.
 MIN_BEAT_S = 0.3
@@ -264,13 +264,7 @@ def measure_traces(
         has no diameter (NaN)
     depth_step_mm, time_step_s, poor_columns : as in :func:`measure_band`
     """
-    upper = np.asarray(upper, dtype=np.float64)
-    lower = np.asarray(lower, dtype=np.float64)
-    if upper.shape != lower.shape or upper.ndim != 1:
-        raise SequenceError(
-            f"upper and lower traces must be 1-D of equal length; got {upper.shape} and "
-            f"{lower.shape}"
-        )
+    upper, lower = as_trace_pair(upper, lower)
     with np.errstate(invalid="ignore"):
         rows = np.where(lower > upper, lower - upper, np.nan)
     return _measure_lvid(rows * (depth_step_mm or 1.0), depth_step_mm, time_step_s, poor_columns)

@@ -75,6 +75,24 @@ def subsample_traces(probability: np.ndarray, band: np.ndarray) -> tuple[np.ndar
     return upper, lower
 
 
+def as_trace_pair(upper: np.ndarray, lower: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The two traces as float64 arrays, checked to be 1-D of one length (rows, NaN = none).
+
+    Raises
+    ------
+    SequenceError
+        When they are not.
+    """
+    upper = np.asarray(upper, dtype=np.float64)
+    lower = np.asarray(lower, dtype=np.float64)
+    if upper.shape != lower.shape or upper.ndim != 1:
+        raise SequenceError(
+            f"upper and lower traces must be 1-D of equal length; got {upper.shape} and "
+            f"{lower.shape}"
+        )
+    return upper, lower
+
+
 def traces_to_band(upper: np.ndarray, lower: np.ndarray, depth: int) -> np.ndarray:
     """Band mask from the two traces (inverse of :func:`band_to_traces`).
 
@@ -87,13 +105,7 @@ def traces_to_band(upper: np.ndarray, lower: np.ndarray, depth: int) -> np.ndarr
     -------
     (D, N) uint8
     """
-    upper = np.asarray(upper, dtype=np.float64)
-    lower = np.asarray(lower, dtype=np.float64)
-    if upper.shape != lower.shape or upper.ndim != 1:
-        raise SequenceError(
-            f"upper and lower traces must be 1-D of equal length; got {upper.shape} and "
-            f"{lower.shape}"
-        )
+    upper, lower = as_trace_pair(upper, lower)
     rows = np.arange(depth, dtype=np.float64)[:, None]
     with np.errstate(invalid="ignore"):
         inside = (rows > upper[None, :]) & (rows < lower[None, :])
