@@ -196,3 +196,75 @@ def test_calibrated_mmode_layer_measures_in_mm(dock):
     widget.image_combo.setCurrentText("dicom strip")
     assert widget.strip.depth_step_mm == 0.5 and widget.strip.time_step_s == 0.01
     assert "UNCALIBRATED" not in widget.summary.text()
+
+
+def test_fine_tune_on_edited_traces_saves_a_user_version_and_uses_it(
+    dock, qtbot, tmp_path, monkeypatch
+):
+    from echo_napari.mmode.layers import mmode_layer_data
+    from echo_napari.mmode.sampling import MModeImage
+    from echo_napari.mmode.traces import band_to_traces, traces_to_paths
+    from echo_napari.models.registry import find_model, list_models
+
+    monkeypatch.setenv("ECHO_NAPARI_DATA_DIR", str(tmp_path / "user"))
+    viewer, widget = dock
+    image = _strip_image()
+    strip = MModeImage(image=image, depth_step_mm=0.5, time_step_s=0.01, metadata={})
+    data, kwargs, _ = mmode_layer_data(strip, "strip")[0]
+    viewer.add_image(data, **kwargs)
+    widget.image_combo.setCurrentText("strip")
+    widget.segment_button.click()
+    qtbot.waitUntil(lambda: widget.result is not None, timeout=30000)
+    qtbot.waitUntil(lambda: widget.segment_button.isEnabled(), timeout=5000)
+    assert not widget.finetune.button.isEnabled()  # nothing edited yet
+    first_result = widget.result
+    widget.start_editing()
+    # The user corrects the network's traces onto the walls' inner edges.
+    rows = np.arange(image.shape[0])[:, None]
+    t = np.arange(image.shape[1])
+    upper = 20 + 5 * np.sin(2 * np.pi * t / 40)
+    truth = (rows > upper) & (rows < 60 - 5 * np.sin(2 * np.pi * t / 40))
+    widget.editor.set_paths(traces_to_paths(*band_to_traces(truth), 0.5))
+    assert widget.finetune.button.isEnabled()
+    edited = widget.edited_band.astype(bool)
+    bundled = {m.path: m.path.read_bytes() for m in list_models("mmode") if m.bundled}
+
+    widget.finetune.steps.setValue(6)
+    widget.finetune.button.click()
+    assert widget.finetune.cancel_button.isEnabled()
+    assert not widget.finetune.button.isEnabled()
+    qtbot.waitUntil(lambda: widget.model_path is not None, timeout=60000)
+    qtbot.waitUntil(lambda: widget.result is not first_result, timeout=30000)
+    qtbot.waitUntil(lambda: widget.segment_button.isEnabled(), timeout=5000)
+
+    new = find_model("mmode")
+    assert not new.bundled and new.path.exists() and new.path.parent == tmp_path / "user/models"
+    assert widget.model_path == new.path and new.card()["fine_tuned"]
+    assert all(p.read_bytes() == data for p, data in bundled.items())  # never overwritten
+    tuned = new.card()["fine_tuned_on"]
+    assert tuned["steps"] == 6 and tuned["dice_after"] > tuned["dice_before"] > 0.5
+    # The dock re-segmented with the new version: its band is the one measured "after".
+    band = widget.result.band.astype(bool)
+    dice = 2 * (band & edited).sum() / (band.sum() + edited.sum())
+    assert dice == pytest.approx(tuned["dice_after"], abs=1e-9)
+    assert widget.finetune.progress.value() == 6
+    assert f"before {tuned['dice_before']:.3f} → after {tuned['dice_after']:.3f}" in (
+        widget.summary.text()
+    )
+
+
+def test_fine_tune_cancel_saves_nothing(dock, qtbot, tmp_path, monkeypatch):
+    from echo_napari.models.registry import list_models
+
+    monkeypatch.setenv("ECHO_NAPARI_DATA_DIR", str(tmp_path / "user"))
+    _, widget = dock
+    widget.use_default_line()
+    widget.start_editing()
+    widget.finetune.steps.setValue(1000)
+    widget.finetune.button.click()
+    qtbot.waitUntil(lambda: widget.finetune.progress.value() >= 1, timeout=60000)
+    widget.finetune.cancel_button.click()
+    qtbot.waitUntil(lambda: widget.finetune.worker is None, timeout=30000)
+    assert widget.model_path is None
+    assert not [m for m in list_models("mmode") if not m.bundled]
+    assert widget.finetune.button.isEnabled()

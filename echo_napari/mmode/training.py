@@ -150,6 +150,27 @@ def train(
     return history
 
 
+def fine_tune_steps(
+    network: MModeNet,
+    images: Sequence[np.ndarray],
+    bands: Sequence[np.ndarray],
+    depth_step_mm: float,
+    steps: int = 50,
+) -> Iterator[MModeTrainProgress]:
+    """Fine-tune on corrected strips in place, yielding after every step (a GUI worker
+    stops it between steps by not asking for the next one).
+
+    Parameters
+    ----------
+    images, bands : (D, N) float32 in [0, 1] / uint8, already at the network's sampling
+    """
+    pool = [
+        StripSample(i.astype(np.float32), b.astype(np.uint8), depth_step_mm)
+        for i, b in zip(images, bands, strict=True)
+    ]
+    return train_steps(network, pool, MModeTrainConfig(steps=steps, batch=4, lr=2e-4))
+
+
 def fine_tune(
     network: MModeNet,
     images: Sequence[np.ndarray],
@@ -164,12 +185,12 @@ def fine_tune(
     ----------
     images, bands : (D, N) float32 in [0, 1] / uint8, already at the network's sampling
     """
-    pool = [
-        StripSample(i.astype(np.float32), b.astype(np.uint8), depth_step_mm)
-        for i, b in zip(images, bands, strict=True)
-    ]
-    config = MModeTrainConfig(steps=steps, batch=4, lr=2e-4)
-    return train(network, pool, config, progress=progress)
+    history = []
+    for record in fine_tune_steps(network, images, bands, depth_step_mm, steps):
+        history.append(record)
+        if progress is not None:
+            progress(record.step, record.total)
+    return history
 
 
 def save_user_version(network: MModeNet, base_card: dict | None = None) -> Path:

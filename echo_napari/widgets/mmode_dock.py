@@ -3,7 +3,9 @@ endocardial traces, the LV internal diameter curve and a frame cursor linked bot
 napari's time slider. A 2D image layer (a real M-mode) is shown as the strip itself, with
 no line sampling. "Edit traces" puts the traces as two editable paths into the viewer
 (:mod:`echo_napari.widgets.mmode_edit`); edits update the band, curve, measurements and
-CSV. Numerics live in :mod:`echo_napari.mmode`; this module only draws.
+CSV; "Fine-tune on edited traces" (:mod:`echo_napari.widgets.mmode_finetune`) trains a new
+user version of the band network on them and re-segments with it. Numerics live in
+:mod:`echo_napari.mmode`; this module only draws.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from echo_napari.mmode.traces import subsample_traces, traces_to_band
 from echo_napari.sequence import EchoSequence
 from echo_napari.widgets._notify import notify_error, notify_info
 from echo_napari.widgets.mmode_edit import STRIP_LAYER, TraceEditor
+from echo_napari.widgets.mmode_finetune import FineTuneControls, FineTuneOutcome, analyse_with
 from echo_napari.widgets.mmode_summary import summary_text
 
 if TYPE_CHECKING:
@@ -65,6 +68,10 @@ class MModeDock(QWidget):
         self.edited: tuple[np.ndarray, np.ndarray] | None = None
         self.edited_band: np.ndarray | None = None
         self.editor = TraceEditor(viewer, self._on_traces_edited, self._show_error)
+        #: band network weights in use (None: the newest version); set by fine-tuning
+        self.model_path: Path | None = None
+        self.finetune_note = ""
+        self.finetune = FineTuneControls(self._finetune_job, self._on_finetuned)
 
         self.image_combo = QComboBox()
         self.labels_combo = QComboBox()
@@ -116,6 +123,7 @@ class MModeDock(QWidget):
             for button in row_buttons:
                 buttons.addWidget(button)
             layout.addLayout(buttons)
+        layout.addWidget(self.finetune)
         layout.addWidget(self.strip_plot, 3)
         layout.addWidget(self.curve_plot, 2)
         layout.addWidget(self.summary)
@@ -267,6 +275,7 @@ class MModeDock(QWidget):
             self.summary.setText(f"M-mode: {exc}")
             return
         self.result = None
+        self.finetune_note = ""
         self._clear_edits()
         strip = self.strip
         self.measurements = (
@@ -288,10 +297,8 @@ class MModeDock(QWidget):
             return
         from napari.qt.threading import create_worker
 
-        from echo_napari.mmode.analysis import analyse_strip
-
         self.segment_button.setEnabled(False)
-        worker = create_worker(analyse_strip, self.strip)
+        worker = create_worker(analyse_with, self.strip, self.model_path)
         worker.returned.connect(self._on_segmented)
         worker.errored.connect(lambda exc: notify_error(f"M-mode segmentation failed: {exc}"))
         worker.finished.connect(lambda: self.segment_button.setEnabled(True))
@@ -348,6 +355,7 @@ class MModeDock(QWidget):
             return
         self.edited = (upper, lower)
         self.edited_band = traces_to_band(upper, lower, strip.image.shape[0])
+        self.finetune.set_has_edits(True)
         poor = (
             poor_columns(self.result.windows, strip.image.shape[1])
             if self.result is not None
@@ -361,10 +369,25 @@ class MModeDock(QWidget):
     def _clear_edits(self) -> None:
         self.edited = None
         self.edited_band = None
+        self.finetune.set_has_edits(False)
         if self.edit_button.isChecked():
             self.edit_button.setChecked(False)
         elif self.editor.active:
             self.editor.stop()
+
+    def _finetune_job(self) -> tuple[MModeImage, np.ndarray, Path | None]:
+        if self.strip is None or self.edited_band is None:
+            raise EchoNapariError("no edited traces: press Edit traces and correct them first")
+        return self.strip, self.edited_band, self.model_path
+
+    def _on_finetuned(self, outcome: FineTuneOutcome) -> None:
+        # The new version is what this dock segments with from now on.
+        self.model_path = outcome.path
+        notify_info(f"M-mode: {outcome.message()}")
+        if self.strip is not None:
+            self.segment()
+            self.finetune_note = outcome.message()
+            self._set_summary()
 
     def _show_error(self, message: str) -> None:
         self.summary.setText(f"M-mode: {message}")
@@ -466,7 +489,8 @@ class MModeDock(QWidget):
         else:
             source = "network" if self.result is not None else "labels"
         windows = None if self.result is None else self.result.windows
-        self.summary.setText(summary_text(self.strip, self.measurements, source, windows))
+        text = summary_text(self.strip, self.measurements, source, windows)
+        self.summary.setText(f"{text}\n{self.finetune_note}" if self.finetune_note else text)
 
     def current_frame(self) -> int:
         """The viewer's current frame (time axis 0)."""
