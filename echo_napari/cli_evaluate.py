@@ -266,14 +266,10 @@ def run_evaluate(
     if finished:
         summary = pd.DataFrame([done[n]["summary"] for n in finished])
         write_csv_atomic(summary, out)
-        frames = pd.concat([_frames_table(done[n]["frames"]) for n in finished], ignore_index=True)
+        # Each part is columnar (parts of older runs: a list of rows; both read the same).
+        frames = pd.concat([pd.DataFrame(done[n]["frames"]) for n in finished], ignore_index=True)
         write_csv_atomic(frames, frames_csv_path(out))
     return outcomes
-
-
-def _frames_table(frames: dict[str, list] | list[dict]) -> pd.DataFrame:
-    """Per-frame rows of one sequence: columnar, or a list of rows (parts of older runs)."""
-    return pd.DataFrame(frames)
 
 
 def frames_csv_path(out: str | Path) -> Path:

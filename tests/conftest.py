@@ -21,8 +21,9 @@ _cap_torch_threads()
 
 @pytest.fixture(autouse=True)
 def _private_state_dir(tmp_path_factory, monkeypatch):
-    """Untitled sessions autosave under the user's state folder: one fresh folder per test."""
-    monkeypatch.setenv("ECHO_NAPARI_STATE_DIR", str(tmp_path_factory.mktemp("state")))
+    """Untitled-session autosaves and user models go to the user data folder: one fresh
+    folder per test (a test may still point it elsewhere)."""
+    monkeypatch.setenv("ECHO_NAPARI_DATA_DIR", str(tmp_path_factory.mktemp("user-data")))
 
 
 def make_sequence(

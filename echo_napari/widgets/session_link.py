@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import re
 import uuid
 from collections.abc import Iterable
@@ -45,17 +44,11 @@ AUTOSAVE_EVERY_N_EDITS = 20
 
 
 def untitled_dir() -> Path:
-    """Folder of the autosaves of untitled sessions.
+    """Folder of the autosaves of untitled sessions: ``untitled/`` in the user data folder
+    (:func:`echo_napari.models.registry.user_data_dir`)."""
+    from echo_napari.models.registry import user_data_dir
 
-    ``$ECHO_NAPARI_STATE_DIR/untitled``, else ``$XDG_STATE_HOME/echo-napari/untitled``, else
-    ``~/.local/state/echo-napari/untitled``.
-    """
-    base = os.environ.get("ECHO_NAPARI_STATE_DIR")
-    if base:
-        return Path(base) / "untitled"
-    xdg = os.environ.get("XDG_STATE_HOME")
-    root = Path(xdg) if xdg else Path.home() / ".local" / "state"
-    return root / "echo-napari" / "untitled"
+    return user_data_dir() / "untitled"
 
 
 def untitled_path(source: str | Path | None = None) -> Path:
