@@ -25,9 +25,10 @@ import numpy as np
 import torch
 
 from echo_napari.errors import RegistrationError
+from echo_napari.metrics import dice_coefficient
 from echo_napari.registration import spatial
-from echo_napari.registration.fusion import signed_distance
 from echo_napari.registration.validation import check_field, check_labels
+from echo_napari.registration.warping import warp_labels
 
 
 def symmetrise_pairs(forward: np.ndarray, backward: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -80,17 +81,9 @@ class CycleScores:
     returned: np.ndarray
 
 
-def _dice(a: np.ndarray, b: np.ndarray) -> float:
-    total = int(a.sum()) + int(b.sum())
-    return 1.0 if total == 0 else 2.0 * int((a & b).sum()) / total
-
-
-def _warp_mask_sdf(mask: np.ndarray, u: torch.Tensor) -> np.ndarray:
-    """Warp a boolean mask as a signed distance map (linear) and threshold at 0."""
-    sdf = torch.from_numpy(signed_distance(mask).astype(np.float32))[None, None]
-    with torch.inference_mode():
-        warped = spatial.warp(sdf, u[None])[0, 0].numpy()
-    return warped > 0
+def _warp_mask(mask: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Warp a boolean mask as a signed distance map (linear), thresholded at 0."""
+    return warp_labels(mask.astype(np.uint8), u, classes=(1,)) > 0
 
 
 def cycle_consistency(there: np.ndarray, back: np.ndarray, mask: np.ndarray) -> CycleScores:
@@ -118,8 +111,8 @@ def cycle_consistency(there: np.ndarray, back: np.ndarray, mask: np.ndarray) -> 
     start = check_labels(np.asarray(mask) != 0, "mask", there.shape[1:]) > 0
     if not start.any():
         raise RegistrationError("cycle_consistency needs a non-empty mask at the start frame")
-    carried = _warp_mask_sdf(start, torch.from_numpy(np.ascontiguousarray(there)))
+    carried = _warp_mask(start, there)
     if not carried.any():
         return CycleScores(0.0, carried, np.zeros_like(start))
-    returned = _warp_mask_sdf(carried, torch.from_numpy(np.ascontiguousarray(back)))
-    return CycleScores(_dice(start, returned), carried, returned)
+    returned = _warp_mask(carried, back)
+    return CycleScores(dice_coefficient(start, returned), carried, returned)
