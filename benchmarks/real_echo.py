@@ -58,21 +58,35 @@ def overlay(frame: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return rgb
 
 
-def real_table(model, tiles: list | None) -> pd.DataFrame:
-    """One row per shared EchoNet video: EF ours (beats, global) vs FileList."""
+def echonet_videos(npz: str = ""):
+    """(stem, (T, H, W) float32 frames in [0, 1], FileList EF) per shared EchoNet video,
+    decoded from the AVIs or read from a pre-decoded ``.npz`` (one uint8 array per stem,
+    FileList.csv beside it: for machines without a video decoder)."""
+    if npz:
+        table = pd.read_csv(Path(npz).with_name("FileList.csv"))
+        reference = dict(zip(table.FileName.str[:-4], table.EF.astype(float), strict=True))
+        with np.load(npz) as data:
+            for stem in sorted(data.files):
+                yield stem, data[stem].astype(np.float32) / 255.0, reference[stem]
+        return
     from echo_napari.io.echonet import read_echonet_video
 
-    rows = []
     for path in sorted((ECHONET / "Videos").glob("*.avi")):
         seq = read_echonet_video(path, lazy=False)
-        frames = seq.frames_array()
+        reference = float(seq.metadata.get("reference", {}).get("EF", np.nan))
+        yield path.stem, seq.frames_array(), reference
+
+
+def real_table(model, tiles: list | None, npz: str = "") -> pd.DataFrame:
+    """One row per shared EchoNet video: EF ours (beats, global) vs FileList."""
+    rows = []
+    for stem, frames, reference in echonet_videos(npz):
         pred = predict_sequence(frames, model)
         result = ef_by_beats(pred)
-        reference = float(seq.metadata.get("reference", {}).get("EF", np.nan))
         rows.append(
             {
-                "video": path.stem,
-                "held_out": path.stem in HELD_OUT_VIDEOS,
+                "video": stem,
+                "held_out": stem in HELD_OUT_VIDEOS,
                 "ef_ours": result.ef,
                 "ef_beat_mean": result.ef_mean,
                 "ef_global": ef_global(pred),
@@ -127,18 +141,21 @@ def main() -> int:
     parser.add_argument("--n-test", type=int, default=6, help="simulated test seeds")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default=str(ROOT / "bench_out"))
+    parser.add_argument("--device", default="cpu", help="torch device for inference")
+    parser.add_argument("--videos-npz", default="", help="pre-decoded videos (.npz)")
+    parser.add_argument("--no-bundled", action="store_true", help="only the --variant models")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    models = {"bundled": load_model(args.model, "cpu")}
+    models = {} if args.no_bundled else {"bundled": load_model(args.model, args.device)}
     for item in args.variant:
         name, _, path = item.partition("=")
-        models[name] = load_model(path, "cpu")
+        models[name] = load_model(path, args.device)
     simulate_sequence, seeds = _simulator()
     test = []
     for seed in seeds("test", args.n_test):
         seq = simulate_sequence(seed).sequence
         test.append((seq.frames_array(), seq.labels))
-    has_real = (ECHONET / "Videos").is_dir()
+    has_real = bool(args.videos_npz) or (ECHONET / "Videos").is_dir()
     fmt = {"float_format": lambda v: f"{v:.1f}"}
     for name, model in models.items():
         print(f"===== model {name}: {model.version}")
@@ -151,7 +168,7 @@ def main() -> int:
             print(f"{ECHONET} absent: real-video EF skipped")
             continue
         tiles: list[np.ndarray] = []
-        df = real_table(model, tiles)
+        df = real_table(model, tiles, args.videos_npz)
         with pd.option_context("display.width", 200):
             print(df.to_string(index=False, **fmt))
         for column in ("ef_ours", "ef_beat_mean", "ef_global"):

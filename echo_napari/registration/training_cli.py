@@ -18,11 +18,12 @@ import torch
 from echo_napari.registration.backends import DirnetBackend
 from echo_napari.registration.dirnet import DirNetConfig
 from echo_napari.registration.evaluation import evaluate_propagation, evaluate_unlabelled
-from echo_napari.registration.modelio import save_dirnet
+from echo_napari.registration.modelio import load_dirnet, save_dirnet
 from echo_napari.registration.training import TrainConfig, new_model, train_steps
 from echo_napari.registration.training_data import (
     HELD_OUT_ECHONET,
     PairSource,
+    echonet_npz_source,
     echonet_source,
     labelled_sequences,
     load_simulator,
@@ -76,8 +77,14 @@ def train_and_save(args: argparse.Namespace) -> Path:
     weights: list[float] = []
     data_used = []
     echonet_dir = Path(args.echonet_dir) if args.echonet_dir else None
-    if echonet_dir is not None and echonet_dir.is_dir():
+    if args.videos_npz:
+        real = echonet_npz_source(args.videos_npz, args.size)
+        echonet_dir = Path(args.videos_npz)
+    elif echonet_dir is not None and echonet_dir.is_dir():
         real = echonet_source(echonet_dir, args.size)
+    else:
+        real = None
+    if real is not None:
         real.gap_exponent = args.gap_exponent
         sources.append(real)
         weights.append(args.real_weight)
@@ -95,7 +102,7 @@ def train_and_save(args: argparse.Namespace) -> Path:
         sim_seeds = simulator[1]("train", args.sim_sequences)
     else:
         sim_seeds = list(range(args.sim_sequences))
-    sim = simulated_source(sim_seeds, args.size)
+    sim = simulated_source(sim_seeds, args.size, args.sim_workers)
     sim.gap_exponent = args.gap_exponent
     sources.append(sim)
     weights.append(1.0 - args.real_weight if echonet_dir is not None else 1.0)
@@ -111,10 +118,16 @@ def train_and_save(args: argparse.Namespace) -> Path:
         checkpoint_every=args.checkpoint_every,
         threads=args.threads,
     )
-    model = new_model(arch)
+    if args.init:
+        model = load_dirnet(args.init)
+        if model.config != arch:
+            log.info("architecture taken from %s (%s)", args.init, model.config)
+    else:
+        model = new_model(arch)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     deadline = time.monotonic() + 60 * args.minutes
     last = None
-    for record in train_steps(model, sources, config, args.checkpoint_dir):
+    for record in train_steps(model, sources, config, args.checkpoint_dir, device):
         last = record
         if record.step % 50 == 0:
             log.info(
@@ -129,7 +142,7 @@ def train_and_save(args: argparse.Namespace) -> Path:
         if time.monotonic() > deadline:
             log.info("time budget of %.1f min reached at step %d", args.minutes, record.step)
             break
-    model.eval()
+    model.cpu().eval()
     backend = DirnetBackend(model=model, device="cpu")
     backend.alpha, backend.window = config.alpha, config.window
     validation = validate(backend, args.val_sequences, echonet_dir, args.size)
@@ -151,7 +164,9 @@ def train_and_save(args: argparse.Namespace) -> Path:
             "pair_sampling": (
                 f"intra-sequence, gap d with P(d) ~ d^-{args.gap_exponent:g}, d <= 32, both orders"
             ),
-            "device": "cpu",
+            "device": str(device)
+            + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""),
+            "init": Path(args.init).name if args.init else None,
         },
         "data": data_used,
         "validation": validation,
@@ -189,6 +204,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--normalize-input", action="store_true")
     p.add_argument("--checkpoint-every", type=int, default=200)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--device", default=None, help="torch device (default: CUDA if any)")
+    p.add_argument("--init", default="", help="warm start from these DIRNet weights")
+    p.add_argument("--videos-npz", default="", help="pre-decoded real videos (.npz)")
+    p.add_argument("--sim-workers", type=int, default=1, help="processes simulating")
     p.add_argument(
         "--gap-exponent",
         type=float,

@@ -137,24 +137,49 @@ def echonet_source(
     return source
 
 
-def simulated_source(seeds: Sequence[int], size: int) -> PairSource:
-    """Simulated sequences from :mod:`echo_napari.simulate` (or the built-in phantom)."""
-    sequences = []
+def echonet_npz_source(
+    npz_path: str | Path, size: int, held_out: Sequence[str] = HELD_OUT_ECHONET
+) -> PairSource:
+    """Unlabelled real videos pre-decoded into one ``.npz`` (a ``(T, H, W)`` uint8 array per
+    video stem), for machines without a video decoder; ``held_out`` videos are skipped."""
+    skip = {Path(name).stem for name in held_out}
+    with np.load(npz_path) as data:
+        names = sorted(k for k in data.files if k not in skip)
+        sequences = [to_internal(data[k].astype(np.float32) / 255.0, size) for k in names]
+    if not sequences:
+        raise RegistrationError(f"no training videos in {npz_path}")
+    source = PairSource(sequences, "EchoNet-Dynamic research-use videos")
+    source.files = [f"{k}.avi" for k in names]
+    return source
+
+
+def _simulated_frames(seed: int, size: int) -> np.ndarray:
     simulator = load_simulator()
-    simulate_sequence = simulator[0] if simulator else None
+    if simulator is not None:
+        return simulator[0](int(seed)).sequence.frames_array()
+    from echo_napari.registration.synthetic import phantom_sequence
+
+    return phantom_sequence(int(seed), n_frames=32, size=size).frames
+
+
+def simulated_source(seeds: Sequence[int], size: int, workers: int = 1) -> PairSource:
+    """Simulated sequences from :mod:`echo_napari.simulate` (or the built-in phantom),
+    made in ``workers`` processes."""
     name = (
         "echo_napari.simulation sequences"
-        if simulator
+        if load_simulator()
         else "echo_napari.registration.synthetic phantom sequences"
     )
-    for seed in seeds:
-        if simulate_sequence is not None:
-            frames = simulate_sequence(int(seed)).sequence.frames_array()
-        else:
-            from echo_napari.registration.synthetic import phantom_sequence
+    if workers > 1:
+        from concurrent.futures import ProcessPoolExecutor
+        from functools import partial
+        from multiprocessing import get_context
 
-            frames = phantom_sequence(int(seed), n_frames=32, size=size).frames
-        sequences.append(to_internal(frames, size))
+        with ProcessPoolExecutor(workers, mp_context=get_context("fork")) as pool:
+            frames = list(pool.map(partial(_simulated_frames, size=size), seeds, chunksize=4))
+    else:
+        frames = [_simulated_frames(seed, size) for seed in seeds]
+    sequences = [to_internal(f, size) for f in frames]
     log.info("made %d sequences (%s)", len(sequences), name)
     return PairSource(sequences, name)
 

@@ -47,8 +47,14 @@ from echo_napari.segmentation.data import (
 )
 from echo_napari.segmentation.evaluate import evaluate_arrays
 from echo_napari.segmentation.model import BUNDLED_CONFIG, build_model, count_parameters
-from echo_napari.segmentation.training import TrainConfig, train_steps
-from echo_napari.segmentation.weights import SegmentationModel, load_model_file, save_model
+from echo_napari.segmentation.self_training import SelfTrainConfig, self_train_steps
+from echo_napari.segmentation.training import TrainConfig, resize_sequence, train_steps
+from echo_napari.segmentation.weights import (
+    SegmentationModel,
+    load_model_file,
+    resolve_device,
+    save_model,
+)
 from echo_napari.simulation.params import SimulationParams
 
 logger = logging.getLogger("echo_napari.segmentation.train_bundled")
@@ -56,17 +62,49 @@ logger = logging.getLogger("echo_napari.segmentation.train_bundled")
 DEFAULT_ECHONET = Path(__file__).resolve().parents[3] / "shared" / "data" / "echonet-unlabeled"
 
 
-def _probe_step_time(network, samples, config, videos, phase: str, n: int = 3) -> float:
+def _probe_step_time(
+    network, samples, config, videos, phase: str, device, self_config=None, n: int = 3
+) -> float:
     """Seconds per step of ``phase`` measured on a throw-away copy of the network."""
     probe = copy.deepcopy(network)
+    size = {"batch_size": config.batch_size, "clip_len": config.clip_len}
     if phase == "ssl":
-        cfg = TrainConfig(
-            steps=0, ssl_steps=n + 1, batch_size=config.batch_size, clip_len=config.clip_len
+        steps = train_steps(
+            probe, samples, TrainConfig(steps=0, ssl_steps=n + 1, **size), videos, None, device
         )
+    elif phase == "self-training":
+        cfg = TrainConfig(steps=n + 1, **size)
+        steps = self_train_steps(probe, samples, videos, cfg, self_config, None, device)
     else:
-        cfg = TrainConfig(steps=n + 1, batch_size=config.batch_size, clip_len=config.clip_len)
-    times = [r.elapsed for r in train_steps(probe, samples, cfg, ssl_videos=videos)]
+        steps = train_steps(probe, samples, TrainConfig(steps=n + 1, **size), None, None, device)
+    times = [r.elapsed for r in steps]
     return (times[-1] - times[0]) / max(1, len(times) - 1)
+
+
+def _fill_cache(seeds, size: int, cache_dir: str, params, workers: int) -> None:
+    """Simulate (and cache) ``seeds`` in ``workers`` processes before training starts."""
+    from concurrent.futures import ProcessPoolExecutor
+    from functools import partial
+    from multiprocessing import get_context
+
+    work = partial(simulated_arrays, size=size, cache_dir=cache_dir, params=params)
+    with ProcessPoolExecutor(workers, mp_context=get_context("fork")) as pool:
+        for _ in pool.map(work, seeds, chunksize=4):
+            pass
+
+
+def _load_training_videos(args, size: int) -> tuple[list[np.ndarray], list[Path]]:
+    """The real *training* videos (never the held-out ones), from AVIs or a pre-decoded
+    ``.npz`` (one ``(T, H, W)`` uint8 array per video stem, for machines without a video
+    decoder)."""
+    if args.videos_npz:
+        with np.load(args.videos_npz) as data:
+            names = sorted(k for k in data.files if k not in HELD_OUT_VIDEOS)
+            arrays = [data[k].astype(np.float32) / 255.0 for k in names]
+        videos = [resize_sequence(a, None, size)[0] for a in arrays]
+        return videos, [Path(f"{k}.avi") for k in names]
+    paths = echonet_video_paths(args.echonet, held_out=False)
+    return load_videos(paths, size), paths
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -99,21 +137,37 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--width-jitter", type=float, default=0.1, help="sector-width jitter")
     parser.add_argument("--init", default="", help="start from these weights (warm start)")
+    parser.add_argument("--device", default=None, help="torch device (default: CUDA if any)")
+    parser.add_argument("--sim-workers", type=int, default=1, help="processes simulating")
+    parser.add_argument("--videos-npz", default="", help="pre-decoded real videos (.npz)")
+    parser.add_argument(
+        "--self-train",
+        action="store_true",
+        help="mean-teacher self-training on the real training videos (needs --init)",
+    )
+    parser.add_argument("--real-weight", type=float, default=1.0, help="pseudo-label loss")
+    parser.add_argument("--real-batch", type=int, default=2)
+    parser.add_argument("--confidence", type=float, default=0.9)
+    parser.add_argument("--ema", type=float, default=0.999)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     seeds = simulator_seeds
+    if args.self_train and not args.init:
+        parser.error("--self-train needs --init (a supervised model to start the teacher)")
 
     size = BUNDLED_CONFIG.size
     t0 = time.perf_counter()
     train_seeds = seeds("train", args.n_train)
     params = SimulationParams(ef_range=tuple(args.ef_range))
+    if args.sim_workers > 1:
+        _fill_cache(train_seeds, size, args.cache_dir, params, args.sim_workers)
+    device = resolve_device(args.device)
     videos, video_paths, appearance = [], [], None
-    if args.ssl_minutes > 0 or args.ssl_steps > 0 or args.hist_match > 0:
+    if args.ssl_minutes > 0 or args.ssl_steps > 0 or args.hist_match > 0 or args.self_train:
         # Training videos only: the held-out ones never shape the model or its data.
-        video_paths = echonet_video_paths(args.echonet, held_out=False)
-        videos = load_videos(video_paths, size)
+        videos, video_paths = _load_training_videos(args, size)
         logger.info("%d real training videos", len(videos))
     if args.hist_match > 0:
         appearance = matcher(reference_values(videos), args.hist_match)
@@ -128,6 +182,7 @@ def main(argv: list[str] | None = None) -> None:
         appearance,
     )
     logger.info("%d training sequences ready in %.0f s", len(samples), time.perf_counter() - t0)
+    real_videos = videos
     ssl_videos = videos if (args.ssl_minutes > 0 or args.ssl_steps > 0) else []
     if args.init:
         network = load_model_file(args.init, "cpu").network
@@ -137,13 +192,28 @@ def main(argv: list[str] | None = None) -> None:
     base = TrainConfig(
         batch_size=args.batch_size, clip_len=args.clip_len, lr=args.lr, augment=augment
     )
+    self_config = SelfTrainConfig(
+        real_batch=args.real_batch,
+        real_weight=args.real_weight,
+        confidence=args.confidence,
+        ema=args.ema,
+    )
     ssl_steps, steps = args.ssl_steps, args.steps
     videos = ssl_videos
     if videos and not ssl_steps:
-        per_step = _probe_step_time(network, samples, base, videos, "ssl")
+        per_step = _probe_step_time(network, samples, base, videos, "ssl", device)
         ssl_steps = max(1, int(args.ssl_minutes * 60 / per_step))
     if not steps:
-        per_step = _probe_step_time(network, samples, base, videos, "supervised")
+        phase = "self-training" if args.self_train else "supervised"
+        per_step = _probe_step_time(
+            network,
+            samples,
+            base,
+            real_videos if args.self_train else videos,
+            phase,
+            device,
+            self_config,
+        )
         steps = max(1, int(args.minutes * 60 / per_step))
     logger.info("%d SSL + %d supervised steps", ssl_steps, steps)
     config = TrainConfig(
@@ -159,9 +229,14 @@ def main(argv: list[str] | None = None) -> None:
     if args.steps:
         deadline = float("inf")
     history = []
-    for record in train_steps(
-        network, samples, config, videos, should_stop=lambda: time.perf_counter() > deadline
-    ):
+    stop = lambda: time.perf_counter() > deadline  # noqa: E731
+    if args.self_train:
+        records = self_train_steps(
+            network, samples, real_videos, config, self_config, stop, device
+        )
+    else:
+        records = train_steps(network, samples, config, videos, stop, device)
+    for record in records:
         history.append(record)
         if record.step % 50 == 0 or record.step == record.total:
             logger.info(
@@ -173,11 +248,11 @@ def main(argv: list[str] | None = None) -> None:
                 {k: round(v, 4) for k, v in record.terms.items()},
                 record.elapsed,
             )
-    model = SegmentationModel(network)
+    model = SegmentationModel(network.cpu())
     test = [simulated_arrays(s, size, args.cache_dir)[:2] for s in seeds("test", args.n_test)]
     metrics = evaluate_arrays(model, test)
     logger.info("held-out simulated test Dice: %s", metrics)
-    supervised = [r for r in history if r.phase == "supervised"]
+    supervised = [r for r in history if r.phase in ("supervised", "self-training")]
     data = [
         {
             "source": "echo_napari.simulate (synthetic A4C sequences, labels on every frame)",
@@ -194,6 +269,7 @@ def main(argv: list[str] | None = None) -> None:
         for use, on in (
             ("temporal-masking SSL", bool(videos)),
             ("grey-level reference for histogram matching", args.hist_match > 0),
+            ("mean-teacher self-training (pseudo-labels, no tracings)", args.self_train),
         )
         if on
     ]
@@ -216,7 +292,10 @@ def main(argv: list[str] | None = None) -> None:
         "classes": {"0": "background", "1": "LV cavity", "2": "LV myocardium", "3": "LA"},
         "data": data,
         "training": {
-            "mode": args.mode + (" + temporal-masking SSL" if videos else ""),
+            "mode": args.mode
+            + (" + temporal-masking SSL" if videos else "")
+            + (" + mean-teacher self-training on real videos" if args.self_train else ""),
+            "self_training": self_config.to_dict() if args.self_train else None,
             "pseudo_weight": args.pseudo_weight if args.mode == "dense" else None,
             "ssl_steps": sum(r.phase == "ssl" for r in history),
             "supervised_steps": len(supervised),
@@ -224,7 +303,8 @@ def main(argv: list[str] | None = None) -> None:
             "config": {**config.to_dict(), "augment": config.augment.to_dict()},
             "optimizer": "AdamW, warm-up + cosine decay",
             "wall_time_s": round(history[-1].elapsed if history else 0.0, 1),
-            "device": "cpu",
+            "device": str(device)
+            + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""),
             "threads": args.threads,
             "final_loss": float(np.mean([r.loss for r in supervised[-20:]]))
             if supervised
