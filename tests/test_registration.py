@@ -87,6 +87,26 @@ def test_config_round_trip_and_validation():
         DirNetConfig(size=64, grid_spacing=6, kernels=(8, 8))
     with pytest.raises(ValueError):
         DirNetConfig(size=64, grid_spacing=8, kernels=(8, 8))
+    with pytest.raises(ValueError, match="odd"):
+        DirNetConfig(size=64, grid_spacing=8, kernels=(8, 8, 8), head_kernel_size=2)
+    # Cards written before head_kernel_size existed rebuild the paper's 1x1 layers.
+    old = {k: v for k, v in config.to_dict().items() if k != "head_kernel_size"}
+    assert DirNetConfig.from_dict(old).head_kernel_size == 1
+
+
+def test_widening_the_grid_layers_keeps_the_field():
+    torch.manual_seed(0)
+    net = DirNet(DirNetConfig(size=32, grid_spacing=4, kernels=(4, 8)))
+    for param in net.parameters():  # a non-trivial net (the head starts at zero)
+        torch.nn.init.normal_(param, std=0.1)
+    wider = net.with_head_kernel(3)
+    assert wider.config.head_kernel_size == 3
+    assert sum(p.numel() for p in wider.parameters()) > sum(p.numel() for p in net.parameters())
+    fixed, moving = torch.rand(2, 1, 32, 32), torch.rand(2, 1, 32, 32)
+    with torch.no_grad():
+        before, after = net(fixed, moving), wider(fixed, moving)
+    assert before.abs().max() > 1e-3
+    assert torch.allclose(before, after, atol=1e-5)
 
 
 # -- losses ---------------------------------------------------------------------------

@@ -41,6 +41,9 @@ class DirNetConfig:
         Side of the conv kernels of the pooling blocks (odd).
     output_scale : float
         Network outputs are multiplied by this (internal pixels), so raw outputs are O(1).
+    head_kernel_size : int
+        Side of the kernels of the two layers on the control-point grid (1 in the paper;
+        3 lets neighbouring control points see each other's features).
     normalize_input : bool
         Standardise each frame (zero mean, unit SD over the frame) before the network;
         echo frames are mostly dark, and centred inputs train faster.
@@ -52,6 +55,7 @@ class DirNetConfig:
     kernel_size: int = 3
     output_scale: float = 4.0
     normalize_input: bool = False
+    head_kernel_size: int = 1
 
     def __post_init__(self) -> None:
         s = self.grid_spacing
@@ -65,8 +69,10 @@ class DirNetConfig:
                 f"kernels needs one entry per pooling block (log2({s}) = {int(math.log2(s))}); "
                 f"got {self.kernels}"
             )
-        if self.kernel_size % 2 == 0:
-            raise ValueError(f"kernel_size must be odd; got {self.kernel_size}")
+        if self.kernel_size % 2 == 0 or self.head_kernel_size % 2 == 0:
+            raise ValueError(
+                f"kernel sizes must be odd; got {self.kernel_size} and {self.head_kernel_size}"
+            )
 
     def to_dict(self) -> dict:
         """Plain dict (JSON-ready)."""
@@ -102,12 +108,33 @@ class DirNet(nn.Module):
                 nn.AvgPool2d(2),
             ]
             in_ch = k
-        k = c.kernels[-1]
-        layers += [nn.Conv2d(k, k, 1), nn.ELU(), nn.Conv2d(k, k, 1), nn.ELU()]
+        k, h = c.kernels[-1], c.head_kernel_size
+        layers += [
+            nn.Conv2d(k, k, h, padding=h // 2),
+            nn.ELU(),
+            nn.Conv2d(k, k, h, padding=h // 2),
+            nn.ELU(),
+        ]
         self.features = nn.Sequential(*layers)
         self.head = nn.Conv2d(k, 2, 1)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
+
+    def with_head_kernel(self, size: int) -> DirNet:
+        """A copy whose two grid layers have ``size``×``size`` kernels and that computes the
+        same field: the current kernels sit at the centre, the new taps start at zero."""
+        config = DirNetConfig.from_dict({**self.config.to_dict(), "head_kernel_size": size})
+        wider = DirNet(config)
+        state = self.state_dict()
+        for name, value in wider.state_dict().items():
+            old = state[name]
+            if old.shape == value.shape:
+                value.copy_(old)
+            else:
+                value.zero_()
+                lo, hi = (size - old.shape[-1]) // 2, (size + old.shape[-1]) // 2
+                value[..., lo:hi, lo:hi] = old
+        return wider
 
     def control_points(self, fixed: torch.Tensor, moving: torch.Tensor) -> torch.Tensor:
         """Control-point displacements (N, 2, S/s + 3, S/s + 3), internal pixels."""

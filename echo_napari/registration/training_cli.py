@@ -72,6 +72,7 @@ def train_and_save(args: argparse.Namespace) -> Path:
         grid_spacing=args.grid_spacing,
         kernels=tuple([16] + [32] * (levels - 1)),
         normalize_input=args.normalize_input,
+        head_kernel_size=args.head_kernel_size,
     )
     sources: list[PairSource] = []
     weights: list[float] = []
@@ -120,6 +121,9 @@ def train_and_save(args: argparse.Namespace) -> Path:
     )
     if args.init:
         model = load_dirnet(args.init)
+        if model.config.head_kernel_size != args.head_kernel_size:
+            # Function-preserving widening: training starts from exactly the init's fields.
+            model = model.with_head_kernel(args.head_kernel_size)
         if model.config != arch:
             log.info("architecture taken from %s (%s)", args.init, model.config)
     else:
@@ -202,6 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=112)
     p.add_argument("--grid-spacing", type=int, default=8)
     p.add_argument("--normalize-input", action="store_true")
+    p.add_argument("--head-kernel-size", type=int, default=1, help="grid layers' kernel")
     p.add_argument("--checkpoint-every", type=int, default=200)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", default=None, help="torch device (default: CUDA if any)")
