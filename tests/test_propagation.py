@@ -163,10 +163,11 @@ def test_bundled_dirnet_propagation_dice_floor():
     dirnet = evaluate_propagation("dirnet", frames, labels, keys)
     copied = evaluate_propagation(NoMotion(), frames, labels, keys)
     between = slice(keys[0] + 1, keys[1])
-    # dirnet_v1 (step 10952), symmetrised pair fields, drift correction (the default) and
-    # open ends fused from two keyframes measured 0.979 between ED and ES, 0.963 over all
-    # frames (no motion: 0.931, 0.923: its open end averages the ED and ES masks); the
-    # floors keep a margin and the no-motion baseline shows they mean something.
+    # With symmetrised pair fields, drift correction (the default) and open ends fused
+    # from two keyframes, dirnet_v2 measured 0.980 between ED and ES and 0.958 over all
+    # frames (dirnet_v1: 0.979, 0.963; no motion: 0.931, 0.923: its open end averages the
+    # ED and ES masks); the floors keep a margin and the no-motion baseline shows they
+    # mean something.
     assert np.mean(dirnet.fused[between]) > FLOOR_BETWEEN_KEYFRAMES
     assert dirnet.mean_fused > FLOOR_ALL_FRAMES
     assert np.mean(dirnet.fused[between]) > np.mean(copied.fused[between]) + 0.03

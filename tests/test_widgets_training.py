@@ -91,9 +91,10 @@ def test_tiny_dir_training_lists_a_new_version(dock, qtbot, user_dir):
     assert widget.dir_panel.loss_history()[0].tolist() == [1, 2, 3]
     assert widget.dir_table.rowCount() == rows + 1
     new = [m for m in registry.list_models("dirnet") if not m.bundled]
-    assert [m.path.name for m in new] == ["dirnet_v2.safetensors"]
+    base = registry.bundled_model("dirnet")
+    assert [m.path.name for m in new] == [f"dirnet_v{base.version + 1}.safetensors"]
     card = new[0].card()
-    assert card["parent"] == "dirnet_v1" and card["training"]["iterations_done"] == 3
+    assert card["parent"] == base.path.stem and card["training"]["iterations_done"] == 3
     assert 0 <= card["retrain"]["ncc_after"] <= 1
     assert widget.dir_base_combo.findText(new[0].label) >= 0
 

@@ -191,6 +191,10 @@ class DebuggerDock(QWidget):
         for label, key in backend_choices():
             self.backend_a.addItem(label, key)
             self.backend_b.addItem(label, key)
+        from echo_napari.models.registry import bundled_model
+
+        # A starts at what propagation uses by default: the newest bundled DIRNet.
+        self.backend_a.setCurrentText(bundled_model("dirnet").label)
 
     def _refresh_layers(self, event: Any = None) -> None:
         from napari.layers import Image, Labels

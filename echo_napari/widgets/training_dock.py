@@ -251,6 +251,11 @@ class TrainingDock(QWidget):
             _fill_row(self.dir_table, row, cells)
         if current:
             self.dir_base_combo.setCurrentText(current)
+        else:
+            # Start from what propagation uses by default: the newest bundled version.
+            newest = [v for v in dirs if v.bundled]
+            if newest:
+                self.dir_base_combo.setCurrentText(max(newest, key=lambda v: v.version).label)
         try:
             seg = list_versions()
             chosen = selected_version().id
