@@ -232,6 +232,7 @@ def main() -> None:
     parser.add_argument("--skip-simpleitk", action="store_true")
     parser.add_argument("--videos", type=int, default=None, help="only the first N videos")
     parser.add_argument("--csv", default=None, help="also write the per-video rows here")
+    parser.add_argument("--weights", default=None, help="DIRNet weights (default: bundled)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(args.threads)
@@ -241,7 +242,7 @@ def main() -> None:
     from echo_napari.segmentation import load_model
 
     videos = sorted(VIDEOS.glob("*.avi"))[: args.videos]
-    dirnet = DirnetBackend(device="cpu")
+    dirnet = DirnetBackend(args.weights, device="cpu")
     backends = {"dirnet": (dirnet, True), "dirnet, no drift c.": (dirnet, False)}
     if not args.skip_simpleitk and "simpleitk" in available_backends():
         backends["simpleitk, no dc"] = (
