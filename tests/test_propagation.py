@@ -164,7 +164,7 @@ def test_bundled_dirnet_propagation_dice_floor():
     copied = evaluate_propagation(NoMotion(), frames, labels, keys)
     between = slice(keys[0] + 1, keys[1])
     # With symmetrised pair fields, drift correction (the default) and open ends fused
-    # from two keyframes, dirnet_v2 measured 0.980 between ED and ES and 0.958 over all
+    # from two keyframes, dirnet_v2 measured 0.980 between ED and ES and 0.962 over all
     # frames (dirnet_v1: 0.979, 0.963; no motion: 0.931, 0.923: its open end averages the
     # ED and ES masks); the floors keep a margin and the no-motion baseline shows they
     # mean something.
