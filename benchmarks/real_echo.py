@@ -27,6 +27,7 @@ import pandas as pd
 import torch
 from scipy import ndimage, stats
 
+from echo_napari.io.video import iter_videos_npz
 from echo_napari.metrics_volume import volume_area_length
 from echo_napari.segmentation import load_model, predict_sequence
 from echo_napari.segmentation.data import HELD_OUT_VIDEOS, _simulator
@@ -65,9 +66,8 @@ def echonet_videos(npz: str = ""):
     if npz:
         table = pd.read_csv(Path(npz).with_name("FileList.csv"))
         reference = dict(zip(table.FileName.str[:-4], table.EF.astype(float), strict=True))
-        with np.load(npz) as data:
-            for stem in sorted(data.files):
-                yield stem, data[stem].astype(np.float32) / 255.0, reference[stem]
+        for stem, frames in iter_videos_npz(npz):
+            yield stem, frames, reference[stem]
         return
     from echo_napari.io.echonet import read_echonet_video
 

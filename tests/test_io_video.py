@@ -64,3 +64,16 @@ def test_lazy_source_cache_is_bounded_and_pickles(tmp_path):
     np.testing.assert_array_equal(clone[7], source[7])
     seq = read_sequence(path, lazy=True)
     assert seq.is_lazy and seq.n_frames == 20
+
+
+def test_pre_decoded_npz_videos_come_back_as_float_frames_in_name_order(tmp_path):
+    from echo_napari.io.video import iter_videos_npz
+
+    path = tmp_path / "videos.npz"
+    frames = {name: np.full((3, 4, 5), value, np.uint8) for name, value in (("b", 255), ("a", 51))}
+    frames["held"] = np.zeros((2, 4, 5), np.uint8)
+    np.savez_compressed(path, **frames)
+    read = list(iter_videos_npz(path, skip={"held"}))
+    assert [stem for stem, _ in read] == ["a", "b"]
+    assert read[0][1].dtype == np.float32 and read[0][1].shape == (3, 4, 5)
+    assert np.allclose(read[0][1], 0.2) and np.allclose(read[1][1], 1.0)

@@ -184,16 +184,22 @@ def test_real_png_mmode_is_shown_directly_uncalibrated(dock, tmp_path, qtbot):
     assert layer.name in viewer.layers and layer.visible
 
 
-def test_calibrated_mmode_layer_measures_in_mm(dock):
+def _add_calibrated_strip(viewer, widget, name: str) -> np.ndarray:
+    """A 0.5 mm × 10 ms strip added as a layer and chosen in the dock; returns its image."""
     from echo_napari.mmode.layers import mmode_layer_data
     from echo_napari.mmode.sampling import MModeImage
 
-    viewer, widget = dock
     image = _strip_image()
     strip = MModeImage(image=image, depth_step_mm=0.5, time_step_s=0.01, metadata={})
-    data, kwargs, _ = mmode_layer_data(strip, "dicom strip")[0]
+    data, kwargs, _ = mmode_layer_data(strip, name)[0]
     viewer.add_image(data, **kwargs)
-    widget.image_combo.setCurrentText("dicom strip")
+    widget.image_combo.setCurrentText(name)
+    return image
+
+
+def test_calibrated_mmode_layer_measures_in_mm(dock):
+    viewer, widget = dock
+    _add_calibrated_strip(viewer, widget, "dicom strip")
     assert widget.strip.depth_step_mm == 0.5 and widget.strip.time_step_s == 0.01
     assert "UNCALIBRATED" not in widget.summary.text()
 
@@ -201,18 +207,12 @@ def test_calibrated_mmode_layer_measures_in_mm(dock):
 def test_fine_tune_on_edited_traces_saves_a_user_version_and_uses_it(
     dock, qtbot, tmp_path, monkeypatch
 ):
-    from echo_napari.mmode.layers import mmode_layer_data
-    from echo_napari.mmode.sampling import MModeImage
     from echo_napari.mmode.traces import band_to_traces, traces_to_paths
     from echo_napari.models.registry import find_model, list_models
 
     monkeypatch.setenv("ECHO_NAPARI_DATA_DIR", str(tmp_path / "user"))
     viewer, widget = dock
-    image = _strip_image()
-    strip = MModeImage(image=image, depth_step_mm=0.5, time_step_s=0.01, metadata={})
-    data, kwargs, _ = mmode_layer_data(strip, "strip")[0]
-    viewer.add_image(data, **kwargs)
-    widget.image_combo.setCurrentText("strip")
+    image = _add_calibrated_strip(viewer, widget, "strip")
     widget.segment_button.click()
     qtbot.waitUntil(lambda: widget.result is not None, timeout=30000)
     qtbot.waitUntil(lambda: widget.segment_button.isEnabled(), timeout=5000)

@@ -258,3 +258,10 @@ def test_image_moves_with_displacement(simulated):
         return float(np.corrcoef(a[heart], b[heart])[0, 1])
 
     assert ncc(warped, seq.frames[t]) > ncc(seq.frames[ed], seq.frames[t]) + 0.15
+
+
+def test_map_in_processes_keeps_the_order_of_its_items():
+    from echo_napari.simulation.parallel import map_in_processes
+
+    assert map_in_processes(abs, [-3, 1, -2, 5, -4], workers=2) == [3, 1, 2, 5, 4]
+    assert map_in_processes(abs, [-1], workers=1) == [1]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
+from collections.abc import Collection, Iterator
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -264,6 +265,22 @@ def read_video_frames(
     if lazy:
         return lazy_frames(source), frame_time, info
     return _decode_all(path, source), frame_time, info
+
+
+def iter_videos_npz(
+    path: str | Path, skip: Collection[str] = ()
+) -> Iterator[tuple[str, np.ndarray]]:
+    """Videos pre-decoded into one ``.npz`` (a ``(T, H, W)`` uint8 array per video stem,
+    for machines without a video decoder), in name order, one at a time.
+
+    Yields
+    ------
+    (stem, (T, H, W) float32 frames in [0, 1]), for every stem not in ``skip``.
+    """
+    with np.load(path) as data:
+        for stem in sorted(data.files):
+            if stem not in skip:
+                yield stem, data[stem].astype(np.float32) / 255.0
 
 
 def _decode_all(path: Path, source: VideoFrameSource) -> np.ndarray:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -142,10 +143,13 @@ def echonet_npz_source(
 ) -> PairSource:
     """Unlabelled real videos pre-decoded into one ``.npz`` (a ``(T, H, W)`` uint8 array per
     video stem), for machines without a video decoder; ``held_out`` videos are skipped."""
+    from echo_napari.io.video import iter_videos_npz
+
     skip = {Path(name).stem for name in held_out}
-    with np.load(npz_path) as data:
-        names = sorted(k for k in data.files if k not in skip)
-        sequences = [to_internal(data[k].astype(np.float32) / 255.0, size) for k in names]
+    names, sequences = [], []
+    for stem, frames in iter_videos_npz(npz_path, skip):
+        names.append(stem)
+        sequences.append(to_internal(frames, size))
     if not sequences:
         raise RegistrationError(f"no training videos in {npz_path}")
     source = PairSource(sequences, "EchoNet-Dynamic research-use videos")
@@ -170,15 +174,9 @@ def simulated_source(seeds: Sequence[int], size: int, workers: int = 1) -> PairS
         if load_simulator()
         else "echo_napari.registration.synthetic phantom sequences"
     )
-    if workers > 1:
-        from concurrent.futures import ProcessPoolExecutor
-        from functools import partial
-        from multiprocessing import get_context
+    from echo_napari.simulation.parallel import map_in_processes
 
-        with ProcessPoolExecutor(workers, mp_context=get_context("fork")) as pool:
-            frames = list(pool.map(partial(_simulated_frames, size=size), seeds, chunksize=4))
-    else:
-        frames = [_simulated_frames(seed, size) for seed in seeds]
+    frames = map_in_processes(partial(_simulated_frames, size=size), seeds, workers)
     sequences = [to_internal(f, size) for f in frames]
     log.info("made %d sequences (%s)", len(sequences), name)
     return PairSource(sequences, name)

@@ -24,7 +24,6 @@ import torch.nn.functional as F
 from echo_napari.errors import ModelError, SequenceError
 from echo_napari.segmentation.augment import (
     AugmentConfig,
-    augment_batch,
     random_affine,
     random_intensity,
 )
@@ -36,9 +35,8 @@ from echo_napari.segmentation.training import (
     TrainProgress,
     _lr_at,
     _normalise,
-    sample_batch,
     sample_ssl_batch,
-    weighted_segmentation_loss,
+    supervised_batch_loss,
 )
 
 
@@ -149,22 +147,7 @@ def self_train_steps(
         lr = _lr_at(step, config.steps, config)
         for group in optimiser.param_groups:
             group["lr"] = lr
-        frames, labels, weights = sample_batch(
-            samples, config.batch_size, config.clip_len, config.max_temporal_stride, rng
-        )
-        clips, target = augment_batch(
-            torch.from_numpy(frames)[:, None],
-            torch.from_numpy(labels.astype(np.int64)),
-            config.augment,
-            gen,
-        )
-        sim_loss, terms = weighted_segmentation_loss(
-            network(_normalise(clips, network).to(device)),
-            target.to(device),
-            torch.from_numpy(weights).to(device),
-            config.dice_weight,
-            config.ce_weight,
-        )
+        sim_loss, terms = supervised_batch_loss(network, samples, config, rng, gen, device)
         real = torch.from_numpy(
             sample_ssl_batch(
                 videos, self_config.real_batch, config.clip_len, config.max_temporal_stride, rng

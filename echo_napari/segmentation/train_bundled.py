@@ -28,11 +28,13 @@ import copy
 import logging
 import time
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from echo_napari.io.video import iter_videos_npz
 from echo_napari.segmentation.appearance import matcher, reference_values
 from echo_napari.segmentation.augment import AugmentConfig
 from echo_napari.segmentation.data import (
@@ -55,6 +57,7 @@ from echo_napari.segmentation.weights import (
     resolve_device,
     save_model,
 )
+from echo_napari.simulation.parallel import map_in_processes
 from echo_napari.simulation.params import SimulationParams
 
 logger = logging.getLogger("echo_napari.segmentation.train_bundled")
@@ -83,14 +86,8 @@ def _probe_step_time(
 
 def _fill_cache(seeds, size: int, cache_dir: str, params, workers: int) -> None:
     """Simulate (and cache) ``seeds`` in ``workers`` processes before training starts."""
-    from concurrent.futures import ProcessPoolExecutor
-    from functools import partial
-    from multiprocessing import get_context
-
     work = partial(simulated_arrays, size=size, cache_dir=cache_dir, params=params)
-    with ProcessPoolExecutor(workers, mp_context=get_context("fork")) as pool:
-        for _ in pool.map(work, seeds, chunksize=4):
-            pass
+    map_in_processes(work, seeds, workers)
 
 
 def _load_training_videos(args, size: int) -> tuple[list[np.ndarray], list[Path]]:
@@ -98,11 +95,9 @@ def _load_training_videos(args, size: int) -> tuple[list[np.ndarray], list[Path]
     ``.npz`` (one ``(T, H, W)`` uint8 array per video stem, for machines without a video
     decoder)."""
     if args.videos_npz:
-        with np.load(args.videos_npz) as data:
-            names = sorted(k for k in data.files if k not in HELD_OUT_VIDEOS)
-            arrays = [data[k].astype(np.float32) / 255.0 for k in names]
-        videos = [resize_sequence(a, None, size)[0] for a in arrays]
-        return videos, [Path(f"{k}.avi") for k in names]
+        pairs = list(iter_videos_npz(args.videos_npz, HELD_OUT_VIDEOS))
+        videos = [resize_sequence(frames, None, size)[0] for _, frames in pairs]
+        return videos, [Path(f"{stem}.avi") for stem, _ in pairs]
     paths = echonet_video_paths(args.echonet, held_out=False)
     return load_videos(paths, size), paths
 

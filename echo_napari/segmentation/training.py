@@ -251,6 +251,32 @@ def _normalise(clips: torch.Tensor, network: UNet2DTime) -> torch.Tensor:
     return (clips - network.config.mean) / network.config.std
 
 
+def supervised_batch_loss(
+    network: UNet2DTime,
+    samples: Sequence[TrainingSample],
+    config: TrainConfig,
+    rng: np.random.Generator,
+    gen: torch.Generator,
+    device: torch.device,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Loss of one random labelled batch: clips sampled (:func:`sample_batch`), augmented
+    and scored with :func:`weighted_segmentation_loss`."""
+    frames, labels, weights = sample_batch(
+        samples, config.batch_size, config.clip_len, config.max_temporal_stride, rng
+    )
+    clips = torch.from_numpy(frames)[:, None]
+    target = torch.from_numpy(labels.astype(np.int64))
+    clips, target = augment_batch(clips, target, config.augment, gen)
+    logits = network(_normalise(clips, network).to(device))
+    return weighted_segmentation_loss(
+        logits,
+        target.to(device),
+        torch.from_numpy(weights).to(device),
+        config.dice_weight,
+        config.ce_weight,
+    )
+
+
 # -- the training generator --------------------------------------------------------------
 def train_steps(
     network: UNet2DTime,
@@ -344,20 +370,7 @@ def train_steps(
                 loss = F.mse_loss(recon[mask_full], target[mask_full])
                 terms = {"mse": float(loss.detach())}
             else:
-                frames, labels, weights = sample_batch(
-                    samples, config.batch_size, config.clip_len, config.max_temporal_stride, rng
-                )
-                clips = torch.from_numpy(frames)[:, None]
-                target = torch.from_numpy(labels.astype(np.int64))
-                clips, target = augment_batch(clips, target, config.augment, gen)
-                logits = network(_normalise(clips, network).to(device))
-                loss, terms = weighted_segmentation_loss(
-                    logits,
-                    target.to(device),
-                    torch.from_numpy(weights).to(device),
-                    config.dice_weight,
-                    config.ce_weight,
-                )
+                loss, terms = supervised_batch_loss(network, samples, config, rng, gen, device)
             if not torch.isfinite(loss):
                 raise ModelError(
                     f"training diverged at step {step} ({phase}: loss {float(loss)}); "

@@ -252,10 +252,10 @@ class TrainingDock(QWidget):
         if current:
             self.dir_base_combo.setCurrentText(current)
         else:
+            from echo_napari.models.registry import bundled_model
+
             # Start from what propagation uses by default: the newest bundled version.
-            newest = [v for v in dirs if v.bundled]
-            if newest:
-                self.dir_base_combo.setCurrentText(max(newest, key=lambda v: v.version).label)
+            self.dir_base_combo.setCurrentText(bundled_model("dirnet").label)
         try:
             seg = list_versions()
             chosen = selected_version().id
