@@ -7,7 +7,8 @@ No tracings are needed: EF comes from our own full-cycle LV segmentation (area-l
 the predicted cavity; beats found on the smoothed volume curve, EF = median over beats,
 :func:`echo_napari.segmentation.ef.ef_by_beats`) and is compared with the FileList EF.
 Prints, per model, one row per video (ours — beat median, ours — global max/min of the
-smoothed area curve as before, FileList, number of beats), then MAE / bias / Pearson r for
+smoothed area curve as before, FileList, number of beats, share of anatomically plausible
+frames: :mod:`echo_napari.metrics_plausibility`), then MAE / bias / Pearson r for
 the training videos (18: used for SSL and the grey-level reference) and the held-out ones
 (6: never trained or tuned on), and LV Dice on held-out simulated test seeds.
 
@@ -28,6 +29,7 @@ import torch
 from scipy import ndimage, stats
 
 from echo_napari.io.video import iter_videos_npz
+from echo_napari.metrics_plausibility import frame_plausibility
 from echo_napari.metrics_volume import volume_area_length
 from echo_napari.segmentation import load_model, predict_sequence
 from echo_napari.segmentation.data import HELD_OUT_VIDEOS, _simulator
@@ -93,6 +95,7 @@ def real_table(model, tiles: list | None, npz: str = "") -> pd.DataFrame:
                 "ef_filelist": reference,
                 "beats": len(result.beats),
                 "rejected": len(result.rejected),
+                "plausible": frame_plausibility(pred).plausible_share(),
             }
         )
         if tiles is not None:
@@ -183,6 +186,12 @@ def main() -> int:
                     f"{column:12s} {label:10s} n={s['n']:2d}: MAE {s['mae']:5.1f}  "
                     f"bias {s['bias']:+5.1f}  r {s['r']:+.2f}  no EF (LV lost): {s['no_ef']}"
                 )
+        for label, part in (("train-18", df[~df.held_out]), ("held-out-6", df[df.held_out])):
+            print(
+                f"plausible frames {label:10s}: mean {part.plausible.mean():.3f}, "
+                f"min {part.plausible.min():.2f}, videos >= 0.9: "
+                f"{int((part.plausible >= 0.9).sum())}/{len(part)}"
+            )
         montage = Path(args.out) / f"real_echo_{name}.png"
         save_montage(tiles, montage)
         print(f"screenshots (ED | ES of the median beat, 24 videos, name order) -> {montage}")

@@ -476,9 +476,13 @@ class ReviewSession:
         The larger of (a) the area-curve curvature ``|a(t-1) − 2a(t) + a(t+1)|`` per
         class relative to that class's median area (a one-frame spike scores highest on
         its own frame), (b) the forward/backward propagation disagreement (1 − Dice)
-        cached in ``results["disagreement"]`` after a propagation and (c) the disagreement
-        with the second source (prediction), when there is one.
+        cached in ``results["disagreement"]`` after a propagation, (c) the disagreement
+        with the second source (prediction), when there is one, and (d) the anatomical
+        implausibility of the frame's labels (collapsed or concave LV cavity, LA on the
+        wrong side: :func:`echo_napari.metrics_plausibility.frame_plausibility`).
         """
+        from echo_napari.metrics_plausibility import frame_plausibility
+
         n = self.sequence.n_frames
         scores = np.zeros(n, dtype=np.float64)
         if n >= 3:
@@ -497,6 +501,8 @@ class ReviewSession:
             scores = np.maximum(scores, np.nan_to_num(np.asarray(disagreement, float)))
         if self.second_source is not None:
             scores = np.maximum(scores, self.second_source.disagreement)
+        if self.sequence.labels is not None:
+            scores = np.maximum(scores, frame_plausibility(self.sequence.labels).score)
         scores[sorted(self.sequence.keyframes)] = 0.0
         return scores
 

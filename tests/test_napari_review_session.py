@@ -139,3 +139,12 @@ def test_ef_smoothness_and_phase_detection(echo_sequence):
     assert session.ejection_fraction() is None
     with pytest.raises(SequenceError, match="no LV cavity"):
         session.detect_phases()
+
+
+def test_suspicion_ranks_an_anatomically_implausible_frame_first(echo_sequence):
+    session = ReviewSession(echo_sequence)
+    # Upside down: every area unchanged (no curve spike), but the LA is above the LV.
+    session.labels[9] = np.flip(session.labels[9], axis=0).copy()
+    session.refresh_areas(9)
+    assert session.suspicious_frames()[0] == 9
+    assert session.suspicion_scores()[9] == 1.0

@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from echo_napari.io.echonet import read_filelist_row
 from echo_napari.io.video import iter_videos_npz
 from echo_napari.segmentation.appearance import matcher, reference_values
 from echo_napari.segmentation.augment import AugmentConfig
@@ -47,7 +48,14 @@ from echo_napari.segmentation.data import (
     simulated_samples,
     simulator_seeds,
 )
+from echo_napari.segmentation.ef_supervision import (
+    EFSupervisionConfig,
+    EFVideo,
+    ef_supervision_steps,
+    find_beats,
+)
 from echo_napari.segmentation.evaluate import evaluate_arrays
+from echo_napari.segmentation.inference import predict_sequence
 from echo_napari.segmentation.model import BUNDLED_CONFIG, build_model, count_parameters
 from echo_napari.segmentation.self_training import SelfTrainConfig, self_train_steps
 from echo_napari.segmentation.training import TrainConfig, resize_sequence, train_steps
@@ -75,6 +83,9 @@ def _probe_step_time(
         steps = train_steps(
             probe, samples, TrainConfig(steps=0, ssl_steps=n + 1, **size), videos, None, device
         )
+    elif phase == "ef-supervision":
+        cfg = TrainConfig(steps=n + 1, **size)
+        steps = ef_supervision_steps(probe, samples, videos, cfg, self_config, None, device)
     elif phase == "self-training":
         cfg = TrainConfig(steps=n + 1, **size)
         steps = self_train_steps(probe, samples, videos, cfg, self_config, None, device)
@@ -100,6 +111,23 @@ def _load_training_videos(args, size: int) -> tuple[list[np.ndarray], list[Path]
         return videos, [Path(f"{stem}.avi") for stem, _ in pairs]
     paths = echonet_video_paths(args.echonet, held_out=False)
     return load_videos(paths, size), paths
+
+
+def _ef_videos(
+    videos: list[np.ndarray], paths: list[Path], filelist: Path, network
+) -> list[EFVideo]:
+    """Training videos with their reported EF and the beats the starting model sees."""
+    model = SegmentationModel(network)
+    out = []
+    for frames, path in zip(videos, paths, strict=True):
+        row = read_filelist_row(filelist, path.name)
+        if row is None or row.get("EF") is None:
+            logger.warning("%s: no EF in %s; not used for EF supervision", path.stem, filelist)
+            continue
+        beats = find_beats(predict_sequence(frames, model))
+        logger.info("%s: EF %.1f, beats %s", path.stem, row["EF"], beats)
+        out.append(EFVideo(frames, float(row["EF"]), beats, path.stem))
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -140,6 +168,17 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="mean-teacher self-training on the real training videos (needs --init)",
     )
+    parser.add_argument(
+        "--ef-supervision",
+        action="store_true",
+        help="weak supervision of the real training videos by their FileList EF (needs --init)",
+    )
+    parser.add_argument("--ef-weight", type=float, default=1.0, help="EF loss weight")
+    parser.add_argument("--ef-tolerance", type=float, default=3.0, help="EF points not pushed")
+    parser.add_argument(
+        "--ef-anchor", type=float, default=0.0, help="weight of the anchor to --init's labels"
+    )
+    parser.add_argument("--filelist", default="", help="FileList.csv (default: in --echonet)")
     parser.add_argument("--real-weight", type=float, default=1.0, help="pseudo-label loss")
     parser.add_argument("--real-batch", type=int, default=2)
     parser.add_argument("--confidence", type=float, default=0.9)
@@ -151,6 +190,10 @@ def main(argv: list[str] | None = None) -> None:
     seeds = simulator_seeds
     if args.self_train and not args.init:
         parser.error("--self-train needs --init (a supervised model to start the teacher)")
+    if args.ef_supervision and not args.init:
+        parser.error("--ef-supervision needs --init (its area curves find the beats)")
+    if args.ef_supervision and args.self_train:
+        parser.error("choose one of --ef-supervision and --self-train")
 
     size = BUNDLED_CONFIG.size
     t0 = time.perf_counter()
@@ -160,7 +203,8 @@ def main(argv: list[str] | None = None) -> None:
         _fill_cache(train_seeds, size, args.cache_dir, params, args.sim_workers)
     device = resolve_device(args.device)
     videos, video_paths, appearance = [], [], None
-    if args.ssl_minutes > 0 or args.ssl_steps > 0 or args.hist_match > 0 or args.self_train:
+    real_needed = args.self_train or args.ef_supervision
+    if args.ssl_minutes > 0 or args.ssl_steps > 0 or args.hist_match > 0 or real_needed:
         # Training videos only: the held-out ones never shape the model or its data.
         videos, video_paths = _load_training_videos(args, size)
         logger.info("%d real training videos", len(videos))
@@ -193,6 +237,13 @@ def main(argv: list[str] | None = None) -> None:
         confidence=args.confidence,
         ema=args.ema,
     )
+    ef_config = EFSupervisionConfig(
+        ef_weight=args.ef_weight, tolerance=args.ef_tolerance, anchor_weight=args.ef_anchor
+    )
+    ef_videos = []
+    if args.ef_supervision:
+        filelist = Path(args.filelist) if args.filelist else Path(args.echonet) / "FileList.csv"
+        ef_videos = _ef_videos(real_videos, video_paths, filelist, network)
     ssl_steps, steps = args.ssl_steps, args.steps
     videos = ssl_videos
     if videos and not ssl_steps:
@@ -200,14 +251,15 @@ def main(argv: list[str] | None = None) -> None:
         ssl_steps = max(1, int(args.ssl_minutes * 60 / per_step))
     if not steps:
         phase = "self-training" if args.self_train else "supervised"
+        phase = "ef-supervision" if args.ef_supervision else phase
         per_step = _probe_step_time(
             network,
             samples,
             base,
-            real_videos if args.self_train else videos,
+            ef_videos if args.ef_supervision else real_videos if args.self_train else videos,
             phase,
             device,
-            self_config,
+            ef_config if args.ef_supervision else self_config,
         )
         steps = max(1, int(args.minutes * 60 / per_step))
     logger.info("%d SSL + %d supervised steps", ssl_steps, steps)
@@ -225,7 +277,11 @@ def main(argv: list[str] | None = None) -> None:
         deadline = float("inf")
     history = []
     stop = lambda: time.perf_counter() > deadline  # noqa: E731
-    if args.self_train:
+    if args.ef_supervision:
+        records = ef_supervision_steps(
+            network, samples, ef_videos, config, ef_config, stop, device
+        )
+    elif args.self_train:
         records = self_train_steps(
             network, samples, real_videos, config, self_config, stop, device
         )
@@ -247,7 +303,9 @@ def main(argv: list[str] | None = None) -> None:
     test = [simulated_arrays(s, size, args.cache_dir)[:2] for s in seeds("test", args.n_test)]
     metrics = evaluate_arrays(model, test)
     logger.info("held-out simulated test Dice: %s", metrics)
-    supervised = [r for r in history if r.phase in ("supervised", "self-training")]
+    supervised = [
+        r for r in history if r.phase in ("supervised", "self-training", "ef-supervision")
+    ]
     data = [
         {
             "source": "echo_napari.simulate (synthetic A4C sequences, labels on every frame)",
@@ -265,6 +323,7 @@ def main(argv: list[str] | None = None) -> None:
             ("temporal-masking SSL", bool(videos)),
             ("grey-level reference for histogram matching", args.hist_match > 0),
             ("mean-teacher self-training (pseudo-labels, no tracings)", args.self_train),
+            ("weak supervision by the FileList EF (no tracings)", args.ef_supervision),
         )
         if on
     ]
@@ -289,8 +348,10 @@ def main(argv: list[str] | None = None) -> None:
         "training": {
             "mode": args.mode
             + (" + temporal-masking SSL" if videos else "")
-            + (" + mean-teacher self-training on real videos" if args.self_train else ""),
+            + (" + mean-teacher self-training on real videos" if args.self_train else "")
+            + (" + EF weak supervision on real videos" if args.ef_supervision else ""),
             "self_training": self_config.to_dict() if args.self_train else None,
+            "ef_supervision": ef_config.to_dict() if args.ef_supervision else None,
             "pseudo_weight": args.pseudo_weight if args.mode == "dense" else None,
             "ssl_steps": sum(r.phase == "ssl" for r in history),
             "supervised_steps": len(supervised),

@@ -1,0 +1,126 @@
+"""Anatomical plausibility of a label sequence, frame by frame, without any reference.
+
+A full-cycle segmentation of a real echo can look smooth over time and still be wrong in
+ways a cardiologist sees at a glance. Three checks, each scored 0 (fine) … 1 (implausible)
+per frame:
+
+* **collapse** — the LV cavity is missing, or smaller than ``collapse_fraction`` of the
+  sequence's typical end-diastolic area (95th percentile of the LV area curve). An EF of
+  80 % leaves an end-systolic *area* near half the end-diastolic one, so a quarter is not
+  a heart;
+* **concavity** — the cavity is not convex enough: solidity (area / convex-hull area)
+  below ``min_solidity`` (traced LV cavities are ≥ 0.9; a cavity with a wall or the
+  septum cut into it is lower). The score rises linearly to 1 at ``min_solidity − 0.2``;
+* **atrium side** — the LA lies on another side of the LV than in the rest of the
+  sequence (angle of the LV→LA centroid direction more than 90° from its median over the
+  frames). Orientation-free, so it holds for any probe orientation or image flip.
+
+A labelled frame with fewer than ``min_pixels`` LV pixels, in a sequence that has an LV
+elsewhere, counts as collapsed; a frame with no label at all is not judged (not yet
+segmented). Used by the review session's suspicious-frame ranking and by
+``benchmarks/real_echo.py`` (share of plausible frames per video).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.spatial import ConvexHull, QhullError
+
+from echo_napari.errors import SequenceError
+from echo_napari.sequence import LabelClass
+
+
+@dataclass(frozen=True)
+class Plausibility:
+    """Per-frame plausibility scores of a label sequence, each (T,) float64 in [0, 1].
+
+    Attributes
+    ----------
+    collapse, concavity, atrium_side : the three checks (see the module docstring)
+    """
+
+    collapse: np.ndarray
+    concavity: np.ndarray
+    atrium_side: np.ndarray
+
+    @property
+    def score(self) -> np.ndarray:
+        """(T,) worst of the three checks per frame."""
+        return np.maximum(np.maximum(self.collapse, self.concavity), self.atrium_side)
+
+    def plausible_share(self, threshold: float = 0.5) -> float:
+        """Share (0–1) of frames whose :attr:`score` is below ``threshold``."""
+        return float(np.mean(self.score < threshold)) if self.score.size else float("nan")
+
+
+_CORNERS = np.array([[-0.5, -0.5], [-0.5, 0.5], [0.5, -0.5], [0.5, 0.5]])
+
+
+def _centroid(mask: np.ndarray) -> np.ndarray:
+    return np.argwhere(mask).mean(axis=0)
+
+
+def _solidity(mask: np.ndarray) -> float:
+    """Pixel area / area of the convex hull of the pixel squares (1 for a filled convex
+    region, up to discretisation)."""
+    points = np.argwhere(mask).astype(np.float64)
+    corners = (points[:, None, :] + _CORNERS[None]).reshape(-1, 2)
+    try:
+        hull_area = ConvexHull(corners).volume
+    except QhullError:  # all pixels on one line: a degenerate, not a concave, region
+        return 1.0
+    return float(min(1.0, points.shape[0] / hull_area))
+
+
+def frame_plausibility(
+    labels: np.ndarray,
+    collapse_fraction: float = 0.25,
+    min_solidity: float = 0.8,
+    min_pixels: int = 10,
+) -> Plausibility:
+    """Score every frame of a label sequence (see the module docstring).
+
+    Parameters
+    ----------
+    labels : (T, H, W) uint8, LabelClass values
+    collapse_fraction : LV area below this fraction of the 95th-percentile area collapses
+    min_solidity : LV solidity below this starts to score as concave
+    min_pixels : fewer LV pixels than this is no LV
+
+    Returns
+    -------
+    Plausibility; all zeros for a sequence with no LV anywhere (nothing to judge)
+    """
+    labels = np.asarray(labels)
+    if labels.ndim != 3:
+        raise SequenceError(f"labels must be (T, H, W); got shape {labels.shape}")
+    n = labels.shape[0]
+    lv = labels == int(LabelClass.LV_CAVITY)
+    la = labels == int(LabelClass.LA)
+    area = lv.sum(axis=(1, 2)).astype(np.float64)
+    collapse = np.zeros(n)
+    concavity = np.zeros(n)
+    atrium_side = np.zeros(n)
+    present = area >= min_pixels
+    if not present.any():
+        return Plausibility(collapse, concavity, atrium_side)
+    typical = float(np.percentile(area[present], 95))
+    labelled = labels.reshape(n, -1).any(axis=1)
+    collapse[labelled & (area < collapse_fraction * typical)] = 1.0
+    directions = np.full((n, 2), np.nan)
+    for t in np.flatnonzero(present):
+        concavity[t] = np.clip((min_solidity - _solidity(lv[t])) / 0.2, 0.0, 1.0)
+        if la[t].sum() >= min_pixels:
+            offset = _centroid(la[t]) - _centroid(lv[t])
+            length = float(np.hypot(*offset))
+            if length > 0:
+                directions[t] = offset / length
+    known = np.isfinite(directions[:, 0])
+    if known.sum() >= 3:
+        median = np.median(directions[known], axis=0)
+        if np.hypot(*median) > 0:
+            cosine = directions[known] @ (median / np.hypot(*median))
+            atrium_side[known] = (cosine < 0.0).astype(np.float64)
+    return Plausibility(collapse, concavity, atrium_side)

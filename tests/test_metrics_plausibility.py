@@ -1,0 +1,59 @@
+"""Reference-free anatomical plausibility of label sequences."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from echo_napari.errors import SequenceError
+from echo_napari.metrics_plausibility import frame_plausibility
+
+
+def _heart(n: int = 12, size: int = 64) -> np.ndarray:
+    """A contracting elliptic LV (1) with a wall (2) and an LA (3) below it."""
+    yy, xx = np.mgrid[0:size, 0:size]
+    labels = np.zeros((n, size, size), np.uint8)
+    for t in range(n):
+        s = 1.0 - 0.3 * np.sin(np.pi * t / (n - 1))
+        cavity = ((yy - 26) / (16 * s)) ** 2 + ((xx - 32) / (9 * s)) ** 2 <= 1
+        wall = ((yy - 26) / (16 * s + 4)) ** 2 + ((xx - 32) / (9 * s + 4)) ** 2 <= 1
+        labels[t][wall] = 2
+        labels[t][cavity] = 1
+        labels[t][((yy - 52) / 7) ** 2 + ((xx - 32) / 9) ** 2 <= 1] = 3
+    return labels
+
+
+def test_a_contracting_ventricle_is_plausible_on_every_frame():
+    result = frame_plausibility(_heart())
+    assert result.plausible_share() == 1.0
+    assert result.score.max() < 0.2
+
+
+def test_each_check_flags_its_own_frame():
+    labels = _heart()
+    labels[3][labels[3] == 1] = 2  # cavity lost
+    lv = labels[5] == 1
+    labels[5][lv & (np.arange(64)[:, None] < 36) & (np.abs(np.arange(64) - 32) < 3)] = 2  # notch
+    labels[8] = np.flip(labels[8], axis=0)  # atrium above the ventricle
+    result = frame_plausibility(labels)
+    assert result.collapse[3] == 1.0 and result.collapse.sum() == 1.0
+    assert result.concavity[5] > 0.5 and np.delete(result.concavity, 5).max() < 0.2
+    assert result.atrium_side[8] == 1.0 and result.atrium_side.sum() == 1.0
+    assert result.plausible_share() == pytest.approx(9 / 12)
+
+
+def test_unlabelled_frames_and_sequences_are_not_judged():
+    labels = _heart()
+    labels[4:8] = 0  # not segmented yet
+    assert frame_plausibility(labels).score.max() < 0.2
+    assert frame_plausibility(np.zeros((5, 16, 16), np.uint8)).score.sum() == 0.0
+
+
+def test_the_atrium_check_holds_for_any_orientation():
+    labels = np.rot90(_heart(), k=1, axes=(1, 2)).copy()
+    assert frame_plausibility(labels).atrium_side.sum() == 0.0
+
+
+def test_bad_shape_is_an_error():
+    with pytest.raises(SequenceError, match=r"\(T, H, W\)"):
+        frame_plausibility(np.zeros((16, 16), np.uint8))
