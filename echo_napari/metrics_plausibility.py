@@ -50,6 +50,15 @@ class Plausibility:
         """(T,) worst of the three checks per frame."""
         return np.maximum(np.maximum(self.collapse, self.concavity), self.atrium_side)
 
+    def reasons(self, frame: int, threshold: float = 0.5) -> list[str]:
+        """What is implausible on ``frame``, in words (empty when nothing is)."""
+        checks = (
+            (self.collapse, "LV cavity collapsed or missing"),
+            (self.concavity, "LV cavity concave (a wall cut into it?)"),
+            (self.atrium_side, "LA on another side of the LV than in the other frames"),
+        )
+        return [text for values, text in checks if values[frame] >= threshold]
+
     def plausible_share(self, threshold: float = 0.5) -> float:
         """Share (0–1) of frames whose :attr:`score` is below ``threshold``."""
         return float(np.mean(self.score < threshold)) if self.score.size else float("nan")

@@ -16,6 +16,7 @@ from psygnal import Signal, SignalGroup
 
 from echo_napari.errors import EchoNapariError, SequenceError
 from echo_napari.metrics import class_areas_mm2
+from echo_napari.metrics_plausibility import Plausibility, frame_plausibility
 from echo_napari.sequence import MANUAL, EchoSequence, FrameProvenance, ProvenanceKind
 
 __all__ = ["ReviewEvents", "ReviewSession", "sequence_facts"]
@@ -144,6 +145,8 @@ class ReviewSession:
         Area per class per frame, mm² (pixels² when the spacing is unknown).
     results : dict
         Cached results of long jobs (e.g. registration fields), cleared on :meth:`load`.
+    plausibility : Plausibility or None
+        Per-frame anatomical checks of the last :meth:`suspicion_scores`.
     """
 
     def __init__(self, sequence: EchoSequence | None = None) -> None:
@@ -152,6 +155,7 @@ class ReviewSession:
         self.areas = np.zeros((0, 4), dtype=np.float64)
         self.results: dict[str, Any] = {}
         self.second_source: SecondSource | None = None
+        self.plausibility: Plausibility | None = None
         if sequence is not None:
             self.load(sequence)
 
@@ -185,6 +189,7 @@ class ReviewSession:
         self._sequence = sequence
         self.results = {}
         self.second_source = None
+        self.plausibility = None
         self.areas = class_areas_mm2(sequence.labels, sequence.spacing)
         self.events.sequence.emit()
 
@@ -481,7 +486,6 @@ class ReviewSession:
         implausibility of the frame's labels (collapsed or concave LV cavity, LA on the
         wrong side: :func:`echo_napari.metrics_plausibility.frame_plausibility`).
         """
-        from echo_napari.metrics_plausibility import frame_plausibility
 
         n = self.sequence.n_frames
         scores = np.zeros(n, dtype=np.float64)
@@ -502,9 +506,17 @@ class ReviewSession:
         if self.second_source is not None:
             scores = np.maximum(scores, self.second_source.disagreement)
         if self.sequence.labels is not None:
-            scores = np.maximum(scores, frame_plausibility(self.sequence.labels).score)
+            self.plausibility = frame_plausibility(self.sequence.labels)
+            scores = np.maximum(scores, self.plausibility.score)
         scores[sorted(self.sequence.keyframes)] = 0.0
         return scores
+
+    def implausibility_reasons(self, frame: int) -> list[str]:
+        """Why ``frame`` is anatomically implausible, as of the last
+        :meth:`suspicion_scores` (empty when it is not, or before any ranking)."""
+        if self.plausibility is None or not 0 <= frame < self.plausibility.score.size:
+            return []
+        return self.plausibility.reasons(frame)
 
     def suspicious_frames(self, min_score: float = 0.05) -> list[int]:
         """Frames scoring ≥ ``min_score`` in :meth:`suspicion_scores`, most suspicious first."""

@@ -148,3 +148,7 @@ def test_suspicion_ranks_an_anatomically_implausible_frame_first(echo_sequence):
     session.refresh_areas(9)
     assert session.suspicious_frames()[0] == 9
     assert session.suspicion_scores()[9] == 1.0
+    assert session.implausibility_reasons(9) == [
+        "LA on another side of the LV than in the other frames"
+    ]
+    assert session.implausibility_reasons(3) == []

@@ -390,11 +390,17 @@ class ReviewDock(SessionDockMixin, QWidget):
             return
         ranking = self.session.suspicious_frames()
         if not ranking:
-            self.frame_label.setText("No suspicious frame: the curves are smooth.")
+            self.frame_label.setText(
+                "No suspicious frame: the curves are smooth and the shapes plausible."
+            )
             return
         current = self.current_frame
         position = ranking.index(current) + 1 if current in ranking else 0
-        self.go_to_frame(ranking[position % len(ranking)])
+        target = ranking[position % len(ranking)]
+        self.go_to_frame(target)
+        reasons = self.session.implausibility_reasons(target)
+        if reasons:
+            self.frame_label.setText(f"{self.frame_label.text()} · {'; '.join(reasons)}")
 
     def detect_phases(self, *_: Any) -> None:
         """Set ED/ES from the LV cavity area curve (the user may override them after)."""
