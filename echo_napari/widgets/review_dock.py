@@ -115,7 +115,8 @@ class ReviewDock(SessionDockMixin, QWidget):
         self.suspicious_button = QPushButton("Next suspicious ▶")
         self.suspicious_button.setToolTip(
             "Jump to the next most implausible frame (area-curve spikes, propagation "
-            "disagreement), most suspicious first"
+            "disagreement, collapsed or concave LV cavity, LA on the wrong side), most "
+            "suspicious first"
         )
         keys = QHBoxLayout()
         for b in (self.prev_key_button, self.toggle_key_button, self.next_key_button):
