@@ -426,7 +426,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         args.overwrite,
         "predict",
     )
-    return _print_summary(args, outcomes, ("frames", "model", "lv_frames"))
+    return _print_summary(args, outcomes, ("frames", "model", "lv_frames", "ef", "plausible_pct"))
 
 
 def _train(

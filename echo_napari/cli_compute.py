@@ -101,9 +101,16 @@ def propagate_one(item: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
 
 
 def predict_one(item: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
-    """Task: segment every frame of a sequence with the segmentation model and write it."""
+    """Task: segment every frame of a sequence with the segmentation model and write it.
+
+    The summary gives the beat-median EF of the prediction (%) and the share of frames
+    whose labels pass the anatomical checks (``plausible_pct``): a low share says the EF
+    is not to be trusted before review.
+    """
     from echo_napari.io import write_sequence
+    from echo_napari.metrics_plausibility import frame_plausibility
     from echo_napari.segmentation import load_model, predict_sequence
+    from echo_napari.segmentation.ef import ef_by_beats
 
     src, dst, options = item
     if options.get("threads"):
@@ -117,10 +124,13 @@ def predict_one(item: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
     out = seq.copy(labels=labels, keyframes=set(), provenance=[made] * seq.n_frames)
     write_sequence(out, dst)
     lv = (labels == 1).reshape(seq.n_frames, -1).sum(axis=1)
+    ef = ef_by_beats(labels, seq.spacing).ef if seq.n_frames >= 3 and lv.any() else float("nan")
     return {
         "frames": seq.n_frames,
         "model": model.version,
         "lv_frames": int((lv > 0).sum()),
+        "ef": round(ef, 1),
+        "plausible_pct": round(100.0 * frame_plausibility(labels).plausible_share(), 1),
         "output": dst,
     }
 

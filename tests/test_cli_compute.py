@@ -71,7 +71,7 @@ def test_propagate_without_labels_is_reported(tmp_path, identity_dirnet, capsys)
     assert code == 1 and "no labels to propagate" in capsys.readouterr().out
 
 
-def test_predict_with_a_tiny_model(tmp_path):
+def test_predict_with_a_tiny_model(tmp_path, capsys):
     from echo_napari.segmentation import SegmentationModel, UNetConfig, build_model, save_model
 
     config = UNetConfig(channels=(4, 4, 4, 4, 4), clip_len=8, size=32)
@@ -85,6 +85,25 @@ def test_predict_with_a_tiny_model(tmp_path):
     assert result.labels.shape == (6, 32, 32) and result.labels.max() <= 3
     assert result.provenance[0].kind == ProvenanceKind.PREDICTED
     assert result.provenance[0].version == "t1"
+    header = capsys.readouterr().out.splitlines()[0]
+    assert "ef" in header.split() and "plausible_pct" in header
+
+
+def test_predict_summary_reports_ef_and_plausibility(tmp_path):
+    from test_segmentation import phantom, phantom_trained_model
+
+    from echo_napari.cli_compute import predict_one
+    from echo_napari.segmentation import save_model
+    from echo_napari.sequence import EchoSequence
+
+    stem = tmp_path / "seg_phantom"
+    save_model(phantom_trained_model(), stem)
+    frames, _ = phantom(48, 32, seed=4, period=16)
+    write_sequence(EchoSequence(frames=frames, spacing=(0.5, 0.5)), tmp_path / "p.h5")
+    item = (str(tmp_path / "p.h5"), str(tmp_path / "o.h5"), {"model": f"{stem}.safetensors"})
+    row = predict_one(item)
+    assert 30.0 < row["ef"] < 80.0
+    assert row["plausible_pct"] > 90.0
 
 
 def test_train_dir_then_propagate_with_the_result(tmp_path):
