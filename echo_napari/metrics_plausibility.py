@@ -83,6 +83,79 @@ def _solidity(mask: np.ndarray) -> float:
     return float(min(1.0, points.shape[0] / hull_area))
 
 
+@dataclass
+class ShapeFeatures:
+    """What the checks need from each frame, so an edit recomputes one frame only.
+
+    Attributes
+    ----------
+    labelled : (T,) bool, any label on the frame
+    lv_pixels : (T,) float64, LV cavity pixels
+    solidity : (T,) float64, LV solidity (1 where there is no LV)
+    la_direction : (T, 2) float64, unit LV→LA centroid direction (NaN without an LA)
+    """
+
+    labelled: np.ndarray
+    lv_pixels: np.ndarray
+    solidity: np.ndarray
+    la_direction: np.ndarray
+
+    def update(self, frames: np.ndarray, other: ShapeFeatures) -> None:
+        """Overwrite ``frames`` with the rows of ``other`` (features of those frames)."""
+        for name in ("labelled", "lv_pixels", "solidity", "la_direction"):
+            getattr(self, name)[frames] = getattr(other, name)
+
+
+def shape_features(labels: np.ndarray, min_pixels: int = 10) -> ShapeFeatures:
+    """Per-frame shape features of a (T, H, W) uint8 label stack."""
+    labels = np.asarray(labels)
+    if labels.ndim != 3:
+        raise SequenceError(f"labels must be (T, H, W); got shape {labels.shape}")
+    n = labels.shape[0]
+    lv = labels == int(LabelClass.LV_CAVITY)
+    la = labels == int(LabelClass.LA)
+    features = ShapeFeatures(
+        labelled=labels.reshape(n, -1).any(axis=1),
+        lv_pixels=lv.sum(axis=(1, 2)).astype(np.float64),
+        solidity=np.ones(n),
+        la_direction=np.full((n, 2), np.nan),
+    )
+    for t in np.flatnonzero(features.lv_pixels >= min_pixels):
+        features.solidity[t] = _solidity(lv[t])
+        if la[t].sum() >= min_pixels:
+            offset = _centroid(la[t]) - _centroid(lv[t])
+            length = float(np.hypot(*offset))
+            if length > 0:
+                features.la_direction[t] = offset / length
+    return features
+
+
+def plausibility_from_features(
+    features: ShapeFeatures,
+    collapse_fraction: float = 0.25,
+    min_solidity: float = 0.8,
+    min_pixels: int = 10,
+) -> Plausibility:
+    """The three checks from per-frame features (see :func:`frame_plausibility`)."""
+    n = features.lv_pixels.size
+    collapse = np.zeros(n)
+    atrium_side = np.zeros(n)
+    present = features.lv_pixels >= min_pixels
+    if not present.any():
+        return Plausibility(collapse, np.zeros(n), atrium_side)
+    typical = float(np.percentile(features.lv_pixels[present], 95))
+    collapse[features.labelled & (features.lv_pixels < collapse_fraction * typical)] = 1.0
+    concavity = np.where(present, np.clip((min_solidity - features.solidity) / 0.2, 0.0, 1.0), 0.0)
+    directions = features.la_direction
+    known = present & np.isfinite(directions[:, 0])
+    if known.sum() >= 3:
+        median = np.median(directions[known], axis=0)
+        if np.hypot(*median) > 0:
+            cosine = directions[known] @ (median / np.hypot(*median))
+            atrium_side[known] = (cosine < 0.0).astype(np.float64)
+    return Plausibility(collapse, concavity, atrium_side)
+
+
 def frame_plausibility(
     labels: np.ndarray,
     collapse_fraction: float = 0.25,
@@ -102,34 +175,6 @@ def frame_plausibility(
     -------
     Plausibility; all zeros for a sequence with no LV anywhere (nothing to judge)
     """
-    labels = np.asarray(labels)
-    if labels.ndim != 3:
-        raise SequenceError(f"labels must be (T, H, W); got shape {labels.shape}")
-    n = labels.shape[0]
-    lv = labels == int(LabelClass.LV_CAVITY)
-    la = labels == int(LabelClass.LA)
-    area = lv.sum(axis=(1, 2)).astype(np.float64)
-    collapse = np.zeros(n)
-    concavity = np.zeros(n)
-    atrium_side = np.zeros(n)
-    present = area >= min_pixels
-    if not present.any():
-        return Plausibility(collapse, concavity, atrium_side)
-    typical = float(np.percentile(area[present], 95))
-    labelled = labels.reshape(n, -1).any(axis=1)
-    collapse[labelled & (area < collapse_fraction * typical)] = 1.0
-    directions = np.full((n, 2), np.nan)
-    for t in np.flatnonzero(present):
-        concavity[t] = np.clip((min_solidity - _solidity(lv[t])) / 0.2, 0.0, 1.0)
-        if la[t].sum() >= min_pixels:
-            offset = _centroid(la[t]) - _centroid(lv[t])
-            length = float(np.hypot(*offset))
-            if length > 0:
-                directions[t] = offset / length
-    known = np.isfinite(directions[:, 0])
-    if known.sum() >= 3:
-        median = np.median(directions[known], axis=0)
-        if np.hypot(*median) > 0:
-            cosine = directions[known] @ (median / np.hypot(*median))
-            atrium_side[known] = (cosine < 0.0).astype(np.float64)
-    return Plausibility(collapse, concavity, atrium_side)
+    return plausibility_from_features(
+        shape_features(labels, min_pixels), collapse_fraction, min_solidity, min_pixels
+    )

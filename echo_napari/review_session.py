@@ -16,7 +16,12 @@ from psygnal import Signal, SignalGroup
 
 from echo_napari.errors import EchoNapariError, SequenceError
 from echo_napari.metrics import class_areas_mm2
-from echo_napari.metrics_plausibility import Plausibility, frame_plausibility
+from echo_napari.metrics_plausibility import (
+    Plausibility,
+    ShapeFeatures,
+    plausibility_from_features,
+    shape_features,
+)
 from echo_napari.sequence import MANUAL, EchoSequence, FrameProvenance, ProvenanceKind
 
 __all__ = ["ReviewEvents", "ReviewSession", "sequence_facts"]
@@ -156,6 +161,10 @@ class ReviewSession:
         self.results: dict[str, Any] = {}
         self.second_source: SecondSource | None = None
         self.plausibility: Plausibility | None = None
+        # Shape features per frame for the anatomical checks; frames whose areas are
+        # recomputed are marked stale, so a brush stroke costs one frame, not T.
+        self._shapes: ShapeFeatures | None = None
+        self._stale_shapes = np.zeros(0, dtype=bool)
         if sequence is not None:
             self.load(sequence)
 
@@ -190,6 +199,7 @@ class ReviewSession:
         self.results = {}
         self.second_source = None
         self.plausibility = None
+        self._shapes = None
         self.areas = class_areas_mm2(sequence.labels, sequence.spacing)
         self.events.sequence.emit()
 
@@ -202,6 +212,7 @@ class ReviewSession:
                 f"got {labels.dtype} {tuple(labels.shape)}"
             )
         seq.labels = labels
+        self._shapes = None
         self.areas = class_areas_mm2(labels, seq.spacing)
         self.events.areas.emit(np.arange(seq.n_frames))
 
@@ -220,6 +231,7 @@ class ReviewSession:
         new = class_areas_mm2(self.labels[idx], self.sequence.spacing)
         changed = np.any(new != self.areas[idx], axis=1)
         self.areas[idx] = new
+        self._mark_shapes_stale(idx)
         if changed.any():
             self._refresh_disagreement(idx[changed])
             self.events.areas.emit(idx[changed])
@@ -239,6 +251,7 @@ class ReviewSession:
         seq = self.sequence
         new = class_areas_mm2(self.labels[idx], seq.spacing)
         self.areas[idx] = new
+        self._mark_shapes_stale(idx)
         for t in idx:
             seq.provenance[int(t)] = MANUAL
         added = not set(idx.tolist()) <= seq.keyframes
@@ -279,6 +292,7 @@ class ReviewSession:
         for t in idx:
             self.sequence.provenance[int(t)] = provenance
         self.areas[idx] = class_areas_mm2(self.labels[idx], self.sequence.spacing)
+        self._mark_shapes_stale(idx)
         self._refresh_disagreement(idx)
         self.events.areas.emit(idx)
         self.events.provenance.emit(idx)
@@ -375,6 +389,7 @@ class ReviewSession:
         idx = self._valid(frames)
         if idx.size:
             self.areas[idx] = class_areas_mm2(self.labels[idx], self.sequence.spacing)
+            self._mark_shapes_stale(idx)
             self._refresh_disagreement(idx)
             self.events.areas.emit(idx)
             self.events.provenance.emit(idx)
@@ -506,10 +521,26 @@ class ReviewSession:
         if self.second_source is not None:
             scores = np.maximum(scores, self.second_source.disagreement)
         if self.sequence.labels is not None:
-            self.plausibility = frame_plausibility(self.sequence.labels)
+            self.plausibility = plausibility_from_features(self._current_shapes())
             scores = np.maximum(scores, self.plausibility.score)
         scores[sorted(self.sequence.keyframes)] = 0.0
         return scores
+
+    def _mark_shapes_stale(self, frames: np.ndarray) -> None:
+        if self._shapes is not None:
+            self._stale_shapes[frames] = True
+
+    def _current_shapes(self) -> ShapeFeatures:
+        """Shape features of every frame, recomputing only the stale ones."""
+        labels = self.sequence.labels
+        if self._shapes is None or self._shapes.lv_pixels.size != labels.shape[0]:
+            self._shapes = shape_features(labels)
+            self._stale_shapes = np.zeros(labels.shape[0], dtype=bool)
+        stale = np.flatnonzero(self._stale_shapes)
+        if stale.size:
+            self._shapes.update(stale, shape_features(labels[stale]))
+            self._stale_shapes[stale] = False
+        return self._shapes
 
     def implausibility_reasons(self, frame: int) -> list[str]:
         """Why ``frame`` is anatomically implausible, as of the last

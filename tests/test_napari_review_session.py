@@ -152,3 +152,25 @@ def test_suspicion_ranks_an_anatomically_implausible_frame_first(echo_sequence):
         "LA on another side of the LV than in the other frames"
     ]
     assert session.implausibility_reasons(3) == []
+
+
+def test_anatomical_checks_recompute_only_edited_frames(echo_sequence, monkeypatch):
+    import echo_napari.review_session as review_module
+    from echo_napari.metrics_plausibility import frame_plausibility
+
+    session = ReviewSession(echo_sequence)
+    session.suspicion_scores()
+    seen = []
+    original = review_module.shape_features
+    monkeypatch.setattr(
+        review_module,
+        "shape_features",
+        lambda labels: seen.append(len(labels)) or original(labels),
+    )
+    session.labels[5] = np.flip(session.labels[5], axis=0).copy()
+    session.labels_edited(5)
+    scores = session.suspicion_scores()
+    assert seen == [1]
+    expected = frame_plausibility(session.labels).score
+    np.testing.assert_allclose(session.plausibility.score, expected)
+    assert scores[5] == 0.0  # a painted frame is a keyframe: the human has the last word
