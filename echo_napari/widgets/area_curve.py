@@ -160,8 +160,8 @@ class AreaCurveWidget(QWidget):
             for k, c in PROVENANCE_COLORS.items()
         )
         self.strip_legend = QLabel(
-            f"{legend} &nbsp; &#9660; keyframe<br>grey: suspicion (area spikes, disagreement)"
-            " · S jumps to the next suspicious frame"
+            f"{legend} &nbsp; &#9660; keyframe<br>grey: suspicion (area spikes, "
+            "disagreement, implausible shapes) · S jumps to the next suspicious frame"
         )
         self.strip_legend.setTextFormat(Qt.TextFormat.RichText)
         self.strip_legend.setWordWrap(True)
