@@ -21,7 +21,6 @@ videos are ever given to this loop; the held-out ones stay out.
 
 from __future__ import annotations
 
-import copy
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -30,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from echo_napari.errors import ModelError, SequenceError
+from echo_napari.errors import SequenceError
 from echo_napari.metrics_volume import long_axis
 from echo_napari.segmentation.augment import AugmentConfig, random_affine, random_intensity
 from echo_napari.segmentation.model import UNet2DTime
@@ -40,8 +39,12 @@ from echo_napari.segmentation.training import (
     TrainConfig,
     TrainingSample,
     TrainProgress,
-    _lr_at,
     _normalise,
+    frozen_copy,
+    masked_cross_entropy,
+    optimisation_step,
+    segmentation_optimiser,
+    set_learning_rate,
     supervised_batch_loss,
 )
 
@@ -206,13 +209,8 @@ def ef_supervision_steps(
             )
     device = torch.device(device)
     network.to(device).train()
-    anchor = None
-    if ef_config.anchor_weight > 0:
-        anchor = copy.deepcopy(network).eval()
-        for param in anchor.parameters():
-            param.requires_grad_(False)
-    params = [p for name, p in network.named_parameters() if not name.startswith("recon_head")]
-    optimiser = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    anchor = frozen_copy(network) if ef_config.anchor_weight > 0 else None
+    params, optimiser = segmentation_optimiser(network, config)
     rng = np.random.default_rng(config.seed)
     gen = torch.Generator().manual_seed(config.seed)
     augment = replace(config.augment or AugmentConfig(), probability=0.9)
@@ -221,9 +219,7 @@ def ef_supervision_steps(
     for step in range(config.steps):
         if should_stop is not None and should_stop():
             break
-        lr = _lr_at(step, config.steps, config)
-        for group in optimiser.param_groups:
-            group["lr"] = lr
+        lr = set_learning_rate(optimiser, step, config.steps, config)
         sim_loss, terms = supervised_batch_loss(network, samples, config, rng, gen, device)
         frames, reported = beat_clips(videos, ef_config.real_batch, clip_len, rng)
         # One transform per beat: ED and ES travel together as one 2·L-frame clip.
@@ -240,16 +236,10 @@ def ef_supervision_steps(
         loss = sim_loss + ef_config.ef_weight * real_loss
         if anchor is not None:
             hard, sure = pseudo_labels(anchor, inputs, ef_config.anchor_confidence)
-            ce = F.cross_entropy(logits, hard, reduction="none")
-            anchor_loss = (ce * sure).sum() / sure.sum().clamp_min(1.0)
+            anchor_loss = masked_cross_entropy(logits, hard, sure)
             loss = loss + ef_config.anchor_weight * anchor_loss
             terms = {**terms, "anchor_ce": float(anchor_loss.detach())}
-        if not torch.isfinite(loss):
-            raise ModelError(f"EF supervision diverged at step {step} (loss {float(loss)})")
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 5.0)
-        optimiser.step()
+        optimisation_step(loss, params, optimiser, f"EF supervision at step {step}")
         error = (predicted.detach().cpu() - torch.from_numpy(reported)).abs().mean()
         yield TrainProgress(
             step=step + 1,

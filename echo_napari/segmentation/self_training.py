@@ -12,16 +12,14 @@ videos are ever given to this loop; the held-out ones stay out.
 
 from __future__ import annotations
 
-import copy
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from echo_napari.errors import ModelError, SequenceError
+from echo_napari.errors import SequenceError
 from echo_napari.segmentation.augment import (
     AugmentConfig,
     random_affine,
@@ -33,9 +31,13 @@ from echo_napari.segmentation.training import (
     TrainConfig,
     TrainingSample,
     TrainProgress,
-    _lr_at,
     _normalise,
+    frozen_copy,
+    masked_cross_entropy,
+    optimisation_step,
     sample_ssl_batch,
+    segmentation_optimiser,
+    set_learning_rate,
     supervised_batch_loss,
 )
 
@@ -131,11 +133,8 @@ def self_train_steps(
             raise SequenceError(f"video {i}: expected (T, {size}, {size}); got {video.shape}")
     device = torch.device(device)
     network.to(device).train()
-    teacher = copy.deepcopy(network).eval()
-    for param in teacher.parameters():
-        param.requires_grad_(False)
-    params = [p for name, p in network.named_parameters() if not name.startswith("recon_head")]
-    optimiser = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    teacher = frozen_copy(network)
+    params, optimiser = segmentation_optimiser(network, config)
     rng = np.random.default_rng(config.seed)
     gen = torch.Generator().manual_seed(config.seed)
     geometric = replace(config.augment or AugmentConfig(), probability=0.9)
@@ -144,9 +143,7 @@ def self_train_steps(
     for step in range(config.steps):
         if should_stop is not None and should_stop():
             break
-        lr = _lr_at(step, config.steps, config)
-        for group in optimiser.param_groups:
-            group["lr"] = lr
+        lr = set_learning_rate(optimiser, step, config.steps, config)
         sim_loss, terms = supervised_batch_loss(network, samples, config, rng, gen, device)
         real = torch.from_numpy(
             sample_ssl_batch(
@@ -158,17 +155,10 @@ def self_train_steps(
             teacher, _normalise(weak, network).to(device), self_config.confidence
         )
         strong_clips = random_intensity(weak, strong, gen)
-        ce = F.cross_entropy(
-            network(_normalise(strong_clips, network).to(device)), hard, reduction="none"
-        )
-        real_loss = (ce * mask).sum() / mask.sum().clamp_min(1.0)
+        logits = network(_normalise(strong_clips, network).to(device))
+        real_loss = masked_cross_entropy(logits, hard, mask)
         loss = sim_loss + self_config.real_weight * real_loss
-        if not torch.isfinite(loss):
-            raise ModelError(f"self-training diverged at step {step} (loss {float(loss)})")
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 5.0)
-        optimiser.step()
+        optimisation_step(loss, params, optimiser, f"self-training at step {step}")
         update_teacher(teacher, network, self_config.ema)
         terms = {
             **terms,

@@ -15,6 +15,7 @@ GUI's thread worker, the CLI's progress bar and the tests all drive the same gen
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import time
@@ -275,6 +276,57 @@ def supervised_batch_loss(
         config.dice_weight,
         config.ce_weight,
     )
+
+
+def frozen_copy(network: UNet2DTime) -> UNet2DTime:
+    """An evaluation-mode copy of ``network`` whose parameters take no gradient (a teacher
+    or an anchor)."""
+    copy_ = copy.deepcopy(network).eval()
+    for param in copy_.parameters():
+        param.requires_grad_(False)
+    return copy_
+
+
+def segmentation_optimiser(
+    network: UNet2DTime, config: TrainConfig
+) -> tuple[list[torch.nn.Parameter], torch.optim.Optimizer]:
+    """AdamW over every parameter but the SSL reconstruction head."""
+    params = [p for name, p in network.named_parameters() if not name.startswith("recon_head")]
+    return params, torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def set_learning_rate(
+    optimiser: torch.optim.Optimizer, step: int, total: int, config: TrainConfig
+) -> float:
+    """Apply the warm-up + cosine schedule (:func:`_lr_at`) for ``step``; returns the rate."""
+    lr = _lr_at(step, total, config)
+    for group in optimiser.param_groups:
+        group["lr"] = lr
+    return lr
+
+
+def optimisation_step(
+    loss: torch.Tensor,
+    params: Sequence[torch.nn.Parameter],
+    optimiser: torch.optim.Optimizer,
+    what: str,
+) -> None:
+    """Backward, clip the gradient norm at 5 and step; a non-finite loss raises
+    :class:`ModelError` naming ``what`` (e.g. "self-training at step 12")."""
+    if not torch.isfinite(loss):
+        raise ModelError(f"{what} diverged (loss {float(loss)}); lower the learning rate")
+    optimiser.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 5.0)
+    optimiser.step()
+
+
+def masked_cross_entropy(
+    logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
+    """Mean cross-entropy over the pixels where ``mask`` is 1 (0 when none is)."""
+    ce = F.cross_entropy(logits, labels, reduction="none")
+    return (ce * mask).sum() / mask.sum().clamp_min(1.0)
 
 
 # -- the training generator --------------------------------------------------------------
