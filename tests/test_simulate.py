@@ -102,6 +102,23 @@ def test_achieved_ef(ef):
     assert 40.0 < ref["EDV"] < 250.0 and ref["ESV"] < ref["EDV"]
 
 
+def test_apex_motion_moves_the_apical_wall_and_keeps_the_ef():
+    def apical_width(apex_motion: float) -> tuple[float, float]:
+        params = SimulationParams(frames_per_cycle=20, ef=0.6, apex_motion=apex_motion)
+        seq = simulate_sequence(950_002, params, randomize=False).sequence
+        lv = seq.labels == 1
+        rows = np.flatnonzero(lv[seq.ed_index].any(axis=1))
+        band = slice(rows[0], rows[0] + (rows[-1] - rows[0]) // 4)  # apical quarter at ED
+        width = lv[:, band].sum(axis=(1, 2))
+        return width[seq.es_index] / width[seq.ed_index], seq.metadata["reference"]["EF"]
+
+    (slow, ef_slow), (fast, ef_fast) = apical_width(0.25), apical_width(1.0)
+    assert fast < slow - 0.05
+    assert ef_slow == pytest.approx(60.0, abs=0.5) and ef_fast == pytest.approx(60.0, abs=0.5)
+    with pytest.raises(SequenceError, match="apex_motion"):
+        SimulationParams(apex_motion=2.0).validate()
+
+
 def test_ef_range_draws_per_seed():
     params = SimulationParams(frames_per_cycle=20, ef_range=(0.2, 0.7))
     efs = [simulate_sequence(s, params).sequence.metadata["reference"]["EF"] for s in (3, 4)]

@@ -158,6 +158,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--ef-range", type=float, nargs=2, default=list(TRAINING_EF_RANGE), metavar=("LO", "HI")
     )
+    parser.add_argument(
+        "--apex-motion", type=float, default=0.25, help="simulated apical wall motion (0-1.5)"
+    )
     parser.add_argument("--width-jitter", type=float, default=0.1, help="sector-width jitter")
     parser.add_argument("--init", default="", help="start from these weights (warm start)")
     parser.add_argument("--device", default=None, help="torch device (default: CUDA if any)")
@@ -198,7 +201,7 @@ def main(argv: list[str] | None = None) -> None:
     size = BUNDLED_CONFIG.size
     t0 = time.perf_counter()
     train_seeds = seeds("train", args.n_train)
-    params = SimulationParams(ef_range=tuple(args.ef_range))
+    params = SimulationParams(ef_range=tuple(args.ef_range), apex_motion=args.apex_motion)
     if args.sim_workers > 1:
         _fill_cache(train_seeds, size, args.cache_dir, params, args.sim_workers)
     device = resolve_device(args.device)

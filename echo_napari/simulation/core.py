@@ -177,7 +177,7 @@ def simulate_sequence(
     if randomize:
         params = randomized(params, rng_params)
     anatomy = make_anatomy(params, rng_anatomy)
-    weights = default_weights(rng_anatomy if randomize else None)
+    weights = default_weights(rng_anatomy if randomize else None, params.apex_motion)
 
     n_frames = params.n_frames
     phases = frame_phases(n_frames, params.frames_per_cycle, params.start_phase)

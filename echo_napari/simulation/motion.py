@@ -47,9 +47,11 @@ class Motion:
     wall_mm: float
 
 
-def default_weights(rng: np.random.Generator | None = None) -> tuple[float, ...]:
-    """Regional weights: base 1.0, walls ≈ 1.1, apex ≈ 0.25, with per-seed variation."""
-    w_base, w_lat, w_apex = 1.0, 1.1, 0.25
+def default_weights(
+    rng: np.random.Generator | None = None, apex: float = 0.25
+) -> tuple[float, ...]:
+    """Regional weights: base 1.0, walls ≈ 1.1, apex ≈ ``apex``, with per-seed variation."""
+    w_base, w_lat, w_apex = 1.0, 1.1, apex
     asym = (0.0, 0.0)
     if rng is not None:
         w_base *= rng.uniform(0.85, 1.15)

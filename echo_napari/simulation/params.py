@@ -80,6 +80,8 @@ class SimulationParams:
     blood_db : blood-pool echogenicity relative to myocardium
     tissue_db : echogenicity of the tissue around the heart relative to myocardium
     tgc_db : amplitude of the residual time-gain-compensation ripple
+    apex_motion : inward motion of the apical wall relative to the base's (1.0); drawn
+        per seed within ×0.6–1.4 of it when randomised
     haze : near-field (apical) clutter level relative to myocardium
     haze_depth_mm : depth over which the haze decays
     redraw_fraction : fraction of scatterers re-drawn per frame (out-of-plane decorrelation)
@@ -119,6 +121,7 @@ class SimulationParams:
     redraw_fraction: float = 0.15
     n_shadows: int = 1
     valve_prob: float = 0.8
+    apex_motion: float = 0.25
 
     @property
     def n_frames(self) -> int:
@@ -148,6 +151,7 @@ class SimulationParams:
                 "ef_range must be two fractions in 0.10..0.85",
             ),
             (0 <= self.dropout <= 1, "dropout must be in 0..1"),
+            (0 <= self.apex_motion <= 1.5, "apex_motion must be in 0..1.5"),
             (self.jitter_px >= 0, "jitter_px must be >= 0"),
             (60 <= self.depth_mm <= 300, "depth_mm must be in 60..300"),
             (0 <= self.redraw_fraction <= 1, "redraw_fraction must be in 0..1"),
