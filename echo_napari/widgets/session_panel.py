@@ -207,8 +207,9 @@ class SessionPanel(QGroupBox):
         self.redo_button.setEnabled(self.link.can_redo)
         if has and (len(store.history) or self.link.can_redo):
             last = self.link.last_step
+            n = len(store.history)
             self.history_label.setText(
-                f"{len(store.history)} undo steps ({store.history.nbytes / 1024:.0f} KiB)"
+                f"{n} undo step{'' if n == 1 else 's'} ({store.history.nbytes / 1024:.0f} KiB)"
                 + (f"; last: {last}" if last else "")
             )
         else:
