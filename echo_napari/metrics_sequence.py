@@ -11,6 +11,8 @@ Rules (so numbers compare between tools and with the MICCAI 2023 DIR paper):
   max/min of the reference's LV volume curve); the prediction is measured at the same
   frames. ``ef_pred_auto`` is the prediction's EF at its *own* volume max/min, what a
   user without reference frames would get.
+* ``plausible_pct_pred``: share of the prediction's frames that pass the anatomical checks
+  of :mod:`echo_napari.metrics_plausibility` (%), no reference needed.
 * Smoothness (Eq. 2) of each class's area curve, normalised by its mean area (1/s³ with a
   known frame time, else 1/frame³); for the reference only when it is labelled in every
   frame.
@@ -33,6 +35,7 @@ from echo_napari.metrics import (
     frame_metrics,
     sequence_means,
 )
+from echo_napari.metrics_plausibility import frame_plausibility
 from echo_napari.metrics_volume import area_curve_smoothness, ef_from_labels
 from echo_napari.sequence import EchoSequence
 
@@ -131,6 +134,7 @@ def evaluate_sequence(
             summary[f"{quantity}_ref{suffix}"] = value
             summary[f"{quantity}_pred{suffix}"] = getattr(pred_v, quantity)
     summary["ef_pred_auto"] = ef_from_labels(pred, spacing, "simpson").ef
+    summary["plausible_pct_pred"] = 100.0 * frame_plausibility(pred).plausible_share()
     reference_facts = reference.metadata.get("reference") or {}
     summary["ef_file"] = float(reference_facts.get("EF", np.nan))
 

@@ -178,6 +178,7 @@ def test_evaluate_against_unlabelled_videos_uses_the_file_ef(tmp_path):
     table = pd.read_csv(out)
     assert table["dice_lv"].isna().all() and (table["ef_file"] == [40.0, 45.0, 50.0]).all()
     assert table["ef_pred_auto"].between(10, 90).all()
+    assert (table["plausible_pct_pred"] == 100.0).all()
     assert (table["distance_unit"] == "px").all()
     html = tmp_path / "ef.html"
     assert main(["report", str(out), "-o", str(html)]) == 0
