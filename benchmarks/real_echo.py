@@ -95,7 +95,7 @@ def real_table(model, tiles: list | None, npz: str = "") -> pd.DataFrame:
                 "ef_filelist": reference,
                 "beats": len(result.beats),
                 "rejected": len(result.rejected),
-                "plausible": frame_plausibility(pred).plausible_share(),
+                "plausible_pct": 100.0 * frame_plausibility(pred).plausible_share(),
             }
         )
         if tiles is not None:
@@ -187,10 +187,10 @@ def main() -> int:
                     f"bias {s['bias']:+5.1f}  r {s['r']:+.2f}  no EF (LV lost): {s['no_ef']}"
                 )
         for label, part in (("train-18", df[~df.held_out]), ("held-out-6", df[df.held_out])):
+            share = part.plausible_pct
             print(
-                f"plausible frames {label:10s}: mean {part.plausible.mean():.3f}, "
-                f"min {part.plausible.min():.2f}, videos >= 0.9: "
-                f"{int((part.plausible >= 0.9).sum())}/{len(part)}"
+                f"plausible frames {label:10s}: mean {share.mean():.1f} %, "
+                f"min {share.min():.1f} %, videos >= 90 %: {int((share >= 90).sum())}/{len(part)}"
             )
         montage = Path(args.out) / f"real_echo_{name}.png"
         save_montage(tiles, montage)
