@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from echo_napari.errors import SequenceError
 from echo_napari.metrics_volume import long_axis
 from echo_napari.segmentation.augment import AugmentConfig, random_affine, random_intensity
+from echo_napari.segmentation.ef import ef_by_beats
 from echo_napari.segmentation.model import UNet2DTime
 from echo_napari.segmentation.self_training import pseudo_labels
 from echo_napari.segmentation.training import (
@@ -108,8 +109,6 @@ def find_beats(labels: np.ndarray) -> tuple[tuple[int, int], ...]:
     ----------
     labels : (T, H, W) uint8 label sequence
     """
-    from echo_napari.segmentation.ef import ef_by_beats
-
     result = ef_by_beats(labels)
     pairs = [(ed, es) for ed, es, _ in result.beats + result.rejected if es > ed]
     return tuple(sorted(pairs))
