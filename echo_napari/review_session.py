@@ -542,6 +542,15 @@ class ReviewSession:
             self._stale_shapes[stale] = False
         return self._shapes
 
+    def plausible_share(self) -> float | None:
+        """Share (0–1) of the labelled frames whose labels pass the anatomical checks;
+        None when no frame is labelled."""
+        shapes = self._current_shapes()
+        if not shapes.labelled.any():
+            return None
+        self.plausibility = plausibility_from_features(shapes)
+        return float(np.mean(self.plausibility.score[shapes.labelled] < 0.5))
+
     def implausibility_reasons(self, frame: int) -> list[str]:
         """Why ``frame`` is anatomically implausible, as of the last
         :meth:`suspicion_scores` (empty when it is not, or before any ranking)."""

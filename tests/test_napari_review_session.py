@@ -152,6 +152,10 @@ def test_suspicion_ranks_an_anatomically_implausible_frame_first(echo_sequence):
         "LA on another side of the LV than in the other frames"
     ]
     assert session.implausibility_reasons(3) == []
+    assert session.plausible_share() == 15 / 16
+    session.labels[:] = 0
+    session.refresh_areas(range(16))
+    assert session.plausible_share() is None
 
 
 def test_anatomical_checks_recompute_only_edited_frames(echo_sequence, monkeypatch):

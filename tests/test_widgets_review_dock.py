@@ -181,6 +181,8 @@ def test_next_suspicious_frame_finds_a_one_frame_spike(docked, qtbot):
     scores = dock.curve.suspicion_curve.getData()[1]
     assert int(np.argmax(scores)) == 11
     assert "LV cavity collapsed or missing" in dock.frame_label.text()
+    dock._update_info()
+    assert "shapes plausible on 94 % of labelled frames" in dock.info_label.text()
 
 
 def test_detect_phases_and_ef_in_the_summary(docked, qtbot):

@@ -397,11 +397,8 @@ class ReviewDock(SessionDockMixin, QWidget):
             return
         current = self.current_frame
         position = ranking.index(current) + 1 if current in ranking else 0
-        target = ranking[position % len(ranking)]
-        self.go_to_frame(target)
-        reasons = self.session.implausibility_reasons(target)
-        if reasons:
-            self.frame_label.setText(f"{self.frame_label.text()} · {'; '.join(reasons)}")
+        self.go_to_frame(ranking[position % len(ranking)])
+        self._update_frame_label()
 
     def detect_phases(self, *_: Any) -> None:
         """Set ED/ES from the LV cavity area curve (the user may override them after)."""
@@ -461,9 +458,10 @@ class ReviewDock(SessionDockMixin, QWidget):
         unit = self.session.area_unit
         kind = seq.provenance[frame].kind.value
         key = " · keyframe" if frame in seq.keyframes else ""
+        reasons = "".join(f" · {r}" for r in self.session.implausibility_reasons(frame))
         self.frame_label.setText(
             f"Frame {frame}/{seq.n_frames - 1} ({kind}{key}): LV {areas[1]:.1f} {unit}, "
-            f"myocardium {areas[2]:.1f} {unit}, LA {areas[3]:.1f} {unit}"
+            f"myocardium {areas[2]:.1f} {unit}, LA {areas[3]:.1f} {unit}{reasons}"
         )
         self.toggle_key_button.setText("Unmark keyframe" if key else "Mark keyframe")
 
@@ -489,6 +487,9 @@ class ReviewDock(SessionDockMixin, QWidget):
             parts.append(f"EF {ours:.1f} % (labels, Simpson)")
         if ef is not None:
             parts.append(f"reference EF {ef:.1f} %")
+        share = self.session.plausible_share()
+        if share is not None and share < 1.0:
+            parts.append(f"shapes plausible on {100 * share:.0f} % of labelled frames")
         smooth = self.session.lv_smoothness()
         if smooth is not None:
             unit = "1/s³" if seq.frame_time_ms else "1/frame³"
