@@ -59,9 +59,11 @@ class Plausibility:
         )
         return [text for values, text in checks if values[frame] >= threshold]
 
-    def plausible_share(self, threshold: float = 0.5) -> float:
-        """Share (0–1) of frames whose :attr:`score` is below ``threshold``."""
-        return float(np.mean(self.score < threshold)) if self.score.size else float("nan")
+    def plausible_share(self, threshold: float = 0.5, among: np.ndarray | None = None) -> float:
+        """Share (0–1) of frames whose :attr:`score` is below ``threshold``, over all frames
+        or the ``among`` (T,) bool ones; NaN when there are none."""
+        score = self.score if among is None else self.score[among]
+        return float(np.mean(score < threshold)) if score.size else float("nan")
 
 
 _CORNERS = np.array([[-0.5, -0.5], [-0.5, 0.5], [0.5, -0.5], [0.5, 0.5]])

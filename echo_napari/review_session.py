@@ -228,10 +228,7 @@ class ReviewSession:
         idx = self._valid(frames)
         if idx.size == 0:
             return idx
-        new = class_areas_mm2(self.labels[idx], self.sequence.spacing)
-        changed = np.any(new != self.areas[idx], axis=1)
-        self.areas[idx] = new
-        self._mark_shapes_stale(idx)
+        changed = self._recompute_areas(idx)
         if changed.any():
             self._refresh_disagreement(idx[changed])
             self.events.areas.emit(idx[changed])
@@ -249,9 +246,7 @@ class ReviewSession:
         if idx.size == 0:
             return idx
         seq = self.sequence
-        new = class_areas_mm2(self.labels[idx], seq.spacing)
-        self.areas[idx] = new
-        self._mark_shapes_stale(idx)
+        self._recompute_areas(idx)
         for t in idx:
             seq.provenance[int(t)] = MANUAL
         added = not set(idx.tolist()) <= seq.keyframes
@@ -291,8 +286,7 @@ class ReviewSession:
         self.labels[idx] = labels
         for t in idx:
             self.sequence.provenance[int(t)] = provenance
-        self.areas[idx] = class_areas_mm2(self.labels[idx], self.sequence.spacing)
-        self._mark_shapes_stale(idx)
+        self._recompute_areas(idx)
         self._refresh_disagreement(idx)
         self.events.areas.emit(idx)
         self.events.provenance.emit(idx)
@@ -388,8 +382,7 @@ class ReviewSession:
         recompute the areas of ``frames`` and tell every listener to redraw."""
         idx = self._valid(frames)
         if idx.size:
-            self.areas[idx] = class_areas_mm2(self.labels[idx], self.sequence.spacing)
-            self._mark_shapes_stale(idx)
+            self._recompute_areas(idx)
             self._refresh_disagreement(idx)
             self.events.areas.emit(idx)
             self.events.provenance.emit(idx)
@@ -501,7 +494,6 @@ class ReviewSession:
         implausibility of the frame's labels (collapsed or concave LV cavity, LA on the
         wrong side: :func:`echo_napari.metrics_plausibility.frame_plausibility`).
         """
-
         n = self.sequence.n_frames
         scores = np.zeros(n, dtype=np.float64)
         if n >= 3:
@@ -526,9 +518,15 @@ class ReviewSession:
         scores[sorted(self.sequence.keyframes)] = 0.0
         return scores
 
-    def _mark_shapes_stale(self, frames: np.ndarray) -> None:
+    def _recompute_areas(self, idx: np.ndarray) -> np.ndarray:
+        """Recompute the areas of frames ``idx`` and mark their shape features stale;
+        returns (N,) bool, which of them changed area."""
+        new = class_areas_mm2(self.labels[idx], self.sequence.spacing)
+        changed = np.any(new != self.areas[idx], axis=1)
+        self.areas[idx] = new
         if self._shapes is not None:
-            self._stale_shapes[frames] = True
+            self._stale_shapes[idx] = True
+        return changed
 
     def _current_shapes(self) -> ShapeFeatures:
         """Shape features of every frame, recomputing only the stale ones."""
@@ -549,7 +547,7 @@ class ReviewSession:
         if not shapes.labelled.any():
             return None
         self.plausibility = plausibility_from_features(shapes)
-        return float(np.mean(self.plausibility.score[shapes.labelled] < 0.5))
+        return self.plausibility.plausible_share(among=shapes.labelled)
 
     def implausibility_reasons(self, frame: int) -> list[str]:
         """Why ``frame`` is anatomically implausible, as of the last

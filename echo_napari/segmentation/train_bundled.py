@@ -73,24 +73,29 @@ logger = logging.getLogger("echo_napari.segmentation.train_bundled")
 DEFAULT_ECHONET = Path(__file__).resolve().parents[3] / "shared" / "data" / "echonet-unlabeled"
 
 
+def _run_steps(phase: str, network, samples, videos, config, extra, stop, device):
+    """The training generator of ``phase``: "ef-supervision" (``videos`` are EFVideos,
+    ``extra`` an EFSupervisionConfig), "self-training" (unlabelled videos,
+    SelfTrainConfig) or "supervised" (``videos`` for the SSL steps of ``config``)."""
+    if phase == "ef-supervision":
+        return ef_supervision_steps(network, samples, videos, config, extra, stop, device)
+    if phase == "self-training":
+        return self_train_steps(network, samples, videos, config, extra, stop, device)
+    return train_steps(network, samples, config, videos, stop, device)
+
+
 def _probe_step_time(
-    network, samples, config, videos, phase: str, device, self_config=None, n: int = 3
+    network, samples, config, videos, phase: str, device, extra=None, n: int = 3
 ) -> float:
-    """Seconds per step of ``phase`` measured on a throw-away copy of the network."""
-    probe = copy.deepcopy(network)
+    """Seconds per step of ``phase`` ("ssl" or one of :func:`_run_steps`) measured on a
+    throw-away copy of the network."""
     size = {"batch_size": config.batch_size, "clip_len": config.clip_len}
     if phase == "ssl":
-        steps = train_steps(
-            probe, samples, TrainConfig(steps=0, ssl_steps=n + 1, **size), videos, None, device
-        )
-    elif phase == "ef-supervision":
-        cfg = TrainConfig(steps=n + 1, **size)
-        steps = ef_supervision_steps(probe, samples, videos, cfg, self_config, None, device)
-    elif phase == "self-training":
-        cfg = TrainConfig(steps=n + 1, **size)
-        steps = self_train_steps(probe, samples, videos, cfg, self_config, None, device)
+        phase, cfg = "supervised", TrainConfig(steps=0, ssl_steps=n + 1, **size)
     else:
-        steps = train_steps(probe, samples, TrainConfig(steps=n + 1, **size), None, None, device)
+        cfg = TrainConfig(steps=n + 1, **size)
+        videos = None if phase == "supervised" else videos
+    steps = _run_steps(phase, copy.deepcopy(network), samples, videos, cfg, extra, None, device)
     times = [r.elapsed for r in steps]
     return (times[-1] - times[0]) / max(1, len(times) - 1)
 
@@ -252,18 +257,14 @@ def main(argv: list[str] | None = None) -> None:
     if videos and not ssl_steps:
         per_step = _probe_step_time(network, samples, base, videos, "ssl", device)
         ssl_steps = max(1, int(args.ssl_minutes * 60 / per_step))
+    if args.ef_supervision:
+        phase, phase_videos, extra = "ef-supervision", ef_videos, ef_config
+    elif args.self_train:
+        phase, phase_videos, extra = "self-training", real_videos, self_config
+    else:
+        phase, phase_videos, extra = "supervised", videos, None
     if not steps:
-        phase = "self-training" if args.self_train else "supervised"
-        phase = "ef-supervision" if args.ef_supervision else phase
-        per_step = _probe_step_time(
-            network,
-            samples,
-            base,
-            ef_videos if args.ef_supervision else real_videos if args.self_train else videos,
-            phase,
-            device,
-            ef_config if args.ef_supervision else self_config,
-        )
+        per_step = _probe_step_time(network, samples, base, phase_videos, phase, device, extra)
         steps = max(1, int(args.minutes * 60 / per_step))
     logger.info("%d SSL + %d supervised steps", ssl_steps, steps)
     config = TrainConfig(
@@ -280,16 +281,7 @@ def main(argv: list[str] | None = None) -> None:
         deadline = float("inf")
     history = []
     stop = lambda: time.perf_counter() > deadline  # noqa: E731
-    if args.ef_supervision:
-        records = ef_supervision_steps(
-            network, samples, ef_videos, config, ef_config, stop, device
-        )
-    elif args.self_train:
-        records = self_train_steps(
-            network, samples, real_videos, config, self_config, stop, device
-        )
-    else:
-        records = train_steps(network, samples, config, videos, stop, device)
+    records = _run_steps(phase, network, samples, phase_videos, config, extra, stop, device)
     for record in records:
         history.append(record)
         if record.step % 50 == 0 or record.step == record.total:
