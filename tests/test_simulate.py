@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -117,6 +118,34 @@ def test_apex_motion_moves_the_apical_wall_and_keeps_the_ef():
     assert ef_slow == pytest.approx(60.0, abs=0.5) and ef_fast == pytest.approx(60.0, abs=0.5)
     with pytest.raises(SequenceError, match="apex_motion"):
         SimulationParams(apex_motion=2.0).validate()
+
+
+def test_depth_range_and_apex_gap_vary_the_heart_in_the_image():
+    def apex_row_and_area(params: SimulationParams, seed: int) -> tuple[float, float, int]:
+        seq = simulate_sequence(seed, params).sequence
+        lv = seq.labels[seq.ed_index] == 1
+        return seq.spacing[0], float(np.flatnonzero(lv.any(axis=1))[0]), int(lv.sum())
+
+    base = SimulationParams(frames_per_cycle=20)
+    deep = SimulationParams(frames_per_cycle=20, depth_range_mm=(195.0, 200.0))
+    far = SimulationParams(frames_per_cycle=20, apex_gap_mm=(28.0, 30.0))
+    spacing, row, area = apex_row_and_area(base, 11)
+    deep_spacing, _, deep_area = apex_row_and_area(deep, 11)
+    _, far_row, _ = apex_row_and_area(far, 11)
+    assert spacing == pytest.approx(150.0 / 112)
+    assert 195.0 / 112 <= deep_spacing <= 200.0 / 112
+    assert deep_area < 0.75 * area  # the same heart, smaller in a deeper image
+    assert far_row >= row + 8  # ≥ 13 mm deeper apex, ≈ 1.34 mm per pixel
+    # The depth is drawn last: the seed's other draws (here its EF) stay the same.
+    ranged = replace(base, ef_range=(0.2, 0.7))
+    efs = [
+        simulate_sequence(11, p).sequence.metadata["reference"]["EF"]
+        for p in (ranged, replace(ranged, depth_range_mm=(130.0, 200.0)))
+    ]
+    assert efs[0] == pytest.approx(efs[1], abs=0.5)
+    for bad in ({"depth_range_mm": (40.0, 100.0)}, {"apex_gap_mm": (-1.0, 5.0)}):
+        with pytest.raises(SequenceError, match=next(iter(bad))):
+            replace(base, **bad).validate()
 
 
 def test_ef_range_draws_per_seed():

@@ -167,6 +167,30 @@ def main(argv: list[str] | None = None) -> None:
         "--apex-motion", type=float, default=0.25, help="simulated apical wall motion (0-1.5)"
     )
     parser.add_argument("--width-jitter", type=float, default=0.1, help="sector-width jitter")
+    parser.add_argument(
+        "--depth-range",
+        type=float,
+        nargs=2,
+        metavar=("LO", "HI"),
+        default=None,
+        help="simulated imaging depth drawn per seed, mm (default: 150 mm)",
+    )
+    parser.add_argument(
+        "--apex-gap",
+        type=float,
+        nargs=2,
+        metavar=("LO", "HI"),
+        default=(8.0, 15.0),
+        help="simulated gap between the probe and the apical wall, mm",
+    )
+    parser.add_argument(
+        "--scale",
+        type=float,
+        nargs=2,
+        metavar=("LO", "HI"),
+        default=(0.9, 1.1),
+        help="augmentation zoom range",
+    )
     parser.add_argument("--init", default="", help="start from these weights (warm start)")
     parser.add_argument("--device", default=None, help="torch device (default: CUDA if any)")
     parser.add_argument("--sim-workers", type=int, default=1, help="processes simulating")
@@ -206,7 +230,12 @@ def main(argv: list[str] | None = None) -> None:
     size = BUNDLED_CONFIG.size
     t0 = time.perf_counter()
     train_seeds = seeds("train", args.n_train)
-    params = SimulationParams(ef_range=tuple(args.ef_range), apex_motion=args.apex_motion)
+    params = SimulationParams(
+        ef_range=tuple(args.ef_range),
+        apex_motion=args.apex_motion,
+        apex_gap_mm=tuple(args.apex_gap),
+        depth_range_mm=tuple(args.depth_range) if args.depth_range else None,
+    )
     if args.sim_workers > 1:
         _fill_cache(train_seeds, size, args.cache_dir, params, args.sim_workers)
     device = resolve_device(args.device)
@@ -235,7 +264,9 @@ def main(argv: list[str] | None = None) -> None:
         network = load_model_file(args.init, "cpu").network
     else:
         network = build_model(BUNDLED_CONFIG)
-    augment = AugmentConfig(width=(1.0 - args.width_jitter, 1.0 + args.width_jitter))
+    augment = AugmentConfig(
+        width=(1.0 - args.width_jitter, 1.0 + args.width_jitter), scale=tuple(args.scale)
+    )
     base = TrainConfig(
         batch_size=args.batch_size, clip_len=args.clip_len, lr=args.lr, augment=augment
     )

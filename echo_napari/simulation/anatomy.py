@@ -115,7 +115,7 @@ def make_anatomy(params: SimulationParams, rng: np.random.Generator) -> Anatomy:
     perp = (float(-np.sin(tilt)), float(np.cos(tilt)))
     wall = params.wall_mm
     wall_apex = wall * rng.uniform(0.7, 0.9)
-    apex_depth = wall_apex + rng.uniform(8.0, 15.0)
+    apex_depth = wall_apex + rng.uniform(*sorted(params.apex_gap_mm))
     apex = (origin[0] + apex_depth, origin[1] + rng.uniform(0.0, 6.0))
 
     u = (base - semi_a) / semi_a

@@ -82,6 +82,11 @@ class SimulationParams:
     tgc_db : amplitude of the residual time-gain-compensation ripple
     apex_motion : inward motion of the apical wall relative to the base's (1.0); drawn
         per seed within ×0.6–1.4 of it when randomised
+    apex_gap_mm : (low, high) range of the gap between the sector origin and the outside
+        of the apical wall, drawn per seed (chest wall and near field), mm
+    depth_range_mm : (low, high) or None; with ``randomize=True`` the imaging depth is
+        drawn per seed from it instead of using ``depth_mm`` (hearts of varied size in
+        the image, as across scanners and patients)
     haze : near-field (apical) clutter level relative to myocardium
     haze_depth_mm : depth over which the haze decays
     redraw_fraction : fraction of scatterers re-drawn per frame (out-of-plane decorrelation)
@@ -122,6 +127,8 @@ class SimulationParams:
     n_shadows: int = 1
     valve_prob: float = 0.8
     apex_motion: float = 0.25
+    apex_gap_mm: tuple[float, float] = (8.0, 15.0)
+    depth_range_mm: tuple[float, float] | None = None
 
     @property
     def n_frames(self) -> int:
@@ -153,6 +160,15 @@ class SimulationParams:
             (0 <= self.dropout <= 1, "dropout must be in 0..1"),
             (0 <= self.apex_motion <= 1.5, "apex_motion must be in 0..1.5"),
             (self.jitter_px >= 0, "jitter_px must be >= 0"),
+            (
+                0 <= min(self.apex_gap_mm) <= max(self.apex_gap_mm) <= 80,
+                "apex_gap_mm must be two values in 0..80 mm",
+            ),
+            (
+                self.depth_range_mm is None
+                or 60 <= min(self.depth_range_mm) <= max(self.depth_range_mm) <= 300,
+                "depth_range_mm must be two values in 60..300 mm",
+            ),
             (60 <= self.depth_mm <= 300, "depth_mm must be in 60..300"),
             (0 <= self.redraw_fraction <= 1, "redraw_fraction must be in 0..1"),
             (40 <= self.sector_deg <= 110, "sector_deg must be in 40..110"),
@@ -186,12 +202,15 @@ RANDOM_RANGES: dict[str, tuple[float, float]] = {
 
 def randomized(params: SimulationParams, rng: np.random.Generator) -> SimulationParams:
     """A copy of ``params`` with the anatomy and appearance fields drawn from
-    :data:`RANDOM_RANGES`, and the EF from ``ef_range`` when set (the other fields of the
-    first group are kept)."""
+    :data:`RANDOM_RANGES`, the EF from ``ef_range`` and the depth from ``depth_range_mm``
+    when set (the other fields of the first group are kept)."""
     changes: dict[str, float | int] = {}
     for name, (low, high) in RANDOM_RANGES.items():
         value = float(rng.uniform(low, high))
         changes[name] = int(math.floor(value)) if name == "n_shadows" else value
     if params.ef_range is not None:
         changes["ef"] = float(rng.uniform(min(params.ef_range), max(params.ef_range)))
+    if params.depth_range_mm is not None:
+        # Drawn last, so settings without a depth range keep their seeds' draws.
+        changes["depth_mm"] = float(rng.uniform(*sorted(params.depth_range_mm)))
     return replace(params, **changes)
