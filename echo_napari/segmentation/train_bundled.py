@@ -1,6 +1,6 @@
 """Train a segmentation model on simulated sequences (+ optional SSL on real videos).
 
-This is how the bundled ``seg_v1`` weights were made, in two stages (1 thread each)::
+This is how the bundled ``seg_v1`` weights were made, in stages (1 thread each)::
 
     # 1: 48 SSL steps on the 18 training videos + 444 dense steps (~28 min)
     python -m echo_napari.segmentation.train_bundled --ssl-steps 48 --steps 444 \
@@ -13,7 +13,13 @@ This is how the bundled ``seg_v1`` weights were made, in two stages (1 thread ea
         --out echo_napari/models/seg_v1
 
 (Stage 1 ran before ``--ef-range``, ``--hist-match`` and ``--width-jitter`` existed; the
-flags above reproduce its settings: EF-60 % hearts, no matching, no width jitter.)
+flags above reproduce its settings: EF-60 % hearts, no matching, no width jitter. A third
+stage, recorded in the ``seg_v1`` card, continued on 240 seeds.) ``seg_v2`` is ``seg_v1``
+warm-started on hearts of varied size and apex depth in the image (~27 min)::
+
+    python -m echo_napari.segmentation.train_bundled --init echo_napari/models/seg_v1.safetensors \
+        --minutes 35 --hist-match 0.6 --n-train 240 --clip-len 8 --lr 2e-4 --threads 1 \
+        --seed 5 --depth-range 130 200 --apex-gap 8 30 --scale 0.8 1.25 --out /tmp/seg_v2
 
 It runs on the CPU with a wall-clock budget: a few probe steps measure the step time and
 the number of steps is set to fit the budget (the learning-rate schedule needs it up
@@ -340,6 +346,9 @@ def main(argv: list[str] | None = None) -> None:
             "pseudo_labels": sorted(sources),
             "ef_range": list(args.ef_range),
             "histogram_matched_share": args.hist_match,
+            "apex_motion": args.apex_motion,
+            "apex_gap_mm": list(params.apex_gap_mm),
+            "depth_range_mm": list(params.depth_range_mm) if params.depth_range_mm else None,
         }
     ]
 
