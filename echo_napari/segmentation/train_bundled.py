@@ -173,30 +173,15 @@ def main(argv: list[str] | None = None) -> None:
         "--apex-motion", type=float, default=0.25, help="simulated apical wall motion (0-1.5)"
     )
     parser.add_argument("--width-jitter", type=float, default=0.1, help="sector-width jitter")
-    parser.add_argument(
-        "--depth-range",
-        type=float,
-        nargs=2,
-        metavar=("LO", "HI"),
-        default=None,
-        help="simulated imaging depth drawn per seed, mm (default: 150 mm)",
+    ranges = (
+        ("--depth-range", None, "simulated imaging depth drawn per seed, mm (default: 150 mm)"),
+        ("--apex-gap", (8.0, 15.0), "simulated gap between the probe and the apical wall, mm"),
+        ("--scale", (0.9, 1.1), "augmentation zoom range"),
     )
-    parser.add_argument(
-        "--apex-gap",
-        type=float,
-        nargs=2,
-        metavar=("LO", "HI"),
-        default=(8.0, 15.0),
-        help="simulated gap between the probe and the apical wall, mm",
-    )
-    parser.add_argument(
-        "--scale",
-        type=float,
-        nargs=2,
-        metavar=("LO", "HI"),
-        default=(0.9, 1.1),
-        help="augmentation zoom range",
-    )
+    for flag, default, text in ranges:
+        parser.add_argument(
+            flag, type=float, nargs=2, metavar=("LO", "HI"), default=default, help=text
+        )
     parser.add_argument("--init", default="", help="start from these weights (warm start)")
     parser.add_argument("--device", default=None, help="torch device (default: CUDA if any)")
     parser.add_argument("--sim-workers", type=int, default=1, help="processes simulating")
