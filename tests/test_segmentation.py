@@ -293,3 +293,22 @@ def test_trained_tiny_model_segments_unseen_phantom(trained_tiny):
     frames, labels = phantom(30, 48, seed=11)
     scores = mean_dice(predict_sequence(frames, trained_tiny), labels)
     assert scores["lv"] > 0.85
+
+
+def test_train_bundled_records_the_simulated_geometry_in_the_card(tmp_path):
+    from echo_napari.segmentation import train_bundled
+
+    out = tmp_path / "seg_try"
+    train_bundled.main(
+        ["--out", str(out), "--steps", "2", "--n-train", "2", "--n-test", "1"]
+        + ["--clip-len", "8", "--threads", "1", "--cache-dir", str(tmp_path / "cache")]
+        + ["--depth-range", "130", "200", "--apex-gap", "8", "30", "--scale", "0.8", "1.25"]
+    )
+    card = json.loads(out.with_suffix(".json").read_text())
+    simulated = card["data"][0]
+    assert simulated["depth_range_mm"] == [130.0, 200.0]
+    assert simulated["apex_gap_mm"] == [8.0, 30.0]
+    assert card["training"]["config"]["augment"]["scale"] == [0.8, 1.25]
+    assert card["training"]["supervised_steps"] == 2
+    model = load_model_file(out.with_suffix(".safetensors"))
+    assert model.card["version"] == card["version"]
