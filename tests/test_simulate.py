@@ -148,6 +148,21 @@ def test_depth_range_and_apex_gap_vary_the_heart_in_the_image():
             replace(base, **bad).validate()
 
 
+def test_dropout_range_draws_the_wall_dropout_per_seed():
+    def lateral_wall_level(dropout_range: tuple[float, float]) -> float:
+        params = SimulationParams(frames_per_cycle=20, dropout_range=dropout_range)
+        seq = simulate_sequence(12, params).sequence
+        assert min(dropout_range) <= seq.metadata["simulation"]["dropout"] <= max(dropout_range)
+        wall = seq.labels[seq.ed_index] == 2
+        columns = np.flatnonzero(wall.any(axis=0))
+        wall[:, : (columns[0] + columns[-1]) // 2] = False  # the lateral half (image right)
+        return float(seq.frames_array()[seq.ed_index][wall].mean())
+
+    assert lateral_wall_level((0.9, 1.0)) < 0.9 * lateral_wall_level((0.0, 0.05))
+    with pytest.raises(SequenceError, match="dropout_range"):
+        SimulationParams(dropout_range=(0.5, 1.5)).validate()
+
+
 def test_ef_range_draws_per_seed():
     params = SimulationParams(frames_per_cycle=20, ef_range=(0.2, 0.7))
     efs = [simulate_sequence(s, params).sequence.metadata["reference"]["EF"] for s in (3, 4)]

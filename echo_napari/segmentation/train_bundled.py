@@ -177,6 +177,7 @@ def main(argv: list[str] | None = None) -> None:
         ("--depth-range", None, "simulated imaging depth drawn per seed, mm (default: 150 mm)"),
         ("--apex-gap", (8.0, 15.0), "simulated gap between the probe and the apical wall, mm"),
         ("--scale", (0.9, 1.1), "augmentation zoom range"),
+        ("--dropout-range", None, "simulated wall dropout drawn per seed, 0-1 (default: 0.3)"),
     )
     for flag, default, text in ranges:
         parser.add_argument(
@@ -226,6 +227,7 @@ def main(argv: list[str] | None = None) -> None:
         apex_motion=args.apex_motion,
         apex_gap_mm=tuple(args.apex_gap),
         depth_range_mm=tuple(args.depth_range) if args.depth_range else None,
+        dropout_range=tuple(args.dropout_range) if args.dropout_range else None,
     )
     if args.sim_workers > 1:
         _fill_cache(train_seeds, size, args.cache_dir, params, args.sim_workers)
@@ -334,6 +336,7 @@ def main(argv: list[str] | None = None) -> None:
             "apex_motion": args.apex_motion,
             "apex_gap_mm": list(params.apex_gap_mm),
             "depth_range_mm": list(params.depth_range_mm) if params.depth_range_mm else None,
+            "dropout_range": list(params.dropout_range) if params.dropout_range else None,
         }
     ]
 

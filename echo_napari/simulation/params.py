@@ -87,6 +87,8 @@ class SimulationParams:
     depth_range_mm : (low, high) or None; with ``randomize=True`` the imaging depth is
         drawn per seed from it instead of using ``depth_mm`` (hearts of varied size in
         the image, as across scanners and patients)
+    dropout_range : (low, high) or None; with ``randomize=True`` the wall dropout is drawn
+        per seed from it instead of using ``dropout``
     haze : near-field (apical) clutter level relative to myocardium
     haze_depth_mm : depth over which the haze decays
     redraw_fraction : fraction of scatterers re-drawn per frame (out-of-plane decorrelation)
@@ -129,6 +131,7 @@ class SimulationParams:
     apex_motion: float = 0.25
     apex_gap_mm: tuple[float, float] = (8.0, 15.0)
     depth_range_mm: tuple[float, float] | None = None
+    dropout_range: tuple[float, float] | None = None
 
     @property
     def n_frames(self) -> int:
@@ -169,6 +172,11 @@ class SimulationParams:
                 or 60 <= min(self.depth_range_mm) <= max(self.depth_range_mm) <= 300,
                 "depth_range_mm must be two values in 60..300 mm",
             ),
+            (
+                self.dropout_range is None
+                or 0 <= min(self.dropout_range) <= max(self.dropout_range) <= 1,
+                "dropout_range must be two values in 0..1",
+            ),
             (60 <= self.depth_mm <= 300, "depth_mm must be in 60..300"),
             (0 <= self.redraw_fraction <= 1, "redraw_fraction must be in 0..1"),
             (40 <= self.sector_deg <= 110, "sector_deg must be in 40..110"),
@@ -202,8 +210,9 @@ RANDOM_RANGES: dict[str, tuple[float, float]] = {
 
 def randomized(params: SimulationParams, rng: np.random.Generator) -> SimulationParams:
     """A copy of ``params`` with the anatomy and appearance fields drawn from
-    :data:`RANDOM_RANGES`, the EF from ``ef_range`` and the depth from ``depth_range_mm``
-    when set (the other fields of the first group are kept)."""
+    :data:`RANDOM_RANGES`, the EF from ``ef_range``, the depth from ``depth_range_mm`` and
+    the dropout from ``dropout_range`` when set (the other fields of the first group are
+    kept)."""
     changes: dict[str, float | int] = {}
     for name, (low, high) in RANDOM_RANGES.items():
         value = float(rng.uniform(low, high))
@@ -211,6 +220,8 @@ def randomized(params: SimulationParams, rng: np.random.Generator) -> Simulation
     if params.ef_range is not None:
         changes["ef"] = float(rng.uniform(min(params.ef_range), max(params.ef_range)))
     if params.depth_range_mm is not None:
-        # Drawn last, so settings without a depth range keep their seeds' draws.
+        # Drawn last, so settings without these ranges keep their seeds' draws.
         changes["depth_mm"] = float(rng.uniform(*sorted(params.depth_range_mm)))
+    if params.dropout_range is not None:
+        changes["dropout"] = float(rng.uniform(*sorted(params.dropout_range)))
     return replace(params, **changes)
