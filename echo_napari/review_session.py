@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 from psygnal import Signal, SignalGroup
+from scipy import ndimage
 
 from echo_napari.errors import EchoNapariError, SequenceError
 from echo_napari.metrics import class_areas_mm2
@@ -464,13 +465,19 @@ class ReviewSession:
         return float(value) if np.isfinite(value) else None
 
     def detect_phases(self) -> tuple[int, int]:
-        """Set ED (largest) and ES (smallest LV cavity area) from the area curve.
+        """Set ED and ES from the LV cavity area curve.
+
+        With every frame labelled, ED/ES are one beat's filling peak and trough (the beat of
+        median area change, as the beat-median EF of ``predict``), so that a clip of
+        several beats does not pair the largest and smallest frames of different beats;
+        otherwise, or with no clear beat, the largest and smallest labelled frames.
 
         Returns
         -------
         (ed_index, es_index)
         """
         from echo_napari.metrics_volume import ed_es_from_curve
+        from echo_napari.segmentation.ef import beats_from_curve
         from echo_napari.sequence import LabelClass
 
         curve = self.areas[:, int(LabelClass.LV_CAVITY)]
@@ -479,6 +486,15 @@ class ReviewSession:
         labelled = curve > 0
         masked = np.where(labelled, curve, np.nan)
         ed, es = ed_es_from_curve(masked, sigma_frames=0.0)
+        if labelled.all():
+            smooth = ndimage.gaussian_filter1d(curve.astype(np.float64), 1.0, mode="nearest")
+            beats = [(d, s) for d, s in beats_from_curve(smooth) if d < s]
+            if beats:
+                change = [1.0 - smooth[s] / smooth[d] for d, s in beats]
+                ed, es = beats[int(np.argsort(change)[(len(beats) - 1) // 2])]
+                # Smoothing can shift an extreme by a frame: snap to the frame itself.
+                ed = max(0, ed - 2) + int(np.argmax(curve[max(0, ed - 2) : ed + 3]))
+                es = max(0, es - 2) + int(np.argmin(curve[max(0, es - 2) : es + 3]))
         self.sequence.ed_index, self.sequence.es_index = int(ed), int(es)
         self.events.phases.emit()
         return int(ed), int(es)

@@ -141,6 +141,28 @@ def test_ef_smoothness_and_phase_detection(echo_sequence):
         session.detect_phases()
 
 
+def test_phase_detection_takes_ed_and_es_from_one_beat_of_a_clip():
+    from conftest import make_sequence
+
+    seq = make_sequence(n_frames=60, size=48)
+    yy, xx = np.mgrid[:48, :48]
+    dist = np.hypot(yy - 19.2, xx - 24.0)
+    # Three 20-frame beats; the largest ED is in the last beat, the smallest ES in the first.
+    peak, trough = (9.5, 10.0, 10.5), (5.5, 6.5, 6.0)
+    for t in range(60):
+        beat, phase = divmod(t, 20)
+        lo, hi = trough[beat], peak[beat]
+        radius = lo + (hi - lo) * (0.5 + 0.5 * np.cos(2 * np.pi * phase / 20))
+        seq.labels[t][seq.labels[t] == 1] = 2
+        seq.labels[t][dist <= radius] = 1
+    session = ReviewSession(seq)
+    lv = session.areas[:, 1]
+    assert np.argmax(lv) >= 40 and np.argmin(lv) < 20  # global extremes cross beats
+    ed, es = session.detect_phases()
+    assert 0 < es - ed <= 12  # ED and ES of the same beat
+    assert (ed, es) == (20, 30)  # the beat of median area change
+
+
 def test_suspicion_ranks_an_anatomically_implausible_frame_first(echo_sequence):
     session = ReviewSession(echo_sequence)
     # Upside down: every area unchanged (no curve spike), but the LA is above the LV.

@@ -66,6 +66,21 @@ def test_predict_shows_a_second_source_then_accept_writes_only_the_range(dock, q
     np.testing.assert_allclose(widget.curve.curve_data(1), session.areas[:, 1])
 
 
+def test_accepting_a_prediction_detects_missing_phases(dock, qtbot):
+    _, widget = dock
+    panel, session = widget.predict_panel, widget.session
+    session.sequence.ed_index = session.sequence.es_index = None
+    panel.predict_button.click()
+    qtbot.waitUntil(lambda: panel.worker is None, timeout=30000)
+    panel.first_spin.setValue(0)
+    panel.last_spin.setValue(15)
+    panel.accept_button.click()
+    lv = session.areas[:, 1]
+    ed, es = session.sequence.ed_index, session.sequence.es_index
+    assert ed is not None and es is not None and lv[ed] > lv[es]
+    assert f"ED {ed}, ES {es}" in panel.status_label.text()
+
+
 def test_cancel_prediction(dock, qtbot):
     viewer, widget = dock
     panel = widget.predict_panel

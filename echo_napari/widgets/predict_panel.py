@@ -224,7 +224,14 @@ class PredictPanel(ProgressJobMixin, QGroupBox):
             return
         if self.dock.binding is not None:
             self.dock.binding.layer.refresh()
-        self.status_label.setText(f"Accepted the prediction on {written.size} frames.")
+        message = f"Accepted the prediction on {written.size} frames."
+        seq = self.session.sequence
+        if written.size and (seq.ed_index is None or seq.es_index is None):
+            # A video opened without phases: the accepted curve now shows them.
+            self.dock.detect_phases()
+            if seq.ed_index is not None and seq.es_index is not None:
+                message += f" ED {seq.ed_index}, ES {seq.es_index} from the LV area curve."
+        self.status_label.setText(message)
 
     # -- worker callbacks (GUI thread) ------------------------------------------------------
     def _on_returned(self, output: tuple[np.ndarray, FrameProvenance]) -> None:
