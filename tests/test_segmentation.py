@@ -217,6 +217,18 @@ def test_postprocess_keeps_largest_component_and_fills_holes():
     assert (out[1, 14:19, 2:6] == 3).all()
 
 
+def test_postprocess_fills_background_enclosed_by_cavity_and_wall_together():
+    labels = np.zeros((1, 24, 24), np.uint8)
+    labels[0, 4:20, 4:20] = 2
+    labels[0, 7:20, 7:17] = 1  # the wall is open at the base: a U around the cavity
+    labels[0, 9:12, 16:19] = 0  # a gap on the cavity/wall border, closed by neither alone
+    labels[0, 21:23, 1:23] = 3  # the LA below keeps the background around it
+    out = postprocess_labels(labels)
+    gap = out[0, 9:12, 16:19]
+    assert (gap[:, 0] == 1).all() and (gap[:, 2] == 2).all()
+    assert (out[0, 20] == 0).all() and (out[0, 23] == 0).all()
+
+
 # -- model files --------------------------------------------------------------------------
 def test_save_load_roundtrip(tmp_path):
     model = tiny_model()

@@ -216,7 +216,8 @@ def postprocess_labels(labels: np.ndarray) -> np.ndarray:
     """Largest connected component per class and frame, holes filled.
 
     Holes are filled in the LV cavity and LA; the myocardium's holes are filled only with
-    pixels that are background (its "hole" is normally the cavity).
+    pixels that are background (its "hole" is normally the cavity); background enclosed by
+    cavity and myocardium together takes the nearer of the two.
 
     Parameters
     ----------
@@ -241,6 +242,14 @@ def postprocess_labels(labels: np.ndarray) -> np.ndarray:
         else:
             filled &= ~kept
         out[filled] = cls
+    # Background enclosed by cavity and wall together (neither class's own hole): the
+    # ventricle has no holes, so each such pixel takes the nearer of the two labels.
+    ventricle = (out == LabelClass.LV_CAVITY) | (out == LabelClass.MYOCARDIUM)
+    holes = ndimage.binary_fill_holes(ventricle, structure=structure) & ~ventricle
+    holes &= out == LabelClass.BACKGROUND
+    for t in np.flatnonzero(holes.any(axis=(1, 2))):
+        _, (iy, ix) = ndimage.distance_transform_edt(~ventricle[t], return_indices=True)
+        out[t][holes[t]] = out[t][iy[holes[t]], ix[holes[t]]]
     return out
 
 
