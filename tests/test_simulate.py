@@ -163,6 +163,31 @@ def test_dropout_range_draws_the_wall_dropout_per_seed():
         SimulationParams(dropout_range=(0.5, 1.5)).validate()
 
 
+def test_trabeculae_line_the_cavity_with_grey_next_to_the_wall():
+    def grey_by_depth(params: SimulationParams) -> list[float]:
+        seq = simulate_sequence(12, params, randomize=False).sequence
+        cavity = seq.labels[seq.ed_index] == 1
+        inside = ndimage.distance_transform_edt(cavity)
+        frame = seq.frames_array()[seq.ed_index]
+        return [float(frame[(inside > d) & (inside <= d + 1)].mean()) for d in (1, 6)]
+
+    base = SimulationParams(frames_per_cycle=20)
+    (near, deep) = grey_by_depth(base)
+    (trab_near, trab_deep) = grey_by_depth(replace(base, trabeculae_db=-8.0, trabeculae_mm=5.0))
+    assert trab_near > 2.5 * near  # a grey lining 1-2 px inside the border
+    assert trab_deep == pytest.approx(deep, abs=0.02)  # the blood pool stays dark
+    drawn = replace(base, trabeculae_range_db=(-12.0, -6.0), ef_range=(0.2, 0.7))
+    seq = simulate_sequence(11, drawn).sequence
+    assert -12.0 <= seq.metadata["simulation"]["trabeculae_db"] <= -6.0
+    # Drawn last: the seed's EF is the one it has without the band.
+    plain = simulate_sequence(11, replace(drawn, trabeculae_range_db=None)).sequence
+    assert seq.metadata["reference"]["EF"] == pytest.approx(
+        plain.metadata["reference"]["EF"], abs=0.5
+    )
+    with pytest.raises(SequenceError, match="trabeculae_range_db"):
+        replace(base, trabeculae_range_db=(-10.0, 5.0)).validate()
+
+
 def test_ef_range_draws_per_seed():
     params = SimulationParams(frames_per_cycle=20, ef_range=(0.2, 0.7))
     efs = [simulate_sequence(s, params).sequence.metadata["reference"]["EF"] for s in (3, 4)]

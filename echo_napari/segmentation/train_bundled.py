@@ -178,6 +178,7 @@ def main(argv: list[str] | None = None) -> None:
         ("--apex-gap", (8.0, 15.0), "simulated gap between the probe and the apical wall, mm"),
         ("--scale", (0.9, 1.1), "augmentation zoom range"),
         ("--dropout-range", None, "simulated wall dropout drawn per seed, 0-1 (default: 0.3)"),
+        ("--trabeculae-range", None, "simulated trabecular band level drawn per seed, dB"),
     )
     for flag, default, text in ranges:
         parser.add_argument(
@@ -228,6 +229,7 @@ def main(argv: list[str] | None = None) -> None:
         apex_gap_mm=tuple(args.apex_gap),
         depth_range_mm=tuple(args.depth_range) if args.depth_range else None,
         dropout_range=tuple(args.dropout_range) if args.dropout_range else None,
+        trabeculae_range_db=tuple(args.trabeculae_range) if args.trabeculae_range else None,
     )
     if args.sim_workers > 1:
         _fill_cache(train_seeds, size, args.cache_dir, params, args.sim_workers)
@@ -337,6 +339,9 @@ def main(argv: list[str] | None = None) -> None:
             "apex_gap_mm": list(params.apex_gap_mm),
             "depth_range_mm": list(params.depth_range_mm) if params.depth_range_mm else None,
             "dropout_range": list(params.dropout_range) if params.dropout_range else None,
+            "trabeculae_range_db": (
+                list(params.trabeculae_range_db) if params.trabeculae_range_db else None
+            ),
         }
     ]
 

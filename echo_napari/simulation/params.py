@@ -89,6 +89,12 @@ class SimulationParams:
         the image, as across scanners and patients)
     dropout_range : (low, high) or None; with ``randomize=True`` the wall dropout is drawn
         per seed from it instead of using ``dropout``
+    trabeculae_db : echogenicity of a trabecular band lining the LV cavity (strands of
+        muscle in the blood next to the wall, labelled cavity) relative to myocardium, dB;
+        None draws none
+    trabeculae_mm : thickness of that band at end-diastole, mm
+    trabeculae_range_db : (low, high) or None; with ``randomize=True`` the band's level is
+        drawn per seed from it and its thickness from ``TRABECULAE_MM``
     haze : near-field (apical) clutter level relative to myocardium
     haze_depth_mm : depth over which the haze decays
     redraw_fraction : fraction of scatterers re-drawn per frame (out-of-plane decorrelation)
@@ -132,6 +138,9 @@ class SimulationParams:
     apex_gap_mm: tuple[float, float] = (8.0, 15.0)
     depth_range_mm: tuple[float, float] | None = None
     dropout_range: tuple[float, float] | None = None
+    trabeculae_db: float | None = None
+    trabeculae_mm: float = 3.0
+    trabeculae_range_db: tuple[float, float] | None = None
 
     @property
     def n_frames(self) -> int:
@@ -177,6 +186,12 @@ class SimulationParams:
                 or 0 <= min(self.dropout_range) <= max(self.dropout_range) <= 1,
                 "dropout_range must be two values in 0..1",
             ),
+            (
+                self.trabeculae_range_db is None
+                or -40 <= min(self.trabeculae_range_db) <= max(self.trabeculae_range_db) <= 0,
+                "trabeculae_range_db must be two values in -40..0 dB",
+            ),
+            (0 < self.trabeculae_mm <= 15, "trabeculae_mm must be in (0, 15] mm"),
             (60 <= self.depth_mm <= 300, "depth_mm must be in 60..300"),
             (0 <= self.redraw_fraction <= 1, "redraw_fraction must be in 0..1"),
             (40 <= self.sector_deg <= 110, "sector_deg must be in 40..110"),
@@ -207,12 +222,15 @@ RANDOM_RANGES: dict[str, tuple[float, float]] = {
     "n_shadows": (0, 2.99),
 }
 
+#: mm: thickness range of the trabecular band when its level is drawn per seed.
+TRABECULAE_MM: tuple[float, float] = (2.0, 6.0)
+
 
 def randomized(params: SimulationParams, rng: np.random.Generator) -> SimulationParams:
     """A copy of ``params`` with the anatomy and appearance fields drawn from
-    :data:`RANDOM_RANGES`, the EF from ``ef_range``, the depth from ``depth_range_mm`` and
-    the dropout from ``dropout_range`` when set (the other fields of the first group are
-    kept)."""
+    :data:`RANDOM_RANGES`, the EF from ``ef_range``, the depth from ``depth_range_mm``, the
+    dropout from ``dropout_range`` and the trabecular band from ``trabeculae_range_db`` when
+    set (the other fields of the first group are kept)."""
     changes: dict[str, float | int] = {}
     for name, (low, high) in RANDOM_RANGES.items():
         value = float(rng.uniform(low, high))
@@ -224,4 +242,7 @@ def randomized(params: SimulationParams, rng: np.random.Generator) -> Simulation
         changes["depth_mm"] = float(rng.uniform(*sorted(params.depth_range_mm)))
     if params.dropout_range is not None:
         changes["dropout"] = float(rng.uniform(*sorted(params.dropout_range)))
+    if params.trabeculae_range_db is not None:
+        changes["trabeculae_db"] = float(rng.uniform(*sorted(params.trabeculae_range_db)))
+        changes["trabeculae_mm"] = float(rng.uniform(*TRABECULAE_MM))
     return replace(params, **changes)
