@@ -315,7 +315,7 @@ def test_train_bundled_records_the_simulated_geometry_in_the_card(tmp_path):
         ["--out", str(out), "--steps", "2", "--n-train", "2", "--n-test", "1"]
         + ["--clip-len", "8", "--threads", "1", "--cache-dir", str(tmp_path / "cache")]
         + ["--depth-range", "130", "200", "--apex-gap", "8", "30", "--scale", "0.8", "1.25"]
-        + ["--trabeculae-range", "-16", "-4"]
+        + ["--trabeculae-range", "-16", "-4", "--gain-field", "0.5", "--blur", "0", "1"]
     )
     card = json.loads(out.with_suffix(".json").read_text())
     simulated = card["data"][0]
@@ -323,6 +323,8 @@ def test_train_bundled_records_the_simulated_geometry_in_the_card(tmp_path):
     assert simulated["apex_gap_mm"] == [8.0, 30.0]
     assert simulated["trabeculae_range_db"] == [-16.0, -4.0]
     assert card["training"]["config"]["augment"]["scale"] == [0.8, 1.25]
+    assert card["training"]["config"]["augment"]["gain_field"] == 0.5
+    assert card["training"]["config"]["augment"]["blur_px"] == [0.0, 1.0]
     assert card["training"]["supervised_steps"] == 2
     model = load_model_file(out.with_suffix(".safetensors"))
     assert model.card["version"] == card["version"]

@@ -3,7 +3,9 @@
 Geometric: rotation ±15°, scale 0.9–1.1, translation ±10 %, sector-width jitter (an extra
 horizontal stretch, off by default; 0.9–1.1 for the bundled model) (SIM_TO_REAL §3.4; no
 horizontal flip, which would swap the left and right heart). Intensity: gamma 0.4–1.2,
-gain, offset, speckle-like multiplicative noise and additive noise. Temporal stride and
+gain, offset, speckle-like multiplicative noise and additive noise; optionally a smooth
+spatial gain field (regional dropout and uneven gain, as on real lateral walls) and a
+blur (scanners and down-sampling differ in resolution), both off by default. Temporal stride and
 direction are handled by the clip sampler in :mod:`echo_napari.segmentation.training`.
 """
 
@@ -29,6 +31,8 @@ class AugmentConfig:
     offset: float = 0.05
     noise_std: float = 0.03
     multiplicative_noise: float = 0.15
+    gain_field: float = 0.0
+    blur_px: tuple[float, float] = (0.0, 0.0)
     probability: float = 0.9
 
     def to_dict(self) -> dict:
@@ -100,8 +104,59 @@ def random_intensity(
     if config.noise_std > 0:
         level = _uniform(b, 0.0, config.noise_std, gen).view(view)
         out = out + level * torch.randn(clips.shape, generator=gen)
+    # The optional transforms draw nothing when off, so other users' streams stay as they were.
+    if config.gain_field > 0:
+        out = out * smooth_gain_field(clips.shape, config.gain_field, gen)
+    if max(config.blur_px) > 0:
+        out = gaussian_blur(out, _uniform(b, *config.blur_px, gen))
     keep = (torch.rand(b, generator=gen) > config.probability).view(view)
     return torch.where(keep, clips, out.clamp(0.0, 1.0))
+
+
+def smooth_gain_field(
+    shape: tuple[int, ...], amplitude: float, gen: torch.Generator, cells: int = 4
+) -> torch.Tensor:
+    """Multiplicative gain ``exp(a · n)``, ``n`` a smooth unit-variance field over the image
+    (bicubic from a ``cells × cells`` grid), the same on every frame of a clip; ``a`` drawn
+    per clip from [0, ``amplitude``].
+
+    Returns
+    -------
+    (B, 1, 1, S, S) float32, broadcastable to ``shape`` = (B, 1, T, S, S)
+    """
+    b, s = shape[0], shape[-1]
+    coarse = torch.randn((b, 1, cells, cells), generator=gen)
+    field = F.interpolate(coarse, size=(s, s), mode="bicubic", align_corners=True)
+    level = _uniform(b, 0.0, amplitude, gen).view(b, 1, 1, 1)
+    return torch.exp(level * field)[:, :, None]
+
+
+def gaussian_blur(clips: torch.Tensor, sigma_px: torch.Tensor) -> torch.Tensor:
+    """Blur every frame of clip ``i`` with a Gaussian of σ = ``sigma_px[i]`` pixels
+    (σ < 0.3 leaves the clip as it is).
+
+    Parameters
+    ----------
+    clips : (B, 1, T, S, S) float32
+    sigma_px : (B,) float32, pixels
+    """
+    out = clips.clone()
+    radius = 4
+    x = torch.arange(-radius, radius + 1, dtype=clips.dtype)
+    for i, sigma in enumerate(sigma_px.tolist()):
+        if sigma < 0.3:
+            continue
+        kernel = torch.exp(-0.5 * (x / sigma) ** 2)
+        kernel = kernel / kernel.sum()
+        frames = clips[i, 0][:, None]  # (T, 1, S, S)
+        frames = F.conv2d(
+            F.pad(frames, (radius, radius, 0, 0), mode="replicate"), kernel.view(1, 1, 1, -1)
+        )
+        frames = F.conv2d(
+            F.pad(frames, (0, 0, radius, radius), mode="replicate"), kernel.view(1, 1, -1, 1)
+        )
+        out[i, 0] = frames[:, 0]
+    return out
 
 
 def augment_batch(

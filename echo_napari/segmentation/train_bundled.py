@@ -173,12 +173,16 @@ def main(argv: list[str] | None = None) -> None:
         "--apex-motion", type=float, default=0.25, help="simulated apical wall motion (0-1.5)"
     )
     parser.add_argument("--width-jitter", type=float, default=0.1, help="sector-width jitter")
+    parser.add_argument(
+        "--gain-field", type=float, default=0.0, help="augmentation: smooth log-gain field, up to"
+    )
     ranges = (
         ("--depth-range", None, "simulated imaging depth drawn per seed, mm (default: 150 mm)"),
         ("--apex-gap", (8.0, 15.0), "simulated gap between the probe and the apical wall, mm"),
         ("--scale", (0.9, 1.1), "augmentation zoom range"),
         ("--dropout-range", None, "simulated wall dropout drawn per seed, 0-1 (default: 0.3)"),
         ("--trabeculae-range", None, "simulated trabecular band level drawn per seed, dB"),
+        ("--blur", (0.0, 0.0), "augmentation blur sigma range, pixels"),
     )
     for flag, default, text in ranges:
         parser.add_argument(
@@ -260,7 +264,10 @@ def main(argv: list[str] | None = None) -> None:
     else:
         network = build_model(BUNDLED_CONFIG)
     augment = AugmentConfig(
-        width=(1.0 - args.width_jitter, 1.0 + args.width_jitter), scale=tuple(args.scale)
+        width=(1.0 - args.width_jitter, 1.0 + args.width_jitter),
+        scale=tuple(args.scale),
+        gain_field=args.gain_field,
+        blur_px=tuple(args.blur),
     )
     base = TrainConfig(
         batch_size=args.batch_size, clip_len=args.clip_len, lr=args.lr, augment=augment
