@@ -115,6 +115,17 @@ def test_lazy_frames_and_progress():
     assert calls[-1][0] == calls[-1][1] == len(window_starts(20, 8, 0.5))
 
 
+def test_batched_windows_give_what_single_windows_give(monkeypatch):
+    from echo_napari.segmentation import inference
+
+    frames = np.random.default_rng(1).random((37, 32, 32), dtype=np.float32)
+    model = tiny_model()
+    batched = inference.predict_probabilities(frames, model, clip_len=8)
+    monkeypatch.setattr(inference, "_FRAMES_PER_CALL", 8)  # one window per call
+    single = inference.predict_probabilities(frames, model, clip_len=8)
+    np.testing.assert_allclose(batched, single, atol=1e-5)
+
+
 def test_window_starts_cover_every_frame():
     for n in (8, 9, 15, 16, 70, 128):
         starts = window_starts(n, 8, 0.5)

@@ -29,6 +29,9 @@ Progress = Callable[[int, int], None]
 #: Floor of the blending weight, so frames seen only near a window's edge still count.
 _MIN_WEIGHT = 1e-3
 
+#: Frames the network sees per call (several short windows are batched up to this).
+_FRAMES_PER_CALL = 32
+
 
 def check_frames(frames: Any, what: str = "frames") -> tuple[int, int, int]:
     """Validate a ``(T, H, W)`` frame array; return its shape.
@@ -146,27 +149,36 @@ def predict_probabilities(
     network = model.network
     was_training = network.training
     network.eval()
+    # Short windows go through the network several at a time: the same frames per call as
+    # one long window, so a short clip length costs no extra per-call overhead. (Group
+    # normalisation is per clip, so batching does not change a window's result.)
+    per_call = max(1, _FRAMES_PER_CALL // clip_len)
+    done = 0
     try:
         with torch.inference_mode():
-            for done, start in enumerate(starts, 1):
-                window_index = index[start : start + clip_len]
-                lo, hi = int(window_index.min()), int(window_index.max()) + 1
+            for first in range(0, len(starts), per_call):
+                batch = [
+                    index[start : start + clip_len] for start in starts[first : first + per_call]
+                ]
+                lo = min(int(w.min()) for w in batch)
+                hi = max(int(w.max()) for w in batch) + 1
                 block = np.asarray(frames[lo:hi], dtype=np.float32)
                 if not np.isfinite(block).all():
                     raise SequenceError(f"frames {lo}..{hi - 1} hold NaN or infinite values")
-                clip = block[window_index - lo]
-                logits = network(_prepare_clip(clip, model))
-                probs = torch.softmax(logits.float(), dim=1)[0].permute(1, 0, 2, 3)
-                probs_np = probs.cpu().numpy() * weights[:, None, None, None]
-                if len(np.unique(window_index)) == clip_len:
-                    # unbuffered np.add.at is ~10x slower; only reflect padding repeats frames
-                    accumulated[window_index] += probs_np
-                    weight_sum[window_index] += weights
-                else:
-                    np.add.at(accumulated, window_index, probs_np)
-                    np.add.at(weight_sum, window_index, weights)
-                if progress is not None:
-                    progress(done, len(starts))
+                clips = torch.cat([_prepare_clip(block[w - lo], model) for w in batch])
+                probs = torch.softmax(network(clips).float(), dim=1).permute(0, 2, 1, 3, 4)
+                for window_index, window_probs in zip(batch, probs.cpu().numpy(), strict=True):
+                    probs_np = window_probs * weights[:, None, None, None]
+                    if len(np.unique(window_index)) == clip_len:
+                        # unbuffered np.add.at is ~10x slower; only reflect padding repeats
+                        accumulated[window_index] += probs_np
+                        weight_sum[window_index] += weights
+                    else:
+                        np.add.at(accumulated, window_index, probs_np)
+                        np.add.at(weight_sum, window_index, weights)
+                    done += 1
+                    if progress is not None:
+                        progress(done, len(starts))
     finally:
         network.train(was_training)
     accumulated /= weight_sum[:, None, None, None]
