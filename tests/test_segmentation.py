@@ -336,6 +336,7 @@ def test_train_bundled_records_the_simulated_geometry_in_the_card(tmp_path):
     assert card["training"]["config"]["augment"]["scale"] == [0.8, 1.25]
     assert card["training"]["config"]["augment"]["gain_field"] == 0.5
     assert card["training"]["config"]["augment"]["blur_px"] == [0.0, 1.0]
+    assert card["architecture"]["clip_len"] == 8  # inference on the trained clip length
     assert card["training"]["supervised_steps"] == 2
     model = load_model_file(out.with_suffix(".safetensors"))
     assert model.card["version"] == card["version"]
