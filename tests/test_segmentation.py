@@ -126,6 +126,14 @@ def test_batched_windows_give_what_single_windows_give(monkeypatch):
     np.testing.assert_allclose(batched, single, atol=1e-5)
 
 
+def test_labels_are_the_first_most_probable_class_ties_included():
+    from echo_napari.segmentation.inference import probabilities_to_labels
+
+    probs = np.random.default_rng(2).random((5, 4, 16, 16), dtype=np.float32)
+    probs[:, 3] = probs[:, 1]  # ties go to the lower class, as numpy's argmax
+    np.testing.assert_array_equal(probabilities_to_labels(probs, (16, 16)), probs.argmax(axis=1))
+
+
 def test_window_starts_cover_every_frame():
     for n in (8, 9, 15, 16, 70, 128):
         starts = window_starts(n, 8, 0.5)
