@@ -141,11 +141,11 @@ def gaussian_blur(clips: torch.Tensor, sigma_px: torch.Tensor) -> torch.Tensor:
     sigma_px : (B,) float32, pixels
     """
     out = clips.clone()
-    radius = 4
-    x = torch.arange(-radius, radius + 1, dtype=clips.dtype)
     for i, sigma in enumerate(sigma_px.tolist()):
         if sigma < 0.3:
             continue
+        radius = math.ceil(3.0 * sigma)
+        x = torch.arange(-radius, radius + 1, dtype=clips.dtype)
         kernel = torch.exp(-0.5 * (x / sigma) ** 2)
         kernel = kernel / kernel.sum()
         frames = clips[i, 0][:, None]  # (T, 1, S, S)
