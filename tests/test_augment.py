@@ -47,3 +47,21 @@ def test_blur_lowers_pixel_to_pixel_contrast_only_where_drawn():
 
     assert roughness(blurred[2]) < roughness(blurred[1]) < 0.6 * roughness(clips[1])
     assert float(blurred[1].mean()) == pytest.approx(float(clips[1].mean()), abs=0.01)
+
+
+def test_time_warp_redraws_clip_frames_in_order_with_labels_alongside():
+    from echo_napari.segmentation.training import TrainingSample, sample_batch
+
+    n = 40
+    frames = np.broadcast_to(np.arange(n, dtype=np.float32)[:, None, None], (n, 4, 4)).copy()
+    labels = np.broadcast_to((np.arange(n) % 4).astype(np.uint8)[:, None, None], (n, 4, 4))
+    sample = TrainingSample(frames, labels.copy(), np.ones(n, np.float32))
+    plain = sample_batch([sample], 8, 8, 2, np.random.default_rng(5))
+    same = sample_batch([sample], 8, 8, 2, np.random.default_rng(5), time_warp=0.0)
+    assert all(np.array_equal(a, b) for a, b in zip(plain, same, strict=True))
+    warped, warped_labels, _ = sample_batch([sample], 8, 8, 2, np.random.default_rng(5), 1.0)
+    for clip, clip_labels in zip(warped[:, :, 0, 0], warped_labels[:, :, 0, 0], strict=True):
+        steps = np.diff(clip)
+        assert (steps >= 0).all() or (steps <= 0).all()  # in order (either direction)
+        np.testing.assert_array_equal(clip_labels, clip.astype(int) % 4)
+    assert any(len(np.unique(clip)) < 8 for clip in warped[:, :, 0, 0])  # repeats occur

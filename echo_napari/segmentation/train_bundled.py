@@ -186,6 +186,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--gain-field", type=float, default=0.0, help="augmentation: smooth log-gain field, up to"
     )
+    parser.add_argument(
+        "--time-warp", type=float, default=0.0, help="share of clips with irregular frame timing"
+    )
     ranges = (
         ("--depth-range", None, "simulated imaging depth drawn per seed, mm (default: 150 mm)"),
         ("--apex-gap", (8.0, 15.0), "simulated gap between the probe and the apical wall, mm"),
@@ -280,7 +283,11 @@ def main(argv: list[str] | None = None) -> None:
         blur_px=tuple(args.blur),
     )
     base = TrainConfig(
-        batch_size=args.batch_size, clip_len=args.clip_len, lr=args.lr, augment=augment
+        batch_size=args.batch_size,
+        clip_len=args.clip_len,
+        lr=args.lr,
+        augment=augment,
+        time_warp=args.time_warp,
     )
     self_config = SelfTrainConfig(
         real_batch=args.real_batch,

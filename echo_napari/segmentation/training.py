@@ -77,6 +77,7 @@ class TrainConfig:
     ssl_steps: int = 0
     ssl_mask_ratio: float = 0.6
     max_temporal_stride: int = 2
+    time_warp: float = 0.0
     dice_weight: float = 1.0
     ce_weight: float = 1.0
     augment: AugmentConfig | None = field(default_factory=AugmentConfig)
@@ -204,11 +205,14 @@ def sample_batch(
     clip_len: int,
     max_stride: int,
     rng: np.random.Generator,
+    time_warp: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Random clips: frames (B, L, S, S), labels (B, L, S, S), weights (B, L).
 
     A clip always contains at least one weighted frame, so sparse samples train too.
-    Temporal stride (1..max_stride) and direction are random.
+    Temporal stride (1..max_stride) and direction are random. With probability
+    ``time_warp`` a clip's frames are redrawn in order with repeats and skips (an irregular
+    motion speed), so the network cannot lean on the simulator's smooth motion.
     """
     frames, labels, weights = [], [], []
     for _ in range(batch_size):
@@ -222,6 +226,9 @@ def sample_batch(
         index = _clip_index(n, clip_len, stride, include, rng)
         if rng.random() < 0.5:
             index = index[::-1]
+        # Drawn only when on, so other users' random streams stay as they were.
+        if time_warp > 0 and rng.random() < time_warp:
+            index = index[np.sort(rng.integers(0, len(index), len(index)))]
         frames.append(sample.frames[index])
         labels.append(sample.labels[index])
         weights.append(sample.weights[index])
@@ -263,7 +270,12 @@ def supervised_batch_loss(
     """Loss of one random labelled batch: clips sampled (:func:`sample_batch`), augmented
     and scored with :func:`weighted_segmentation_loss`."""
     frames, labels, weights = sample_batch(
-        samples, config.batch_size, config.clip_len, config.max_temporal_stride, rng
+        samples,
+        config.batch_size,
+        config.clip_len,
+        config.max_temporal_stride,
+        rng,
+        config.time_warp,
     )
     clips = torch.from_numpy(frames)[:, None]
     target = torch.from_numpy(labels.astype(np.int64))
