@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
+from echo_napari.registration.spatial import gaussian_blur as gaussian_blur_frames
+
 
 @dataclass(frozen=True)
 class AugmentConfig:
@@ -142,20 +144,8 @@ def gaussian_blur(clips: torch.Tensor, sigma_px: torch.Tensor) -> torch.Tensor:
     """
     out = clips.clone()
     for i, sigma in enumerate(sigma_px.tolist()):
-        if sigma < 0.3:
-            continue
-        radius = math.ceil(3.0 * sigma)
-        x = torch.arange(-radius, radius + 1, dtype=clips.dtype)
-        kernel = torch.exp(-0.5 * (x / sigma) ** 2)
-        kernel = kernel / kernel.sum()
-        frames = clips[i, 0][:, None]  # (T, 1, S, S)
-        frames = F.conv2d(
-            F.pad(frames, (radius, radius, 0, 0), mode="replicate"), kernel.view(1, 1, 1, -1)
-        )
-        frames = F.conv2d(
-            F.pad(frames, (0, 0, radius, radius), mode="replicate"), kernel.view(1, 1, -1, 1)
-        )
-        out[i, 0] = frames[:, 0]
+        if sigma >= 0.3:
+            out[i, 0] = gaussian_blur_frames(clips[i, 0][:, None], sigma)[:, 0]
     return out
 
 

@@ -116,6 +116,11 @@ def _probe_step_time(
     return (times[-1] - times[0]) / max(1, len(times) - 1)
 
 
+def _as_list(pair: tuple[float, float] | None) -> list[float] | None:
+    """A (low, high) range as a JSON list; None stays None."""
+    return list(pair) if pair else None
+
+
 def _fill_cache(seeds, size: int, cache_dir: str, params, workers: int) -> None:
     """Simulate (and cache) ``seeds`` in ``workers`` processes before training starts."""
     work = partial(simulated_arrays, size=size, cache_dir=cache_dir, params=params)
@@ -364,11 +369,9 @@ def main(argv: list[str] | None = None) -> None:
             "histogram_matched_share": args.hist_match,
             "apex_motion": args.apex_motion,
             "apex_gap_mm": list(params.apex_gap_mm),
-            "depth_range_mm": list(params.depth_range_mm) if params.depth_range_mm else None,
-            "dropout_range": list(params.dropout_range) if params.dropout_range else None,
-            "trabeculae_range_db": (
-                list(params.trabeculae_range_db) if params.trabeculae_range_db else None
-            ),
+            "depth_range_mm": _as_list(params.depth_range_mm),
+            "dropout_range": _as_list(params.dropout_range),
+            "trabeculae_range_db": _as_list(params.trabeculae_range_db),
         }
     ]
 
