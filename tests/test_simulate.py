@@ -351,3 +351,25 @@ def test_map_in_processes_keeps_the_order_of_its_items():
 
     assert map_in_processes(abs, [-3, 1, -2, 5, -4], workers=2) == [3, 1, 2, 5, 4]
     assert map_in_processes(abs, [-1], workers=1) == [1]
+
+
+def test_drawn_depth_grows_until_the_heart_fits():
+    # Seed 792 draws a large heart and a 131 mm depth: at that depth its LV would touch
+    # the image border, so the per-seed depth is raised until it fits (within the range).
+    params = SimulationParams(frames_per_cycle=20, ef_range=(0.15, 0.8), apex_gap_mm=(8.0, 30.0))
+    drawn = randomized(replace(params, depth_range_mm=(130.0, 200.0)), _params_rng(792))
+    assert drawn.depth_mm < 132.0
+    seq = simulate_sequence(792, replace(params, depth_range_mm=(130.0, 200.0))).sequence
+    assert seq.spacing[0] > drawn.depth_mm / 112
+    lv = np.isin(seq.labels[seq.ed_index], (1, 2))
+    assert not (lv[0].any() or lv[-1].any() or lv[:, 0].any() or lv[:, -1].any())
+    # A range too shallow for this heart, or a depth the user set, still says so.
+    with pytest.raises(SequenceError, match="does not fit"):
+        simulate_sequence(792, replace(params, depth_range_mm=(130.0, 132.0)))
+    with pytest.raises(SequenceError, match="does not fit"):
+        simulate_sequence(792, replace(params, depth_mm=drawn.depth_mm), randomize=True)
+
+
+def _params_rng(seed: int) -> np.random.Generator:
+    """The generator simulate_sequence draws a seed's parameters from."""
+    return np.random.default_rng(np.random.SeedSequence(seed).spawn(5)[0])

@@ -10,7 +10,7 @@ the contraction gain on the GT masks (Simpson monoplane, method of discs).
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 from scipy import ndimage
@@ -107,6 +107,10 @@ class _Geometry:
         return displacement, labels.reshape(self.ed_labels.shape)
 
 
+#: factor by which a per-seed imaging depth grows until the simulated heart fits.
+_DEPTH_STEP = 1.04
+
+
 def _check_fits(ed_labels: np.ndarray, params: SimulationParams) -> None:
     """Raise when the LV (cavity or myocardium) touches the image border: its volumes and
     EF would be those of a truncated mask."""
@@ -118,6 +122,32 @@ def _check_fits(ed_labels: np.ndarray, params: SimulationParams) -> None:
             f"depth_mm={params.depth_mm}: use a wider image (width ≳ 0.9 × height) or a "
             "larger depth_mm"
         )
+
+
+def _anatomy_that_fits(
+    params: SimulationParams, anatomy_seed: np.random.SeedSequence, deepen: bool
+) -> tuple[SimulationParams, Anatomy, np.random.Generator, _Geometry]:
+    """The anatomy drawn from ``anatomy_seed`` and its pixel geometry, checked to fit.
+
+    With ``deepen`` (depth drawn per seed from ``depth_range_mm``), a heart too large for
+    the drawn depth is imaged deeper, in steps of ``_DEPTH_STEP``, as a sonographer would,
+    up to the range's upper end; a heart that does not fit even there, or a depth the user
+    set, raises. Returns the (possibly deeper) params, the anatomy, the anatomy generator
+    (its later draws continue the same stream) and the geometry.
+    """
+    while True:
+        rng = np.random.default_rng(anatomy_seed)
+        anatomy = make_anatomy(params, rng)
+        geometry = _Geometry(anatomy, params)
+        try:
+            _check_fits(geometry.ed_labels, params)
+            return params, anatomy, rng, geometry
+        except SequenceError:
+            deeper = params.depth_mm * _DEPTH_STEP
+            if not deepen or deeper > max(params.depth_range_mm):
+                raise
+            logger.debug("heart too large at depth %.0f mm: %.0f mm", params.depth_mm, deeper)
+            params = replace(params, depth_mm=deeper)
 
 
 def _calibrate_gain(anatomy, weights, params, geometry, contraction_es, jitter_es) -> float:
@@ -172,11 +202,12 @@ def simulate_sequence(
     """
     params = params or SimulationParams()
     params.validate()
-    streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(5)]
-    rng_params, rng_anatomy, rng_motion, rng_texture, rng_speckle = streams
+    children = np.random.SeedSequence(seed).spawn(5)
+    rng_params, _, rng_motion, rng_texture, rng_speckle = map(np.random.default_rng, children)
     if randomize:
         params = randomized(params, rng_params)
-    anatomy = make_anatomy(params, rng_anatomy)
+    deepen = randomize and params.depth_range_mm is not None
+    params, anatomy, rng_anatomy, geometry = _anatomy_that_fits(params, children[1], deepen)
     weights = default_weights(rng_anatomy if randomize else None, params.apex_motion)
 
     n_frames = params.n_frames
@@ -194,8 +225,6 @@ def simulate_sequence(
         n_frames, params.frame_time_ms, params.jitter_px * params.spacing_mm, ed_index, rng_motion
     )
 
-    geometry = _Geometry(anatomy, params)
-    _check_fits(geometry.ed_labels, params)
     gain = _calibrate_gain(
         anatomy, weights, params, geometry, float(contraction[es_index]), tuple(jitter[es_index])
     )
