@@ -4,6 +4,7 @@ one real video."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ from skimage.draw import ellipse
 from echo_napari.errors import SequenceError
 from echo_napari.segmentation.appearance import match_to_reference, matcher, reference_values
 from echo_napari.segmentation.augment import AugmentConfig, random_affine
-from echo_napari.segmentation.data import simulated_arrays, training_params
+from echo_napari.segmentation.data import _params_key, simulated_arrays, training_params
 from echo_napari.segmentation.ef import (
     MAX_PLAUSIBLE_EF,
     beat_period,
@@ -22,6 +23,7 @@ from echo_napari.segmentation.ef import (
     ef_by_beats,
 )
 from echo_napari.sequence import LabelClass
+from echo_napari.simulation import SimulationParams
 
 torch.set_num_threads(1)
 
@@ -137,6 +139,16 @@ def test_simulated_cache_is_keyed_by_parameters(tmp_path):
     simulated_arrays(3, 64, tmp_path, None)
     assert len(list(tmp_path.glob("sim_3_64_*.npz"))) == 2
     assert labels.shape == frames.shape and ed != es
+
+
+def test_simulated_cache_takes_writers_of_the_same_seed_at_once(tmp_path):
+    # Training runs started together simulate the same test seeds into one cache: no
+    # writer may rename another's temporary file away.
+    params = SimulationParams(frames_per_cycle=20)
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: simulated_arrays(5, 32, tmp_path, params), range(4)))
+    assert all(np.array_equal(r[0], results[0][0]) for r in results)
+    assert [p.name for p in tmp_path.iterdir()] == [f"sim_5_32_{_params_key(params)}.npz"]
 
 
 @pytest.mark.skipif(not (ECHONET / "Videos").is_dir(), reason="shared EchoNet videos absent")

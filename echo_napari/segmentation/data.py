@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -102,9 +104,18 @@ def simulated_arrays(
     ed, es = int(sequence.ed_index), int(sequence.es_index)
     if cache_file is not None:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_file.with_suffix(".tmp.npz")
-        np.savez_compressed(tmp, frames=frames, labels=labels, ed=ed, es=es)
-        tmp.replace(cache_file)
+        # A name of its own per writer: training runs started together simulate the same
+        # seeds, and a shared temporary name lets one rename another's half-written file.
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{cache_file.stem}.", suffix=".npz", dir=cache_file.parent
+        )
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                np.savez_compressed(handle, frames=frames, labels=labels, ed=ed, es=es)
+            os.replace(tmp, cache_file)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
     return frames, labels, ed, es
 
 
