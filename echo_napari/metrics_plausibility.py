@@ -73,16 +73,29 @@ def _centroid(mask: np.ndarray) -> np.ndarray:
     return np.argwhere(mask).mean(axis=0)
 
 
+def _row_extremes(mask: np.ndarray) -> np.ndarray:
+    """(2R, 2) float64 (row, col) of the first and last pixel of each of the R rows of
+    ``mask`` that hold any: every other pixel lies between two of them on its row, so
+    their squares span the same convex hull as all the pixels' squares."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    band = mask[rows]
+    first = np.argmax(band, axis=1)
+    last = band.shape[1] - 1 - np.argmax(band[:, ::-1], axis=1)
+    return np.concatenate(
+        [np.stack([rows, first], axis=1), np.stack([rows, last], axis=1)]
+    ).astype(np.float64)
+
+
 def _solidity(mask: np.ndarray) -> float:
     """Pixel area / area of the convex hull of the pixel squares (1 for a filled convex
     region, up to discretisation)."""
-    points = np.argwhere(mask).astype(np.float64)
+    points = _row_extremes(mask)
     corners = (points[:, None, :] + _CORNERS[None]).reshape(-1, 2)
     try:
         hull_area = ConvexHull(corners).volume
     except QhullError:  # all pixels on one line: a degenerate, not a concave, region
         return 1.0
-    return float(min(1.0, points.shape[0] / hull_area))
+    return float(min(1.0, np.count_nonzero(mask) / hull_area))
 
 
 @dataclass

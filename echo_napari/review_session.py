@@ -264,6 +264,7 @@ class ReviewSession:
         frames: Iterable[int],
         labels: np.ndarray,
         provenance: FrameProvenance,
+        shapes: ShapeFeatures | None = None,
     ) -> np.ndarray:
         """Write computed labels (propagation, prediction) into ``frames`` in place.
 
@@ -273,6 +274,9 @@ class ReviewSession:
         labels : (N, H, W) uint8
         provenance : FrameProvenance
             Recorded for every written frame.
+        shapes : ShapeFeatures of ``labels`` (N frames), optional
+            Computed by the job that made them (off the GUI thread); otherwise the
+            anatomical checks recompute them when next asked.
 
         Returns
         -------
@@ -288,6 +292,13 @@ class ReviewSession:
         for t in idx:
             self.sequence.provenance[int(t)] = provenance
         self._recompute_areas(idx)
+        if shapes is not None and self._shapes is not None:
+            if shapes.lv_pixels.size != idx.size:
+                raise SequenceError(
+                    f"shape features for {shapes.lv_pixels.size} frames; {idx.size} written"
+                )
+            self._shapes.update(idx, shapes)
+            self._stale_shapes[idx] = False
         self._refresh_disagreement(idx)
         self.events.areas.emit(idx)
         self.events.provenance.emit(idx)

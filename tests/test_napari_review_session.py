@@ -66,6 +66,33 @@ def test_write_labels_sets_provenance_and_checks_shape(echo_sequence):
         session.write_labels([1], np.zeros((1, 5, 5), np.uint8), prov)
 
 
+def test_write_labels_takes_shape_features_computed_by_the_job(echo_sequence, monkeypatch):
+    import echo_napari.review_session as review_module
+    from echo_napari.metrics_plausibility import frame_plausibility, shape_features
+
+    session = ReviewSession(echo_sequence)
+    session.suspicion_scores()
+    prov = FrameProvenance(ProvenanceKind.PROPAGATED, "dirnet", "1")
+    new = np.flip(session.labels[[4, 6]], axis=1).copy()  # LA above the LV
+    features = shape_features(new)
+    seen = []
+    original = review_module.shape_features
+
+    def counted(labels):
+        seen.append(len(labels))
+        return original(labels)
+
+    monkeypatch.setattr(review_module, "shape_features", counted)
+    session.write_labels([4, 6], new, prov, shapes=features)
+    session.suspicion_scores()
+    assert seen == []  # nothing recomputed on the caller's (GUI) thread
+    expected = frame_plausibility(session.labels).score
+    np.testing.assert_allclose(session.plausibility.score, expected)
+    assert expected[4] == 1.0
+    with pytest.raises(SequenceError, match="shape features for 2 frames"):
+        session.write_labels([4], new[:1], prov, shapes=features)
+
+
 def test_keyframe_navigation_and_toggle(echo_sequence):
     session = ReviewSession(echo_sequence)  # keyframes {0, 8}
     assert session.next_keyframe(0) == 8 and session.next_keyframe(8) is None

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from conftest import make_sequence
 
+from echo_napari.metrics_plausibility import frame_plausibility
 from echo_napari.napari_hooks import sequence_layer_data
 from echo_napari.sequence import ProvenanceKind
 
@@ -88,6 +89,10 @@ def test_propagate_then_correct_then_repropagate_updates_only_the_neighbours(doc
     assert session.sequence.provenance[4].kind is ProvenanceKind.MANUAL
     assert session.sequence.provenance[3].kind is ProvenanceKind.PROPAGATED
     assert panel.pending_changes == set()
+    # The anatomical checks of the written frames came from the worker: same as recomputed.
+    session.suspicion_scores()
+    expected = frame_plausibility(session.labels).score
+    np.testing.assert_allclose(session.plausibility.score, expected)
 
 
 def test_cancel_stops_within_a_second_and_changes_nothing(dock, qtbot):

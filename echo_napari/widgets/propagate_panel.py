@@ -27,6 +27,7 @@ from qtpy.QtWidgets import (
 )
 
 from echo_napari.errors import EchoNapariError
+from echo_napari.metrics_plausibility import ShapeFeatures, shape_features
 from echo_napari.sequence import FrameProvenance, ProvenanceKind
 from echo_napari.widgets._jobs import (
     JobCancelled,
@@ -64,6 +65,9 @@ class PropagationOutput:
     result: Any
     frames: tuple[int, ...]
     provenance: FrameProvenance
+    #: shape features of the written frames, computed in the worker so that writing the
+    #: result back does not run the anatomical checks on the GUI thread
+    shapes: ShapeFeatures | None = None
 
 
 def default_backend_factory(name: str, device: str) -> Any:
@@ -147,7 +151,8 @@ def run_propagation(
             lo, hi = (max(earlier) if earlier else 0), (min(later) if later else n - 1)
             written_set.update(range(lo, hi + 1))
         written = sorted(written_set - keys)
-    return PropagationOutput(fields, result, tuple(written), provenance)
+    shapes = shape_features(result.labels[written]) if written else None
+    return PropagationOutput(fields, result, tuple(written), provenance, shapes)
 
 
 class PropagatePanel(ProgressJobMixin, QGroupBox):
@@ -313,7 +318,9 @@ class PropagatePanel(ProgressJobMixin, QGroupBox):
         result = output.result
         frames = list(output.frames)
         if frames:
-            self.session.write_labels(frames, result.labels[frames], output.provenance)
+            self.session.write_labels(
+                frames, result.labels[frames], output.provenance, shapes=output.shapes
+            )
         self.session.set_result("fields", output.fields)
         self.session.set_result("propagation", (result, output.provenance))
         self.session.set_result("disagreement", np.asarray(result.disagreement, dtype=float))
