@@ -8,9 +8,11 @@ the predicted cavity; beats found on the smoothed volume curve, EF = median over
 :func:`echo_napari.segmentation.ef.ef_by_beats`) and is compared with the FileList EF.
 Prints, per model, one row per video (ours — beat median, ours — global max/min of the
 smoothed area curve as before, FileList, number of beats, share of anatomically plausible
-frames: :mod:`echo_napari.metrics_plausibility`), then MAE / bias / Pearson r for
-the training videos (18: used for SSL and the grey-level reference) and the held-out ones
-(6: never trained or tuned on), and LV Dice on held-out simulated test seeds.
+frames: :mod:`echo_napari.metrics_plausibility`; the same two after the frames failing
+those checks are re-drawn from the passing ones by DIRNet,
+:func:`echo_napari.registration.repair.repair_implausible_frames`), then MAE / bias /
+Pearson r for the training videos (18: used for SSL and the grey-level reference) and the
+held-out ones (6: never trained or tuned on), and LV Dice on held-out simulated test seeds.
 
 Screenshots (ED | ES of the median beat, contours: LV red, myocardium blue, LA yellow) of
 every video go to ``bench_out/`` (gitignored: the videos are research-use only and never
@@ -31,6 +33,8 @@ from scipy import ndimage, stats
 from echo_napari.io.video import iter_videos_npz
 from echo_napari.metrics_plausibility import frame_plausibility
 from echo_napari.metrics_volume import volume_area_length
+from echo_napari.registration import DirnetBackend
+from echo_napari.registration.repair import repair_implausible_frames
 from echo_napari.segmentation import load_model, predict_sequence
 from echo_napari.segmentation.data import HELD_OUT_VIDEOS, _simulator
 from echo_napari.segmentation.ef import ef_by_beats
@@ -79,12 +83,20 @@ def echonet_videos(npz: str = ""):
         yield path.stem, seq.frames_array(), reference
 
 
-def real_table(model, tiles: list | None, npz: str = "") -> pd.DataFrame:
-    """One row per shared EchoNet video: EF ours (beats, global) vs FileList."""
+def real_table(model, tiles: list | None, npz: str = "", repair=None) -> pd.DataFrame:
+    """One row per shared EchoNet video: EF ours (beats, global) vs FileList; with a
+    registration backend ``repair``, also after the implausible frames are re-drawn."""
     rows = []
     for stem, frames, reference in echonet_videos(npz):
         pred = predict_sequence(frames, model)
         result = ef_by_beats(pred)
+        extra = {}
+        if repair is not None:
+            fixed = repair_implausible_frames(frames, pred, repair).labels
+            extra = {
+                "ef_repaired": ef_by_beats(fixed).ef,
+                "plausible_repaired_pct": 100.0 * frame_plausibility(fixed).plausible_share(),
+            }
         rows.append(
             {
                 "video": stem,
@@ -96,6 +108,7 @@ def real_table(model, tiles: list | None, npz: str = "") -> pd.DataFrame:
                 "beats": len(result.beats),
                 "rejected": len(result.rejected),
                 "plausible_pct": 100.0 * frame_plausibility(pred).plausible_share(),
+                **extra,
             }
         )
         if tiles is not None:
@@ -147,6 +160,11 @@ def main() -> int:
     parser.add_argument("--device", default="cpu", help="torch device for inference")
     parser.add_argument("--videos-npz", default="", help="pre-decoded videos (.npz)")
     parser.add_argument("--no-bundled", action="store_true", help="only the --variant models")
+    parser.add_argument(
+        "--no-repair",
+        action="store_true",
+        help="skip the repaired rows (implausible frames re-drawn by DIRNet)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     models = {} if args.no_bundled else {"bundled": load_model(args.model, args.device)}
@@ -171,10 +189,14 @@ def main() -> int:
             print(f"{ECHONET} absent: real-video EF skipped")
             continue
         tiles: list[np.ndarray] = []
-        df = real_table(model, tiles, args.videos_npz)
+        repair = None
+        if not args.no_repair:
+            repair = DirnetBackend(device=args.device, threads=args.threads)
+        df = real_table(model, tiles, args.videos_npz, repair)
         with pd.option_context("display.width", 200):
             print(df.to_string(index=False, **fmt))
-        for column in ("ef_ours", "ef_beat_mean", "ef_global"):
+        columns = ("ef_ours", "ef_beat_mean", "ef_global")
+        for column in columns + (("ef_repaired",) if repair is not None else ()):
             parts = (
                 ("train-18", df[~df.held_out]),
                 ("held-out-6", df[df.held_out]),
@@ -186,12 +208,15 @@ def main() -> int:
                     f"{column:12s} {label:10s} n={s['n']:2d}: MAE {s['mae']:5.1f}  "
                     f"bias {s['bias']:+5.1f}  r {s['r']:+.2f}  no EF (LV lost): {s['no_ef']}"
                 )
-        for label, part in (("train-18", df[~df.held_out]), ("held-out-6", df[df.held_out])):
-            share = part.plausible_pct
-            print(
-                f"plausible frames {label:10s}: mean {share.mean():.1f} %, "
-                f"min {share.min():.1f} %, videos >= 90 %: {int((share >= 90).sum())}/{len(part)}"
-            )
+        shares = ("plausible_pct", "plausible_repaired_pct") if repair is not None else ()
+        for column in shares or ("plausible_pct",):
+            for label, part in (("train-18", df[~df.held_out]), ("held-out-6", df[df.held_out])):
+                share = part[column]
+                print(
+                    f"{'plausible' if column == 'plausible_pct' else 'repaired '} frames "
+                    f"{label:10s}: mean {share.mean():.1f} %, min {share.min():.1f} %, "
+                    f"videos >= 90 %: {int((share >= 90).sum())}/{len(part)}"
+                )
         montage = Path(args.out) / f"real_echo_{name}.png"
         save_montage(tiles, montage)
         print(f"screenshots (ED | ES of the median beat, 24 videos, name order) -> {montage}")

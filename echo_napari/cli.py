@@ -234,6 +234,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="bundled",
         help="'bundled', 'selected', a version id or a .safetensors path",
     )
+    predict.add_argument(
+        "--repair",
+        action="store_true",
+        help="re-draw the frames that fail the anatomical checks from the frames that pass, "
+        "by registration (DIRNet); their provenance says 'propagated'",
+    )
     _finish_subcommand(predict, _cmd_predict, device=True)
 
     train_dir = sub.add_parser(
@@ -414,7 +420,7 @@ def _cmd_propagate(args: argparse.Namespace) -> int:
 def _cmd_predict(args: argparse.Namespace) -> int:
     from echo_napari.cli_compute import predict_one, run_per_sequence
 
-    options = {"model": args.model, "device": args.device}
+    options = {"model": args.model, "device": args.device, "repair": args.repair}
     outcomes = run_per_sequence(
         predict_one,
         args.src,
@@ -426,7 +432,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         args.overwrite,
         "predict",
     )
-    return _print_summary(args, outcomes, ("frames", "model", "lv_frames", "ef", "plausible_pct"))
+    columns = ("frames", "model", "lv_frames", "ef", "plausible_pct")
+    return _print_summary(args, outcomes, columns + (("repaired",) if args.repair else ()))
 
 
 def _train(

@@ -105,7 +105,10 @@ def predict_one(item: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
 
     The summary gives the beat-median EF of the prediction (%) and the share of frames
     whose labels pass the anatomical checks (``plausible_pct``): a low share says the EF
-    is not to be trusted before review.
+    is not to be trusted before review. With ``options["repair"]`` the frames failing the
+    checks are re-drawn from the passing ones by registration
+    (:func:`echo_napari.registration.repair.repair_implausible_frames`; ``repaired``
+    counts them, recorded as propagated frames).
     """
     from echo_napari.io import write_sequence
     from echo_napari.metrics_plausibility import frame_plausibility
@@ -119,9 +122,24 @@ def predict_one(item: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
         torch.set_num_threads(int(options["threads"]))
     seq = _read(src)
     model = load_model(options.get("model") or "bundled", device=options.get("device"))
-    labels = predict_sequence(seq.frames_array(), model)
+    frames = seq.frames_array()
+    labels = predict_sequence(frames, model)
     made = FrameProvenance(ProvenanceKind.PREDICTED, model.name, model.version)
-    out = seq.copy(labels=labels, keyframes=set(), provenance=[made] * seq.n_frames)
+    provenance = [made] * seq.n_frames
+    repaired: list[int] = []
+    if options.get("repair") and seq.n_frames >= 2:
+        from echo_napari.registration import get_backend
+        from echo_napari.registration.repair import repair_implausible_frames
+
+        backend = get_backend("dirnet", device=options.get("device"))
+        fix = repair_implausible_frames(frames, labels, backend)
+        labels, repaired = fix.labels, fix.repaired.tolist()
+        carried = FrameProvenance(
+            ProvenanceKind.PROPAGATED, "dirnet", str((backend.card or {}).get("version", ""))
+        )
+        for t in repaired:
+            provenance[t] = carried
+    out = seq.copy(labels=labels, keyframes=set(), provenance=provenance)
     write_sequence(out, dst)
     lv = (labels == 1).reshape(seq.n_frames, -1).sum(axis=1)
     ef = ef_by_beats(labels, seq.spacing).ef if seq.n_frames >= 3 and lv.any() else float("nan")
@@ -131,6 +149,7 @@ def predict_one(item: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
         "lv_frames": int((lv > 0).sum()),
         "ef": round(ef, 1),
         "plausible_pct": round(100.0 * frame_plausibility(labels).plausible_share(), 1),
+        **({"repaired": len(repaired)} if options.get("repair") else {}),
         "output": dst,
     }
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -104,6 +105,31 @@ def test_predict_summary_reports_ef_and_plausibility(tmp_path):
     row = predict_one(item)
     assert 30.0 < row["ef"] < 80.0
     assert row["plausible_pct"] > 90.0
+
+
+def test_predict_repair_redraws_the_implausible_frames(tmp_path, monkeypatch, capsys):
+    import echo_napari.segmentation as segmentation
+    from echo_napari.simulate import SimulationParams, simulate_sequence
+
+    seq = simulate_sequence(3, SimulationParams(frames_per_cycle=20)).sequence
+    broken = seq.labels.copy()
+    broken[7] = np.flip(seq.labels[7], axis=0)  # the "model" drew the LA above the LV
+    monkeypatch.setattr(segmentation, "predict_sequence", lambda frames, model: broken.copy())
+    monkeypatch.setattr(
+        segmentation,
+        "load_model",
+        lambda name, device=None: SimpleNamespace(name="seg", version="fake"),
+    )
+    write_sequence(seq.copy(labels=None), tmp_path / "s.h5")
+    out = tmp_path / "o"
+    assert main(["predict", str(tmp_path / "s.h5"), "-o", str(out), "--repair"]) == 0
+    assert "repaired" in capsys.readouterr().out.splitlines()[0]
+    result = read_sequence(out / "s.h5")
+    assert result.provenance[7].kind == ProvenanceKind.PROPAGATED
+    assert result.provenance[6].kind == ProvenanceKind.PREDICTED
+    np.testing.assert_array_equal(result.labels[6], broken[6])
+    lv, truth = result.labels[7] == 1, seq.labels[7] == 1
+    assert (lv & truth).sum() / max(lv.sum(), truth.sum()) > 0.85
 
 
 def test_train_dir_then_propagate_with_the_result(tmp_path):
