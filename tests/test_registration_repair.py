@@ -48,3 +48,13 @@ def test_shapes_are_checked(simulated):
         repair_implausible_frames(frames[:3], simulated.labels)
     with pytest.raises(SequenceError, match="uint8"):
         repair_implausible_frames(frames, simulated.labels.astype(np.int32))
+
+
+def test_protected_frames_are_kept_and_carried_from(simulated):
+    frames, truth = simulated.frames_array(), simulated.labels
+    broken = truth.copy()
+    broken[5] = np.flip(truth[5], axis=0)
+    broken[9] = np.flip(truth[9], axis=0)
+    result = repair_implausible_frames(frames, broken, DirnetBackend(threads=1), protected=[9])
+    assert result.repaired.tolist() == [5]
+    np.testing.assert_array_equal(result.labels[9], broken[9])

@@ -130,3 +130,25 @@ def test_result_is_discarded_when_the_layers_change_during_the_job(dock, qtbot):
     _wait_done(qtbot, panel)
     assert "discarded" in panel.status_label.text()
     assert not widget.session.labels.any()
+
+
+def test_repair_redraws_implausible_frames_and_keeps_keyframes(dock, qtbot):
+    viewer, widget = dock
+    panel = widget.propagate_panel
+    session = widget.session
+    panel.propagate_button.click()
+    _wait_done(qtbot, panel)
+    good = session.labels[5].copy()
+    session.labels[5] = np.flip(good, axis=0)  # a frame with the LA above the LV
+    session.labels[8] = np.flip(session.labels[8], axis=0)  # a keyframe: the reviewer's
+    session.refresh_areas([5, 8])
+    keyframe = session.labels[8].copy()
+    assert frame_plausibility(session.labels).score[5] == 1.0
+    panel.repair_button.click()
+    _wait_done(qtbot, panel)
+    assert panel.status_label.text().startswith("Repaired 1 frames"), panel.status_label.text()
+    assert frame_plausibility(session.labels).score[5] < 0.5
+    assert (session.labels[5] == good).mean() > 0.9
+    assert session.sequence.provenance[5].kind is ProvenanceKind.PROPAGATED
+    np.testing.assert_array_equal(session.labels[8], keyframe)
+    np.testing.assert_array_equal(viewer.layers["echo labels"].data[5], session.labels[5])

@@ -16,6 +16,7 @@ either way (one held-out video moved from 12 points under its reported EF to 21 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -58,6 +59,7 @@ def repair_implausible_frames(
     fields: PairwiseFields | None = None,
     threshold: float = 0.5,
     progress: Progress | None = None,
+    protected: Iterable[int] = (),
 ) -> Repair:
     """Re-draw the frames that fail the anatomical checks from the frames that pass.
 
@@ -68,7 +70,9 @@ def repair_implausible_frames(
     backend : registration backend name or instance
     fields : pairwise fields of ``frames`` already computed, optional
     threshold : a frame whose plausibility score reaches this fails the checks
-    progress : callable(done, total) over the registration and propagation steps
+    progress : callable(done, total) over the registration of the frame pairs
+    protected : frames never re-drawn whatever their checks say (a reviewer's keyframes);
+        the labelled ones are carried from like the passing frames
 
     Returns
     -------
@@ -82,8 +86,11 @@ def repair_implausible_frames(
             f"frames {np.shape(frames)} and labels {labels.shape} must have the same shape"
         )
     before = frame_plausibility(labels)
-    failing = np.flatnonzero(before.score >= threshold)
-    passing = np.flatnonzero(before.score < threshold)
+    keep = np.zeros(labels.shape[0], dtype=bool)
+    keep[[int(t) for t in protected]] = True
+    labelled = labels.reshape(labels.shape[0], -1).any(axis=1)
+    failing = np.flatnonzero((before.score >= threshold) & ~keep)
+    passing = np.flatnonzero(((before.score < threshold) | keep) & labelled)
     share = before.plausible_share(threshold)
     if failing.size == 0 or passing.size == 0:
         return Repair(labels, np.zeros(0, np.int64), failing, share, share)

@@ -70,6 +70,17 @@ class PropagationOutput:
     shapes: ShapeFeatures | None = None
 
 
+@dataclass(frozen=True)
+class RepairOutput:
+    """What a Repair job hands back to the GUI thread."""
+
+    fields: Any
+    repair: Any
+    frames: tuple[int, ...]
+    provenance: FrameProvenance
+    shapes: ShapeFeatures | None = None
+
+
 def default_backend_factory(name: str, device: str) -> Any:
     """Instantiate registration backend ``name`` on ``device`` with capped threads."""
     from echo_napari.registration.backends import get_backend
@@ -83,6 +94,65 @@ def default_backend_factory(name: str, device: str) -> Any:
 def _backend_provenance(backend: Any, name: str) -> FrameProvenance:
     card = getattr(backend, "card", None) or {}
     return FrameProvenance(ProvenanceKind.PROPAGATED, name, str(card.get("version", "")))
+
+
+def _stage_reporter(
+    progress: Callable[[str, int, int], None] | None, cancel: threading.Event | None
+) -> Callable[[str], Callable[[int, int], None]]:
+    """``reporter(stage)`` gives a callable(done, total) that relays progress and raises
+    :class:`JobCancelled` once ``cancel`` is set."""
+
+    def reporter(stage: str) -> Callable[[int, int], None]:
+        def report(done: int, total: int) -> None:
+            if cancel is not None and cancel.is_set():
+                raise JobCancelled("cancelled by the user")
+            if progress is not None:
+                progress(stage, done, total)
+
+        return report
+
+    return reporter
+
+
+def run_repair(
+    frames: Any,
+    labels: np.ndarray,
+    keyframes: set[int],
+    make_backend: Callable[[], Any],
+    backend_name: str,
+    fields: Any = None,
+    fields_provenance: FrameProvenance | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+    cancel: threading.Event | None = None,
+) -> RepairOutput:
+    """The Repair job body (worker thread): re-draw the frames that fail the anatomical
+    checks from the passing frames and the keyframes, by registration
+    (:func:`echo_napari.registration.repair.repair_implausible_frames`).
+
+    Parameters
+    ----------
+    frames : (T, H, W) float32 in [0, 1] (numpy or dask)
+    labels : (T, H, W) uint8, a copy of the session's labels
+    keyframes : frames never re-drawn (the reviewer's)
+    make_backend : builds the registration backend (only when ``fields`` is None)
+    fields, fields_provenance : cached PairwiseFields of these frames and who made them
+    """
+    from echo_napari.registration.propagation import pairwise_fields
+    from echo_napari.registration.repair import repair_implausible_frames
+
+    reporter = _stage_reporter(progress, cancel)
+    provenance = fields_provenance or FrameProvenance(ProvenanceKind.PROPAGATED, backend_name)
+    array = np.asarray(frames, dtype=np.float32)
+    if fields is None:
+        reporter("reading frames")(0, 1)
+        backend = make_backend()
+        provenance = _backend_provenance(backend, backend_name)
+        fields = pairwise_fields(array, backend, progress=reporter("registering frame pairs"))
+    reporter("re-drawing implausible frames")(0, 1)
+    fix = repair_implausible_frames(array, labels, fields=fields, protected=keyframes)
+    written = fix.repaired.tolist()
+    shapes = shape_features(fix.labels[written]) if written else None
+    return RepairOutput(fields, fix, tuple(written), provenance, shapes)
 
 
 def run_propagation(
@@ -115,15 +185,7 @@ def run_propagation(
         update_after_keyframe_change,
     )
 
-    def reporter(stage: str) -> Callable[[int, int], None]:
-        def report(done: int, total: int) -> None:
-            if cancel is not None and cancel.is_set():
-                raise JobCancelled("cancelled by the user")
-            if progress is not None:
-                progress(stage, done, total)
-
-        return report
-
+    reporter = _stage_reporter(progress, cancel)
     provenance = FrameProvenance(ProvenanceKind.PROPAGATED, backend_name)
     if fields is None:
         array = np.asarray(frames, dtype=np.float32)
@@ -192,6 +254,12 @@ class PropagatePanel(ProgressJobMixin, QGroupBox):
         self.repropagate_button.setToolTip(
             "Update only the frames between the keyframes next to your corrections"
         )
+        self.repair_button = QPushButton("Repair implausible")
+        self.repair_button.setToolTip(
+            "Re-draw the frames that fail the anatomical checks (collapsed or concave LV, "
+            "LA on the wrong side) from the frames that pass, by registration; "
+            "keyframes are kept"
+        )
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
         self.progress_bar = QProgressBar()
@@ -204,7 +272,12 @@ class PropagatePanel(ProgressJobMixin, QGroupBox):
         form.addRow("Backend", self.backend_combo)
         form.addRow("Device", self.device_combo)
         buttons = QHBoxLayout()
-        for b in (self.propagate_button, self.repropagate_button, self.cancel_button):
+        for b in (
+            self.propagate_button,
+            self.repropagate_button,
+            self.repair_button,
+            self.cancel_button,
+        ):
             buttons.addWidget(b)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
@@ -214,6 +287,7 @@ class PropagatePanel(ProgressJobMixin, QGroupBox):
 
         self.propagate_button.clicked.connect(self.propagate)
         self.repropagate_button.clicked.connect(self.repropagate)
+        self.repair_button.clicked.connect(self.repair)
         self.cancel_button.clicked.connect(self.cancel)
         self.session.events.sequence.connect(self._on_new_sequence)
         self.session.events.provenance.connect(self._on_provenance)
@@ -248,6 +322,7 @@ class PropagatePanel(ProgressJobMixin, QGroupBox):
         running = self.worker is not None
         ready = self.session.is_loaded
         self.propagate_button.setEnabled(ready and not running)
+        self.repair_button.setEnabled(ready and not running)
         self.repropagate_button.setEnabled(
             ready and not running and bool(self._pending) and "propagation" in self.session.results
         )
@@ -270,6 +345,36 @@ class PropagatePanel(ProgressJobMixin, QGroupBox):
     def propagate(self) -> None:
         """Register all frame pairs and propagate from every labelled keyframe."""
         self._start(full=True)
+
+    def repair(self) -> None:
+        """Re-draw the frames failing the anatomical checks from the passing ones."""
+        from napari.qt.threading import create_worker
+
+        if self.worker is not None or not self.session.is_loaded:
+            return
+        if not self.session.labels.any():
+            notify_error("Repair: no labels yet (Predict, Propagate or paint first)")
+            return
+        name, device = self.backend_combo.currentText(), self.device_combo.currentText()
+        cached = self.session.results
+        previous = cached.get("propagation")
+        self._cancel = threading.Event()
+        worker = create_worker(
+            run_repair,
+            self.session.sequence.frames,
+            self.session.labels.copy(),
+            set(self.session.sequence.keyframes),
+            lambda: self.backend_factory(name, device),
+            name,
+            fields=cached.get("fields"),
+            fields_provenance=previous[1] if previous is not None else None,
+            progress=self._relay.progress.emit,
+            cancel=self._cancel,
+            _start_thread=False,
+            _ignore_errors=True,
+        )
+        self._job_sequence = self.session.sequence
+        self._launch(worker, self._on_repaired)
 
     def repropagate(self) -> None:
         """Update only the frames between the keyframes next to the pending corrections."""
@@ -311,6 +416,31 @@ class PropagatePanel(ProgressJobMixin, QGroupBox):
         self._launch(worker, self._on_returned)
 
     # -- worker callbacks (GUI thread) ------------------------------------------------------
+    def _on_repaired(self, output: RepairOutput) -> None:
+        if not self.session.is_loaded or self.session.sequence is not self._job_sequence:
+            self.status_label.setText("The layers changed while repairing; result discarded.")
+            return
+        self.session.set_result("fields", output.fields)
+        fix, frames = output.repair, list(output.frames)
+        if not frames:
+            text = (
+                "Every frame passes the anatomical checks: nothing to repair."
+                if fix.unrepaired.size == 0
+                else "No frame passes the anatomical checks: nothing to carry from."
+            )
+            self.status_label.setText(text)
+            return
+        self.session.write_labels(
+            frames, fix.labels[frames], output.provenance, shapes=output.shapes
+        )
+        if self.dock.binding is not None:
+            self.dock.binding.layer.refresh()
+        self.status_label.setText(
+            f"Repaired {len(frames)} frames: plausible {100 * fix.plausible_before:.0f} % → "
+            f"{100 * fix.plausible_after:.0f} % of the frames. Check them (Next suspicious)."
+        )
+        notify_info(f"echo-napari: {len(frames)} implausible frames re-drawn")
+
     def _on_returned(self, output: PropagationOutput) -> None:
         if not self.session.is_loaded or self.session.sequence is not self._job_sequence:
             self.status_label.setText("The layers changed while propagating; result discarded.")
