@@ -436,8 +436,9 @@ class PropagatePanel(ProgressJobMixin, QGroupBox):
         if self.dock.binding is not None:
             self.dock.binding.layer.refresh()
         self.status_label.setText(
-            f"Repaired {len(frames)} frames: plausible {100 * fix.plausible_before:.0f} % → "
-            f"{100 * fix.plausible_after:.0f} % of the frames. Check them (Next suspicious)."
+            f"Repaired {len(frames)} frames: frames passing the anatomical checks "
+            f"{100 * fix.plausible_before:.1f} % → {100 * fix.plausible_after:.1f} %. "
+            "Check them (Next suspicious)."
         )
         notify_info(f"echo-napari: {len(frames)} implausible frames re-drawn")
 
