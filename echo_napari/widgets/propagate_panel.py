@@ -59,7 +59,8 @@ def propagation_available() -> bool:
 
 @dataclass(frozen=True)
 class PropagationOutput:
-    """What a propagation job hands back to the GUI thread."""
+    """What a propagation or repair job hands back to the GUI thread (``result``: a
+    PropagationResult or a :class:`~echo_napari.registration.repair.Repair`)."""
 
     fields: Any
     result: Any
@@ -67,17 +68,6 @@ class PropagationOutput:
     provenance: FrameProvenance
     #: shape features of the written frames, computed in the worker so that writing the
     #: result back does not run the anatomical checks on the GUI thread
-    shapes: ShapeFeatures | None = None
-
-
-@dataclass(frozen=True)
-class RepairOutput:
-    """What a Repair job hands back to the GUI thread."""
-
-    fields: Any
-    repair: Any
-    frames: tuple[int, ...]
-    provenance: FrameProvenance
     shapes: ShapeFeatures | None = None
 
 
@@ -124,7 +114,7 @@ def run_repair(
     fields_provenance: FrameProvenance | None = None,
     progress: Callable[[str, int, int], None] | None = None,
     cancel: threading.Event | None = None,
-) -> RepairOutput:
+) -> PropagationOutput:
     """The Repair job body (worker thread): re-draw the frames that fail the anatomical
     checks from the passing frames and the keyframes, by registration
     (:func:`echo_napari.registration.repair.repair_implausible_frames`).
@@ -152,7 +142,7 @@ def run_repair(
     fix = repair_implausible_frames(array, labels, fields=fields, protected=keyframes)
     written = fix.repaired.tolist()
     shapes = shape_features(fix.labels[written]) if written else None
-    return RepairOutput(fields, fix, tuple(written), provenance, shapes)
+    return PropagationOutput(fields, fix, tuple(written), provenance, shapes)
 
 
 def run_propagation(
@@ -416,12 +406,12 @@ class PropagatePanel(ProgressJobMixin, QGroupBox):
         self._launch(worker, self._on_returned)
 
     # -- worker callbacks (GUI thread) ------------------------------------------------------
-    def _on_repaired(self, output: RepairOutput) -> None:
+    def _on_repaired(self, output: PropagationOutput) -> None:
         if not self.session.is_loaded or self.session.sequence is not self._job_sequence:
             self.status_label.setText("The layers changed while repairing; result discarded.")
             return
         self.session.set_result("fields", output.fields)
-        fix, frames = output.repair, list(output.frames)
+        fix, frames = output.result, list(output.frames)
         if not frames:
             text = (
                 "Every frame passes the anatomical checks: nothing to repair."
