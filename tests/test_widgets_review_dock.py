@@ -182,7 +182,7 @@ def test_next_suspicious_frame_finds_a_one_frame_spike(docked, qtbot):
     assert int(np.argmax(scores)) == 11
     assert "LV cavity collapsed or missing" in dock.frame_label.text()
     dock._update_info()
-    assert "shapes plausible on 94 % of labelled frames" in dock.info_label.text()
+    assert "shapes plausible on 93.8 % of labelled frames" in dock.info_label.text()
 
 
 def test_detect_phases_and_ef_in_the_summary(docked, qtbot):

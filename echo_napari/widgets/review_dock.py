@@ -489,7 +489,9 @@ class ReviewDock(SessionDockMixin, QWidget):
             parts.append(f"reference EF {ef:.1f} %")
         share = self.session.plausible_share()
         if share is not None and share < 1.0:
-            parts.append(f"shapes plausible on {100 * share:.0f} % of labelled frames")
+            # one decimal, never shown as 100 % while a frame still fails
+            shown = min(100.0 * share, 99.9)
+            parts.append(f"shapes plausible on {shown:.1f} % of labelled frames")
         smooth = self.session.lv_smoothness()
         if smooth is not None:
             unit = "1/s³" if seq.frame_time_ms else "1/frame³"
