@@ -81,6 +81,20 @@ def test_accepting_a_prediction_detects_missing_phases(dock, qtbot):
     assert f"ED {ed}, ES {es}" in panel.status_label.text()
 
 
+def test_accepting_implausible_frames_points_at_repair(dock, qtbot):
+    _, widget = dock
+    panel, session = widget.predict_panel, widget.session
+    panel.predict_button.click()
+    qtbot.waitUntil(lambda: panel.worker is None, timeout=30000)
+    session.second_source.labels[3] = np.flip(session.labels[3], axis=0)  # LA above LV
+    panel.first_spin.setValue(3)
+    panel.last_spin.setValue(3)
+    panel.accept_button.click()
+    assert session.plausible_share() == 15 / 16
+    assert "6.2 % of the labelled frames fail the anatomical checks" in panel.status_label.text()
+    assert "Repair implausible" in panel.status_label.text()
+
+
 def test_cancel_prediction(dock, qtbot):
     viewer, widget = dock
     panel = widget.predict_panel

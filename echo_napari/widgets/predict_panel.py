@@ -231,6 +231,12 @@ class PredictPanel(ProgressJobMixin, QGroupBox):
             self.dock.detect_phases()
             if seq.ed_index is not None and seq.es_index is not None:
                 message += f" ED {seq.ed_index}, ES {seq.es_index} from the LV area curve."
+        share = self.session.plausible_share() if written.size else None
+        if share is not None and share < 1.0 and hasattr(self.dock, "propagate_panel"):
+            message += (
+                f" {100 * (1 - share):.1f} % of the labelled frames fail the anatomical checks:"
+                " Propagate › Repair implausible re-draws them from the others."
+            )
         self.status_label.setText(message)
 
     # -- worker callbacks (GUI thread) ------------------------------------------------------
