@@ -61,6 +61,7 @@ def propagate_one(item: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
     """Task: propagate a sequence's keyframe labels to every frame and write it."""
     from echo_napari.io import write_sequence
     from echo_napari.registration import get_backend, pairwise_fields, propagate_from_keyframes
+    from echo_napari.registration.backends import propagated_provenance
 
     src, dst, options = item
     seq = _read(src)
@@ -82,8 +83,7 @@ def propagate_one(item: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
     )
     fields = pairwise_fields(seq.frames_array(), backend)
     result = propagate_from_keyframes(fields, {k: seq.labels[k] for k in keyframes})
-    version = str(getattr(backend, "card", {}).get("version", ""))
-    made = FrameProvenance(ProvenanceKind.PROPAGATED, "dirnet", version)
+    made = propagated_provenance(backend, "dirnet")
     out = seq.copy(
         labels=result.labels,
         keyframes=set(keyframes),
@@ -129,14 +129,15 @@ def predict_one(item: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
     repaired: list[int] = []
     if options.get("repair") and seq.n_frames >= 2:
         from echo_napari.registration import get_backend
+        from echo_napari.registration.backends import propagated_provenance
         from echo_napari.registration.repair import repair_implausible_frames
 
-        backend = get_backend("dirnet", device=options.get("device"))
+        backend = get_backend(
+            "dirnet", device=options.get("device"), threads=options.get("threads")
+        )
         fix = repair_implausible_frames(frames, labels, backend)
         labels, repaired = fix.labels, fix.repaired.tolist()
-        carried = FrameProvenance(
-            ProvenanceKind.PROPAGATED, "dirnet", str((backend.card or {}).get("version", ""))
-        )
+        carried = propagated_provenance(backend, "dirnet")
         for t in repaired:
             provenance[t] = carried
     out = seq.copy(labels=labels, keyframes=set(), provenance=provenance)

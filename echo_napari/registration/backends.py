@@ -22,6 +22,7 @@ from echo_napari.registration import spatial
 from echo_napari.registration.dirnet import DirNet
 from echo_napari.registration.losses import registration_loss
 from echo_napari.registration.validation import as_float_frames, check_pair_batch
+from echo_napari.sequence import FrameProvenance, ProvenanceKind
 
 log = logging.getLogger(__name__)
 
@@ -201,6 +202,13 @@ def available_backends() -> dict[str, Callable[..., RegistrationBackend]]:
         except (ImportError, AttributeError) as error:
             log.warning("registration backend %r could not be loaded: %s", entry.name, error)
     return found
+
+
+def propagated_provenance(backend: object, name: str) -> FrameProvenance:
+    """Provenance of frames a backend's fields carried: propagated, by ``name`` at the
+    version its card gives (empty for a backend without one)."""
+    card = getattr(backend, "card", None) or {}
+    return FrameProvenance(ProvenanceKind.PROPAGATED, name, str(card.get("version", "")))
 
 
 def get_backend(name: str = "dirnet", device: str | None = None, **kwargs) -> RegistrationBackend:

@@ -81,11 +81,6 @@ def default_backend_factory(name: str, device: str) -> Any:
     return get_backend(name, device=device, **kwargs)
 
 
-def _backend_provenance(backend: Any, name: str) -> FrameProvenance:
-    card = getattr(backend, "card", None) or {}
-    return FrameProvenance(ProvenanceKind.PROPAGATED, name, str(card.get("version", "")))
-
-
 def _stage_reporter(
     progress: Callable[[str, int, int], None] | None, cancel: threading.Event | None
 ) -> Callable[[str], Callable[[int, int], None]]:
@@ -127,6 +122,7 @@ def run_repair(
     make_backend : builds the registration backend (only when ``fields`` is None)
     fields, fields_provenance : cached PairwiseFields of these frames and who made them
     """
+    from echo_napari.registration.backends import propagated_provenance
     from echo_napari.registration.propagation import pairwise_fields
     from echo_napari.registration.repair import repair_implausible_frames
 
@@ -136,7 +132,7 @@ def run_repair(
     if fields is None:
         reporter("reading frames")(0, 1)
         backend = make_backend()
-        provenance = _backend_provenance(backend, backend_name)
+        provenance = propagated_provenance(backend, backend_name)
         fields = pairwise_fields(array, backend, progress=reporter("registering frame pairs"))
     reporter("re-drawing implausible frames")(0, 1)
     fix = repair_implausible_frames(array, labels, fields=fields, protected=keyframes)
@@ -169,6 +165,7 @@ def run_propagation(
     progress : callable(stage, done, total)
     cancel : set it to stop at the next progress report (raises :class:`JobCancelled`)
     """
+    from echo_napari.registration.backends import propagated_provenance
     from echo_napari.registration.propagation import (
         pairwise_fields,
         propagate_from_keyframes,
@@ -181,7 +178,7 @@ def run_propagation(
         array = np.asarray(frames, dtype=np.float32)
         reporter("reading frames")(0, 1)
         backend = make_backend()
-        provenance = _backend_provenance(backend, backend_name)
+        provenance = propagated_provenance(backend, backend_name)
         fields = pairwise_fields(array, backend, progress=reporter("registering frame pairs"))
     elif previous is not None:
         provenance = previous[1]
