@@ -7,9 +7,11 @@ No tracings are needed: EF comes from our own full-cycle LV segmentation (area-l
 the predicted cavity; beats found on the smoothed volume curve, EF = median over beats,
 :func:`echo_napari.segmentation.ef.ef_by_beats`) and is compared with the FileList EF.
 Prints, per model, one row per video (ours — beat median, ours — global max/min of the
-smoothed area curve as before, FileList, number of beats, share of anatomically plausible
-frames: :mod:`echo_napari.metrics_plausibility`; the same two after the frames failing
-those checks are re-drawn from the passing ones by DIRNet,
+smoothed area curve as before, the network's own masks before the LV border refinement on
+the image (:mod:`echo_napari.segmentation.boundary`, part of ``predict_sequence``),
+FileList, number of beats, share of anatomically plausible frames:
+:mod:`echo_napari.metrics_plausibility`, also for the network's own masks; EF and that
+share after the frames failing those checks are re-drawn from the passing ones by DIRNet,
 :func:`echo_napari.registration.repair.repair_implausible_frames`), then MAE / bias /
 Pearson r for the training videos (18: used for SSL and the grey-level reference) and the
 held-out ones (6: never trained or tuned on), and LV Dice on held-out simulated test seeds.
@@ -36,6 +38,7 @@ from echo_napari.metrics_volume import volume_area_length
 from echo_napari.registration import DirnetBackend
 from echo_napari.registration.repair import repair_implausible_frames
 from echo_napari.segmentation import load_model, predict_sequence
+from echo_napari.segmentation.boundary import refine_lv_boundary
 from echo_napari.segmentation.data import HELD_OUT_VIDEOS, _simulator
 from echo_napari.segmentation.ef import ef_by_beats
 from echo_napari.segmentation.evaluate import evaluate_arrays
@@ -88,7 +91,8 @@ def real_table(model, tiles: list | None, npz: str = "", repair=None) -> pd.Data
     registration backend ``repair``, also after the implausible frames are re-drawn."""
     rows = []
     for stem, frames, reference in echonet_videos(npz):
-        pred = predict_sequence(frames, model)
+        network = predict_sequence(frames, model, refine=False)
+        pred = refine_lv_boundary(frames, network)  # = predict_sequence(frames, model)
         result = ef_by_beats(pred)
         extra = {}
         if repair is not None:
@@ -104,10 +108,12 @@ def real_table(model, tiles: list | None, npz: str = "", repair=None) -> pd.Data
                 "ef_ours": result.ef,
                 "ef_beat_mean": result.ef_mean,
                 "ef_global": ef_global(pred),
+                "ef_network": ef_by_beats(network).ef,
                 "ef_filelist": reference,
                 "beats": len(result.beats),
                 "rejected": len(result.rejected),
                 "plausible_pct": 100.0 * frame_plausibility(pred).plausible_share(),
+                "plausible_network_pct": 100.0 * frame_plausibility(network).plausible_share(),
                 **extra,
             }
         )
@@ -195,7 +201,7 @@ def main() -> int:
         df = real_table(model, tiles, args.videos_npz, repair)
         with pd.option_context("display.width", 200):
             print(df.to_string(index=False, **fmt))
-        columns = ("ef_ours", "ef_beat_mean", "ef_global")
+        columns = ("ef_ours", "ef_network", "ef_beat_mean", "ef_global")
         for column in columns + (("ef_repaired",) if repair is not None else ()):
             parts = (
                 ("train-18", df[~df.held_out]),
@@ -208,12 +214,19 @@ def main() -> int:
                     f"{column:12s} {label:10s} n={s['n']:2d}: MAE {s['mae']:5.1f}  "
                     f"bias {s['bias']:+5.1f}  r {s['r']:+.2f}  no EF (LV lost): {s['no_ef']}"
                 )
-        shares = ("plausible_pct", "plausible_repaired_pct") if repair is not None else ()
-        for column in shares or ("plausible_pct",):
+        shares = ("plausible_pct", "plausible_network_pct")
+        if repair is not None:
+            shares += ("plausible_repaired_pct",)
+        titles = {
+            "plausible_pct": "plausible",
+            "plausible_network_pct": "network  ",
+            "plausible_repaired_pct": "repaired ",
+        }
+        for column in shares:
             for label, part in (("train-18", df[~df.held_out]), ("held-out-6", df[df.held_out])):
                 share = part[column]
                 print(
-                    f"{'plausible' if column == 'plausible_pct' else 'repaired '} frames "
+                    f"{titles[column]} frames "
                     f"{label:10s}: mean {share.mean():.1f} %, min {share.min():.1f} %, "
                     f"videos >= 90 %: {int((share >= 90).sum())}/{len(part)}"
                 )

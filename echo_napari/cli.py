@@ -235,6 +235,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="'bundled', 'selected', a version id or a .safetensors path",
     )
     predict.add_argument(
+        "--no-refine",
+        action="store_true",
+        help="keep the network's LV border (default: moved to the image's blood/wall "
+        "border where the image shows it more sharply)",
+    )
+    predict.add_argument(
         "--repair",
         action="store_true",
         help="re-draw the frames that fail the anatomical checks from the frames that pass, "
@@ -420,7 +426,12 @@ def _cmd_propagate(args: argparse.Namespace) -> int:
 def _cmd_predict(args: argparse.Namespace) -> int:
     from echo_napari.cli_compute import predict_one, run_per_sequence
 
-    options = {"model": args.model, "device": args.device, "repair": args.repair}
+    options = {
+        "model": args.model,
+        "device": args.device,
+        "repair": args.repair,
+        "refine": not args.no_refine,
+    }
     outcomes = run_per_sequence(
         predict_one,
         args.src,

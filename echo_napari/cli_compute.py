@@ -123,7 +123,7 @@ def predict_one(item: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
     seq = _read(src)
     model = load_model(options.get("model") or "bundled", device=options.get("device"))
     frames = seq.frames_array()
-    labels = predict_sequence(frames, model)
+    labels = predict_sequence(frames, model, refine=options.get("refine", True))
     made = FrameProvenance(ProvenanceKind.PREDICTED, model.name, model.version)
     provenance = [made] * seq.n_frames
     repaired: list[int] = []

@@ -107,6 +107,28 @@ def test_predict_summary_reports_ef_and_plausibility(tmp_path):
     assert row["plausible_pct"] > 90.0
 
 
+def test_predict_no_refine_keeps_the_network_border(tmp_path, monkeypatch):
+    import echo_napari.segmentation as segmentation
+
+    seen = []
+
+    def fake_predict(frames, model, refine):
+        seen.append(refine)
+        return np.zeros(frames.shape, np.uint8)
+
+    monkeypatch.setattr(segmentation, "predict_sequence", fake_predict)
+    monkeypatch.setattr(
+        segmentation,
+        "load_model",
+        lambda name, device=None: SimpleNamespace(name="seg", version="fake"),
+    )
+    write_sequence(make_sequence(n_frames=4, size=32), tmp_path / "c.h5")
+    assert main(["predict", str(tmp_path / "c.h5"), "-o", str(tmp_path / "a")]) == 0
+    args = ["predict", str(tmp_path / "c.h5"), "-o", str(tmp_path / "b"), "--no-refine"]
+    assert main(args) == 0
+    assert seen == [True, False]
+
+
 def test_predict_repair_redraws_the_implausible_frames(tmp_path, monkeypatch, capsys):
     import echo_napari.segmentation as segmentation
     from echo_napari.simulate import SimulationParams, simulate_sequence
@@ -114,7 +136,9 @@ def test_predict_repair_redraws_the_implausible_frames(tmp_path, monkeypatch, ca
     seq = simulate_sequence(3, SimulationParams(frames_per_cycle=20)).sequence
     broken = seq.labels.copy()
     broken[7] = np.flip(seq.labels[7], axis=0)  # the "model" drew the LA above the LV
-    monkeypatch.setattr(segmentation, "predict_sequence", lambda frames, model: broken.copy())
+    monkeypatch.setattr(
+        segmentation, "predict_sequence", lambda frames, model, refine: broken.copy()
+    )
     monkeypatch.setattr(
         segmentation,
         "load_model",

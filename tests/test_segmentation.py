@@ -112,7 +112,9 @@ def test_lazy_frames_and_progress():
     lazy = da.from_array(frames, chunks=(4, 32, 32))
     labels = predict_sequence(lazy, model, progress=lambda d, t: calls.append((d, t)))
     np.testing.assert_array_equal(labels, predict_sequence(frames, model))
-    assert calls[-1][0] == calls[-1][1] == len(window_starts(20, 8, 0.5))
+    # every window, then one report per 32 frames of the boundary refinement
+    assert calls[-1][0] == calls[-1][1] == len(window_starts(20, 8, 0.5)) + 1
+    assert [done for done, _ in calls] == list(range(1, calls[-1][1] + 1))
 
 
 def test_batched_windows_give_what_single_windows_give(monkeypatch):

@@ -111,3 +111,23 @@ def test_cancel_prediction(dock, qtbot):
     assert time.perf_counter() - start < 1.0
     assert widget.session.second_source is None
     assert "Cancelled" in panel.status_label.text()
+
+
+def test_refine_checkbox_reaches_the_job(dock, qtbot, monkeypatch):
+    from echo_napari.widgets import predict_panel as module
+
+    _, widget = dock
+    panel = widget.predict_panel
+    seen = []
+    real = module.run_prediction
+
+    def recording(*args, refine=True, **kwargs):
+        seen.append(refine)
+        return real(*args, refine=refine, **kwargs)
+
+    monkeypatch.setattr(module, "run_prediction", recording)
+    assert panel.refine_check.isChecked()  # on by default
+    panel.refine_check.setChecked(False)
+    panel.predict_button.click()
+    qtbot.waitUntil(lambda: panel.worker is None, timeout=30000)
+    assert seen == [False] and widget.session.second_source is not None

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from scipy import ndimage
 
 from echo_napari.errors import ModelError, SequenceError
+from echo_napari.segmentation.boundary import n_reports, refine_lv_boundary
 from echo_napari.segmentation.weights import SegmentationModel
 from echo_napari.sequence import LabelClass
 
@@ -289,6 +290,7 @@ def predict_sequence(
     overlap: float = 0.5,
     progress: Progress | None = None,
     postprocess: bool = True,
+    refine: bool = True,
 ) -> np.ndarray:
     """Segment every frame of a sequence.
 
@@ -303,9 +305,12 @@ def predict_sequence(
     overlap : float in [0, 1)
         Window overlap; 0.5 blends every frame from two windows.
     progress : callable(done, total), optional
-        Called after each window.
+        Called after each window, then every few frames of the boundary refinement.
     postprocess : bool
         Largest component per class and hole filling.
+    refine : bool
+        Move each frame's LV cavity border to the image's blood/wall border
+        (:func:`echo_napari.segmentation.boundary.refine_lv_boundary`).
 
     Returns
     -------
@@ -316,11 +321,22 @@ def predict_sequence(
         from echo_napari.segmentation.versions import load_model
 
         model = load_model("selected")
-    _, height, width = check_frames(frames)
-    probs = predict_probabilities(frames, model, clip_len, overlap, progress)
+    n_frames, height, width = check_frames(frames)
+    windows = n_windows(n_frames, int(clip_len or model.config.clip_len), overlap)
+    total = windows + (n_reports(n_frames) if refine else 0)
+
+    def report(done: int, stage_offset: int) -> None:
+        if progress is not None:
+            progress(stage_offset + done, total)
+
+    probs = predict_probabilities(
+        frames, model, clip_len, overlap, lambda done, _: report(done, 0)
+    )
     labels = probabilities_to_labels(probs, (height, width))
     if postprocess:
         labels = postprocess_labels(labels)
+    if refine:
+        labels = refine_lv_boundary(frames, labels, progress=lambda done, _: report(done, windows))
     return labels
 
 

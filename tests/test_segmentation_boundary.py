@@ -1,0 +1,142 @@
+"""LV border refinement on the image (echo_napari.segmentation.boundary)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from echo_napari.segmentation.boundary import (
+    BoundarySettings,
+    chan_vese_stack,
+    n_reports,
+    refine_cavities,
+    refine_lv_boundary,
+)
+from echo_napari.sequence import LabelClass
+
+LV, MYO, LA = int(LabelClass.LV_CAVITY), int(LabelClass.MYOCARDIUM), int(LabelClass.LA)
+
+
+def heart(size: int = 112, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """One speckled frame (size, size) float32 with a dark elliptic cavity in a bright
+    wall and a dark atrium below it, and its true labels (size, size) uint8."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
+    cavity = ((yy - 0.42) / 0.24) ** 2 + ((xx - 0.5) / 0.14) ** 2 <= 1
+    wall = ((yy - 0.42) / 0.30) ** 2 + ((xx - 0.5) / 0.20) ** 2 <= 1
+    atrium = (((yy - 0.80) / 0.10) ** 2 + ((xx - 0.5) / 0.12) ** 2 <= 1) & ~wall
+    labels = np.zeros((size, size), np.uint8)
+    labels[wall] = MYO
+    labels[cavity] = LV
+    labels[atrium] = LA
+    grey = np.choose(labels, [0.3, 0.06, 0.7, 0.08]).astype(np.float32)
+    frame = np.clip(grey * (1 + 0.25 * rng.standard_normal(grey.shape)), 0, 1)
+    return frame.astype(np.float32), labels
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    return 2.0 * (a & b).sum() / (a.sum() + b.sum())
+
+
+@pytest.mark.parametrize("change", ["eroded", "dilated"])
+def test_border_moves_to_the_blood_wall_step(change):
+    frame, truth = heart()
+    cavity = truth == LV
+    op = ndimage.binary_erosion if change == "eroded" else ndimage.binary_dilation
+    off = op(cavity, iterations=3)
+    labels = truth.copy()
+    labels[cavity & ~off] = MYO
+    labels[off] = LV
+    refined = refine_lv_boundary(frame[None], labels[None])[0]
+    assert dice(off, cavity) < 0.9
+    assert dice(refined == LV, cavity) > 0.95
+    assert dice(refined == LV, cavity) > dice(off, cavity) + 0.05
+
+
+def test_a_border_on_the_image_step_does_not_move():
+    frame, truth = heart(seed=3)
+    refined = refine_lv_boundary(frame[None], truth[None])[0]
+    assert dice(refined == LV, truth == LV) > 0.97
+
+
+def test_no_border_in_the_image_leaves_the_cavity_alone():
+    _, truth = heart()
+    flat = np.full(truth.shape, 0.4, np.float32)
+    np.testing.assert_array_equal(refine_lv_boundary(flat[None], truth[None])[0], truth)
+
+
+def test_atrium_never_joins_and_given_up_pixels_take_the_neighbours_label():
+    frame, truth = heart(seed=1)
+    cavity = truth == LV
+    labels = truth.copy()
+    grown = ndimage.binary_dilation(cavity, iterations=3) & (truth == MYO)
+    labels[grown] = LV  # the network ran 3 px into the wall
+    before = labels.copy()
+    refined = refine_lv_boundary(frame[None], labels[None])[0]
+    np.testing.assert_array_equal(labels, before)  # input untouched
+    assert not ((refined == LV) & (truth == LA)).any()
+    given_up = (labels == LV) & (refined != LV)
+    assert given_up.sum() > 0.5 * grown.sum()
+    assert (refined[given_up] == MYO).all()
+    assert (refined[truth == LA] == LA).all()
+
+
+def test_other_frame_sizes_are_refined_on_the_same_grid():
+    frame, truth = heart()
+    cavity = truth == LV
+    off = ndimage.binary_erosion(cavity, iterations=3)
+    big_frame = ndimage.zoom(frame, 2, order=1)
+    big_off = ndimage.zoom(off.astype(np.uint8), 2, order=0).astype(bool)
+    big_truth = ndimage.zoom(cavity.astype(np.uint8), 2, order=0).astype(bool)
+    refined = refine_cavities([big_frame], [big_off], [np.zeros_like(big_off)])[0]
+    assert refined.shape == big_off.shape
+    assert dice(refined, big_truth) > 0.95
+
+
+def test_tiny_or_absent_cavities_and_progress():
+    frame, truth = heart()
+    tiny = np.zeros_like(truth)
+    tiny[50:53, 50:53] = LV
+    frames = np.repeat(frame[None], 40, 0)
+    labels = np.zeros((40, *truth.shape), np.uint8)
+    labels[1] = tiny
+    calls = []
+    out = refine_lv_boundary(frames, labels, progress=lambda d, t: calls.append((d, t)))
+    np.testing.assert_array_equal(out, labels)
+    assert calls == [(1, 2), (2, 2)] and n_reports(40) == 2
+
+
+def test_settings_limit_how_far_the_border_moves():
+    frame, truth = heart()
+    cavity = truth == LV
+    off = ndimage.binary_erosion(cavity, iterations=4)
+    refined = refine_cavities([frame], [off], [truth == LA], BoundarySettings(band_px=1))[0]
+    assert (refined & ~ndimage.binary_dilation(off, iterations=1)).sum() == 0
+
+
+def test_stacked_chan_vese_equals_skimage_per_image(monkeypatch):
+    from skimage.segmentation import morphological_chan_vese, morphsnakes
+
+    # skimage alternates its two curvature operators through a module-level cycle:
+    # start it where a fresh process does.
+    fresh = morphsnakes._fcycle(
+        [
+            lambda u: morphsnakes.sup_inf(morphsnakes.inf_sup(u)),
+            lambda u: morphsnakes.inf_sup(morphsnakes.sup_inf(u)),
+        ]
+    )
+    monkeypatch.setattr(morphsnakes, "_curvop", fresh)
+    images, levels = [], []
+    for seed, size in ((0, (60, 50)), (1, (44, 58)), (2, (52, 52))):
+        frame, truth = heart(size=112, seed=seed)
+        box = (slice(12, 12 + size[0]), slice(30, 30 + size[1]))
+        images.append(ndimage.gaussian_filter(frame[box].astype(np.float64), 1.0))
+        levels.append(ndimage.binary_erosion(truth[box] == LV, iterations=2 + seed))
+    stacked = chan_vese_stack(images, levels, iterations=10, smoothing=2)
+    for image, level, result in zip(images, levels, stacked, strict=True):
+        expected = morphological_chan_vese(
+            image, 10, init_level_set=level.astype(np.int8), smoothing=2
+        ).astype(bool)
+        assert result.shape == image.shape
+        assert (result != expected).mean() < 0.002
