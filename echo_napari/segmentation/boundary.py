@@ -201,8 +201,31 @@ class _Problem:
         return ndimage.gaussian_filter(crop, sigma_px) if sigma_px > 0 else crop
 
 
-def _prepare(frame: np.ndarray, cavity: np.ndarray, settings: BoundarySettings) -> _Problem | None:
-    grid = tuple(settings.grid)
+def _region(cavity: np.ndarray, settings: BoundarySettings) -> tuple[slice, slice]:
+    """The part of a frame the refinement can touch or look at: the cavity's bounding box
+    widened by the band and the contrast rings (and a margin), in the frame's pixels."""
+    scale = max(cavity.shape[0] / settings.grid[0], cavity.shape[1] / settings.grid[1])
+    margin = int(np.ceil((settings.band_px + 4) * scale))
+    rows, cols = np.nonzero(cavity)
+    return (
+        slice(max(rows.min() - margin, 0), min(rows.max() + margin + 1, cavity.shape[0])),
+        slice(max(cols.min() - margin, 0), min(cols.max() + margin + 1, cavity.shape[1])),
+    )
+
+
+def _grid_shape(region_shape: tuple[int, int], frame_shape: tuple[int, int], settings) -> tuple:
+    """The region's shape on the settings' grid."""
+    return tuple(
+        max(1, round(n * g / full))
+        for n, g, full in zip(region_shape, settings.grid, frame_shape, strict=True)
+    )
+
+
+def _prepare(
+    frame: np.ndarray, cavity: np.ndarray, frame_shape: tuple[int, int], settings: BoundarySettings
+) -> _Problem | None:
+    """One region (of a frame of ``frame_shape``) on the settings' grid."""
+    grid = _grid_shape(cavity.shape, frame_shape, settings)
     if grid != cavity.shape:
         image = resize(frame, grid, order=1, anti_aliasing=True, preserve_range=True)
         mask = resize(cavity.astype(np.float32), grid, order=1) > 0.5
@@ -263,8 +286,10 @@ def refine_cavities(
         unchanged when it is smaller than ``settings.min_area_px``, when the image shows
         no sharper border, or when the refinement would empty it.
     """
+    regions = [_region(cavity, settings) if cavity.any() else None for cavity in cavities]
     problems = [
-        _prepare(frame, cavity, settings) for frame, cavity in zip(frames, cavities, strict=True)
+        None if region is None else _prepare(frame[region], cavity[region], cavity.shape, settings)
+        for frame, cavity, region in zip(frames, cavities, regions, strict=True)
     ]
     posed = [p for p in problems if p is not None]
     levels = iter(
@@ -277,10 +302,15 @@ def refine_cavities(
         if posed
         else []
     )
-    return [
-        cavity if problem is None else _finish(problem, next(levels), cavity, atrium, settings)
-        for problem, cavity, atrium in zip(problems, cavities, atria, strict=True)
-    ]
+    refined = []
+    for problem, cavity, atrium, region in zip(problems, cavities, atria, regions, strict=True):
+        if problem is None:
+            refined.append(cavity)
+            continue
+        out = np.zeros_like(cavity)
+        out[region] = _finish(problem, next(levels), cavity[region], atrium[region], settings)
+        refined.append(out)
+    return refined
 
 
 def refine_lv_boundary(
@@ -329,8 +359,14 @@ def refine_lv_boundary(
             for t, before, after in zip(chunk, old, new, strict=True):
                 given_up = before & ~after
                 if given_up.any():
-                    _, (iy, ix) = ndimage.distance_transform_edt(before, return_indices=True)
-                    out[t][given_up] = labels[t][iy[given_up], ix[given_up]]
+                    # every pixel the cavity can give up lies in its region (with a margin)
+                    region = _region(before, settings)
+                    near = labels[t][region]
+                    _, (iy, ix) = ndimage.distance_transform_edt(
+                        before[region], return_indices=True
+                    )
+                    lost = given_up[region]
+                    out[t][region][lost] = near[iy[lost], ix[lost]]
                 out[t][after] = LabelClass.LV_CAVITY
         if progress is not None:
             progress(n_reports(min(start + FRAMES_PER_REPORT, n_frames)), total)
