@@ -444,6 +444,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         "predict",
     )
     columns = ("frames", "model", "lv_frames", "ef", "plausible_pct")
+    columns += () if args.no_refine else ("refined",)
     return _print_summary(args, outcomes, columns + (("repaired",) if args.repair else ()))
 
 

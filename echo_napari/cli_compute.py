@@ -105,7 +105,10 @@ def predict_one(item: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
 
     The summary gives the beat-median EF of the prediction (%) and the share of frames
     whose labels pass the anatomical checks (``plausible_pct``): a low share says the EF
-    is not to be trusted before review. With ``options["repair"]`` the frames failing the
+    is not to be trusted before review. Unless ``options["refine"]`` is False, each frame's
+    LV border is moved to the image's blood/wall border
+    (:func:`echo_napari.segmentation.boundary.refine_lv_boundary`; ``refined`` counts the
+    frames it moved). With ``options["repair"]`` the frames failing the
     checks are re-drawn from the passing ones by registration
     (:func:`echo_napari.registration.repair.repair_implausible_frames`; ``repaired``
     counts them, recorded as propagated frames).
@@ -123,7 +126,14 @@ def predict_one(item: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
     seq = _read(src)
     model = load_model(options.get("model") or "bundled", device=options.get("device"))
     frames = seq.frames_array()
-    labels = predict_sequence(frames, model, refine=options.get("refine", True))
+    labels = predict_sequence(frames, model, refine=False)
+    refine = options.get("refine", True)
+    if refine:
+        from echo_napari.segmentation.boundary import refine_lv_boundary
+
+        network = labels
+        labels = refine_lv_boundary(frames, network)
+        moved = int(((labels == 1) != (network == 1)).any(axis=(1, 2)).sum())
     made = FrameProvenance(ProvenanceKind.PREDICTED, model.name, model.version)
     provenance = [made] * seq.n_frames
     repaired: list[int] = []
@@ -150,6 +160,7 @@ def predict_one(item: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
         "lv_frames": int((lv > 0).sum()),
         "ef": round(ef, 1),
         "plausible_pct": round(100.0 * frame_plausibility(labels).plausible_share(), 1),
+        **({"refined": moved} if refine else {}),
         **({"repaired": len(repaired)} if options.get("repair") else {}),
         "output": dst,
     }

@@ -8,10 +8,11 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import ndimage
 
 from echo_napari.cli import main
 from echo_napari.io import read_sequence, write_sequence
-from echo_napari.sequence import ProvenanceKind
+from echo_napari.sequence import EchoSequence, ProvenanceKind
 from tests.conftest import make_sequence
 
 
@@ -107,26 +108,31 @@ def test_predict_summary_reports_ef_and_plausibility(tmp_path):
     assert row["plausible_pct"] > 90.0
 
 
-def test_predict_no_refine_keeps_the_network_border(tmp_path, monkeypatch):
+def test_predict_refines_the_lv_border_unless_told_not_to(tmp_path, monkeypatch, capsys):
+    from test_segmentation_boundary import heart
+
     import echo_napari.segmentation as segmentation
 
-    seen = []
-
-    def fake_predict(frames, model, refine):
-        seen.append(refine)
-        return np.zeros(frames.shape, np.uint8)
-
-    monkeypatch.setattr(segmentation, "predict_sequence", fake_predict)
+    frame, truth = heart()
+    network = np.repeat(truth[None], 4, axis=0)
+    cavity = truth == 1
+    network[2][cavity & ~ndimage.binary_erosion(cavity, iterations=3)] = 2  # 3 px short
+    monkeypatch.setattr(segmentation, "predict_sequence", lambda *a, **k: network.copy())
     monkeypatch.setattr(
         segmentation,
         "load_model",
         lambda name, device=None: SimpleNamespace(name="seg", version="fake"),
     )
-    write_sequence(make_sequence(n_frames=4, size=32), tmp_path / "c.h5")
+    seq = EchoSequence(frames=np.repeat(frame[None], 4, axis=0), spacing=(0.5, 0.5))
+    write_sequence(seq, tmp_path / "c.h5")
     assert main(["predict", str(tmp_path / "c.h5"), "-o", str(tmp_path / "a")]) == 0
+    assert "refined" in capsys.readouterr().out.splitlines()[0]
+    refined = read_sequence(tmp_path / "a" / "c.h5").labels
+    assert ((refined == 1) != (network == 1)).any(axis=(1, 2)).tolist() == [0, 0, 1, 0]
     args = ["predict", str(tmp_path / "c.h5"), "-o", str(tmp_path / "b"), "--no-refine"]
     assert main(args) == 0
-    assert seen == [True, False]
+    assert "refined" not in capsys.readouterr().out.splitlines()[0]
+    np.testing.assert_array_equal(read_sequence(tmp_path / "b" / "c.h5").labels, network)
 
 
 def test_predict_repair_redraws_the_implausible_frames(tmp_path, monkeypatch, capsys):
@@ -146,7 +152,8 @@ def test_predict_repair_redraws_the_implausible_frames(tmp_path, monkeypatch, ca
     )
     write_sequence(seq.copy(labels=None), tmp_path / "s.h5")
     out = tmp_path / "o"
-    assert main(["predict", str(tmp_path / "s.h5"), "-o", str(out), "--repair"]) == 0
+    args = ["predict", str(tmp_path / "s.h5"), "-o", str(out), "--repair", "--no-refine"]
+    assert main(args) == 0
     assert "repaired" in capsys.readouterr().out.splitlines()[0]
     result = read_sequence(out / "s.h5")
     assert result.provenance[7].kind == ProvenanceKind.PROPAGATED

@@ -45,6 +45,7 @@ def test_predict_shows_a_second_source_then_accept_writes_only_the_range(dock, q
     qtbot.waitUntil(lambda: panel.worker is None, timeout=30000)
     source = session.second_source
     assert source is not None, panel.status_label.text()
+    assert "LV border refined on" in panel.status_label.text()
     np.testing.assert_array_equal(session.labels, before)  # nothing overwritten yet
     assert source.provenance.kind is ProvenanceKind.PREDICTED and source.provenance.model == "seg"
     _, dashed = widget.curve.second_curves[1].getData()
@@ -131,3 +132,37 @@ def test_refine_checkbox_reaches_the_job(dock, qtbot, monkeypatch):
     panel.predict_button.click()
     qtbot.waitUntil(lambda: panel.worker is None, timeout=30000)
     assert seen == [False] and widget.session.second_source is not None
+    assert "refined" not in panel.status_label.text()
+
+
+def test_run_prediction_counts_the_frames_the_refinement_moved(monkeypatch):
+    from scipy import ndimage
+    from test_segmentation_boundary import heart
+
+    from echo_napari.segmentation import inference
+    from echo_napari.widgets.predict_panel import run_prediction
+
+    frame, truth = heart()
+    frames = np.repeat(frame[None], 6, axis=0)
+    network = np.repeat(truth[None], 6, axis=0)
+    for t in (1, 4):  # the "network" stopped 3 px short of the wall on two frames
+        cavity = truth == 1
+        network[t][cavity & ~ndimage.binary_erosion(cavity, iterations=3)] = 2
+    monkeypatch.setattr(inference, "predict_sequence", lambda *a, **k: network.copy())
+    stages = []
+    labels, provenance, moved = run_prediction(
+        frames, lambda: None, progress=lambda stage, d, t: stages.append(stage)
+    )
+    assert moved == 2 and provenance.kind is ProvenanceKind.PREDICTED
+    assert ((labels == 1) != (network == 1)).any(axis=(1, 2)).tolist() == [
+        False,
+        True,
+        False,
+        False,
+        True,
+        False,
+    ]
+    assert stages[0] == "predicting" and stages[-1] == "refining the LV border"
+    plain, _, none = run_prediction(frames, lambda: None, refine=False)
+    np.testing.assert_array_equal(plain, network)
+    assert none == 0

@@ -28,7 +28,7 @@ from qtpy.QtWidgets import (
 )
 
 from echo_napari.errors import EchoNapariError
-from echo_napari.sequence import FrameProvenance, ProvenanceKind
+from echo_napari.sequence import FrameProvenance, LabelClass, ProvenanceKind
 from echo_napari.widgets._jobs import (
     JobCancelled,
     ProgressJobMixin,
@@ -67,36 +67,49 @@ def run_prediction(
     progress: Callable[[str, int, int], None] | None = None,
     cancel: threading.Event | None = None,
     refine: bool = True,
-) -> tuple[np.ndarray, FrameProvenance]:
-    """The job body: (T, H, W) uint8 labels for every frame and their provenance.
+) -> tuple[np.ndarray, FrameProvenance, int]:
+    """The job body: (T, H, W) uint8 labels for every frame, their provenance, and the
+    number of frames whose LV border the refinement moved (0 when ``refine`` is off).
 
     Parameters
     ----------
     frames : (T, H, W) float32 in [0, 1] (numpy or dask; read here, off the GUI thread)
     make_model : builds the segmentation model
     progress : callable(stage, done, total)
-    cancel : set it to stop after the current window (raises :class:`JobCancelled`)
+    cancel : set it to stop after the current window or block of frames (raises
+        :class:`JobCancelled`)
     refine : move the LV border to the image's blood/wall border
         (:mod:`echo_napari.segmentation.boundary`)
     """
     import torch
 
+    from echo_napari.segmentation.boundary import refine_lv_boundary
     from echo_napari.segmentation.inference import predict_sequence
 
-    def report(done: int, total: int) -> None:
-        if cancel is not None and cancel.is_set():
-            raise JobCancelled("cancelled by the user")
-        if progress is not None:
-            progress("predicting", done, total)
+    def reporter(stage: str) -> Callable[[int, int], None]:
+        def report(done: int, total: int) -> None:
+            if cancel is not None and cancel.is_set():
+                raise JobCancelled("cancelled by the user")
+            if progress is not None:
+                progress(stage, done, total)
+
+        return report
 
     torch.set_num_threads(torch_threads_for_jobs())
-    report(0, 1)
+    reporter("predicting")(0, 1)
     array = np.asarray(frames, dtype=np.float32)
     model = make_model()
-    labels = predict_sequence(array, model, progress=report, refine=refine)
+    labels = predict_sequence(array, model, progress=reporter("predicting"), refine=False)
+    moved = 0
+    if refine:
+        network = labels
+        labels = refine_lv_boundary(array, network, progress=reporter("refining the LV border"))
+        lv = LabelClass.LV_CAVITY
+        moved = int(((labels == lv) != (network == lv)).any(axis=(1, 2)).sum())
     name = getattr(model, "name", "segmentation")
     version = getattr(model, "version", "")
-    return labels.astype(np.uint8), FrameProvenance(ProvenanceKind.PREDICTED, name, version)
+    provenance = FrameProvenance(ProvenanceKind.PREDICTED, name, version)
+    return labels.astype(np.uint8), provenance, moved
 
 
 class PredictPanel(ProgressJobMixin, QGroupBox):
@@ -119,6 +132,7 @@ class PredictPanel(ProgressJobMixin, QGroupBox):
         self.model_factory: Callable[[str, str], Any] = default_model_factory
         self.worker: Any = None
         self._cancel = threading.Event()
+        self._job_refine = True
         self._relay = _Relay(self)
         self._relay.progress.connect(self._on_progress)
         self._last_progress = 0.0
@@ -208,13 +222,14 @@ class PredictPanel(ProgressJobMixin, QGroupBox):
         version, device = self.model_combo.currentData(), self.device_combo.currentText()
         self._cancel = threading.Event()
         self._job_sequence = self.session.sequence
+        self._job_refine = self.refine_check.isChecked()
         worker = create_worker(
             run_prediction,
             self.session.sequence.frames,
             lambda: self.model_factory(version, device),
             progress=self._relay.progress.emit,
             cancel=self._cancel,
-            refine=self.refine_check.isChecked(),
+            refine=self._job_refine,
             _start_thread=False,
             _ignore_errors=True,
         )
@@ -253,8 +268,8 @@ class PredictPanel(ProgressJobMixin, QGroupBox):
         self.status_label.setText(message)
 
     # -- worker callbacks (GUI thread) ------------------------------------------------------
-    def _on_returned(self, output: tuple[np.ndarray, FrameProvenance]) -> None:
-        labels, provenance = output
+    def _on_returned(self, output: tuple[np.ndarray, FrameProvenance, int]) -> None:
+        labels, provenance, moved = output
         if not self.session.is_loaded or self.session.sequence is not self._job_sequence:
             self.status_label.setText("The layers changed while predicting; result discarded.")
             return
@@ -264,8 +279,10 @@ class PredictPanel(ProgressJobMixin, QGroupBox):
             notify_error(f"Prediction: {error}")
             return
         mean = float(np.mean(self.session.second_source.disagreement))
+        refined = f"; LV border refined on {moved} frames" if self._job_refine else ""
         self.status_label.setText(
-            f"Predicted {labels.shape[0]} frames ({provenance.model} {provenance.version}); "
-            f"mean disagreement with the current labels {mean:.2f}. Dashed curves: prediction."
+            f"Predicted {labels.shape[0]} frames ({provenance.model} {provenance.version}"
+            f"{refined}); mean disagreement with the current labels {mean:.2f}. "
+            "Dashed curves: prediction."
         )
         notify_info("echo-napari: prediction ready (dashed curves); accept it for a range")
