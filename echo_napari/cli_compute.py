@@ -129,11 +129,11 @@ def predict_one(item: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
     labels = predict_sequence(frames, model, refine=False)
     refine = options.get("refine", True)
     if refine:
-        from echo_napari.segmentation.boundary import refine_lv_boundary
+        from echo_napari.segmentation.boundary import moved_frames, refine_lv_boundary
 
         network = labels
         labels = refine_lv_boundary(frames, network)
-        moved = int(((labels == 1) != (network == 1)).any(axis=(1, 2)).sum())
+        moved = int(moved_frames(network, labels).sum())
     made = FrameProvenance(ProvenanceKind.PREDICTED, model.name, model.version)
     provenance = [made] * seq.n_frames
     repaired: list[int] = []

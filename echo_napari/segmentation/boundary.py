@@ -373,9 +373,16 @@ def refine_lv_boundary(
     return out
 
 
+def moved_frames(before: np.ndarray, after: np.ndarray) -> np.ndarray:
+    """(T,) bool: the frames whose LV cavity differs between two (T, H, W) label stacks."""
+    lv = LabelClass.LV_CAVITY
+    return ((before == lv) != (after == lv)).any(axis=(1, 2))
+
+
 __all__ = [
     "BoundarySettings",
     "chan_vese_stack",
+    "moved_frames",
     "n_reports",
     "refine_cavities",
     "refine_lv_boundary",

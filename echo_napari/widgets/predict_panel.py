@@ -28,7 +28,7 @@ from qtpy.QtWidgets import (
 )
 
 from echo_napari.errors import EchoNapariError
-from echo_napari.sequence import FrameProvenance, LabelClass, ProvenanceKind
+from echo_napari.sequence import FrameProvenance, ProvenanceKind
 from echo_napari.widgets._jobs import (
     JobCancelled,
     ProgressJobMixin,
@@ -83,7 +83,7 @@ def run_prediction(
     """
     import torch
 
-    from echo_napari.segmentation.boundary import refine_lv_boundary
+    from echo_napari.segmentation.boundary import moved_frames, refine_lv_boundary
     from echo_napari.segmentation.inference import predict_sequence
 
     def reporter(stage: str) -> Callable[[int, int], None]:
@@ -104,8 +104,7 @@ def run_prediction(
     if refine:
         network = labels
         labels = refine_lv_boundary(array, network, progress=reporter("refining the LV border"))
-        lv = LabelClass.LV_CAVITY
-        moved = int(((labels == lv) != (network == lv)).any(axis=(1, 2)).sum())
+        moved = int(moved_frames(network, labels).sum())
     name = getattr(model, "name", "segmentation")
     version = getattr(model, "version", "")
     provenance = FrameProvenance(ProvenanceKind.PREDICTED, name, version)
