@@ -7,7 +7,9 @@ the error/finish callbacks that the Propagate and Predict panels have in common.
 from __future__ import annotations
 
 import os
+import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from qtpy.QtCore import QObject, Signal
@@ -26,6 +28,24 @@ def torch_threads_for_jobs() -> int:
 
 class JobCancelled(EchoNapariError):
     """Raised inside a job's progress callback when the user pressed Cancel."""
+
+
+def stage_reporter(
+    progress: Callable[[str, int, int], None] | None, cancel: threading.Event | None
+) -> Callable[[str], Callable[[int, int], None]]:
+    """``reporter(stage)`` gives a callable(done, total) that relays progress and raises
+    :class:`JobCancelled` once ``cancel`` is set."""
+
+    def reporter(stage: str) -> Callable[[int, int], None]:
+        def report(done: int, total: int) -> None:
+            if cancel is not None and cancel.is_set():
+                raise JobCancelled("cancelled by the user")
+            if progress is not None:
+                progress(stage, done, total)
+
+        return report
+
+    return reporter
 
 
 class _Relay(QObject):

@@ -30,9 +30,9 @@ from qtpy.QtWidgets import (
 from echo_napari.errors import EchoNapariError
 from echo_napari.sequence import FrameProvenance, ProvenanceKind
 from echo_napari.widgets._jobs import (
-    JobCancelled,
     ProgressJobMixin,
     _Relay,
+    stage_reporter,
     torch_threads_for_jobs,
 )
 from echo_napari.widgets._notify import notify_error, notify_info
@@ -86,15 +86,7 @@ def run_prediction(
     from echo_napari.segmentation.boundary import moved_frames, refine_lv_boundary
     from echo_napari.segmentation.inference import predict_sequence
 
-    def reporter(stage: str) -> Callable[[int, int], None]:
-        def report(done: int, total: int) -> None:
-            if cancel is not None and cancel.is_set():
-                raise JobCancelled("cancelled by the user")
-            if progress is not None:
-                progress(stage, done, total)
-
-        return report
-
+    reporter = stage_reporter(progress, cancel)
     torch.set_num_threads(torch_threads_for_jobs())
     reporter("predicting")(0, 1)
     array = np.asarray(frames, dtype=np.float32)

@@ -30,9 +30,9 @@ from echo_napari.errors import EchoNapariError
 from echo_napari.metrics_plausibility import ShapeFeatures, shape_features
 from echo_napari.sequence import FrameProvenance, ProvenanceKind
 from echo_napari.widgets._jobs import (
-    JobCancelled,
     ProgressJobMixin,
     _Relay,
+    stage_reporter,
     torch_threads_for_jobs,
 )
 from echo_napari.widgets._notify import notify_error, notify_info
@@ -81,24 +81,6 @@ def default_backend_factory(name: str, device: str) -> Any:
     return get_backend(name, device=device, **kwargs)
 
 
-def _stage_reporter(
-    progress: Callable[[str, int, int], None] | None, cancel: threading.Event | None
-) -> Callable[[str], Callable[[int, int], None]]:
-    """``reporter(stage)`` gives a callable(done, total) that relays progress and raises
-    :class:`JobCancelled` once ``cancel`` is set."""
-
-    def reporter(stage: str) -> Callable[[int, int], None]:
-        def report(done: int, total: int) -> None:
-            if cancel is not None and cancel.is_set():
-                raise JobCancelled("cancelled by the user")
-            if progress is not None:
-                progress(stage, done, total)
-
-        return report
-
-    return reporter
-
-
 def run_repair(
     frames: Any,
     labels: np.ndarray,
@@ -126,7 +108,7 @@ def run_repair(
     from echo_napari.registration.propagation import pairwise_fields
     from echo_napari.registration.repair import repair_implausible_frames
 
-    reporter = _stage_reporter(progress, cancel)
+    reporter = stage_reporter(progress, cancel)
     provenance = fields_provenance or FrameProvenance(ProvenanceKind.PROPAGATED, backend_name)
     array = np.asarray(frames, dtype=np.float32)
     if fields is None:
@@ -172,7 +154,7 @@ def run_propagation(
         update_after_keyframe_change,
     )
 
-    reporter = _stage_reporter(progress, cancel)
+    reporter = stage_reporter(progress, cancel)
     provenance = FrameProvenance(ProvenanceKind.PROPAGATED, backend_name)
     if fields is None:
         array = np.asarray(frames, dtype=np.float32)
