@@ -139,9 +139,8 @@ def chan_vese_stack(
     The algorithm of :func:`skimage.segmentation.morphological_chan_vese`, run on all
     images stacked (each in the top-left corner of a zero-padded stack, the padding never
     part of either region) so that every morphological step is one array operation for all
-    frames. Results equal skimage's but
-    where a contour reaches an image's bottom or right edge (a one-sided difference there
-    becomes a centred one).
+    frames. Results equal skimage's except where a contour reaches an image's bottom or
+    right edge (a one-sided difference there becomes a centred one).
 
     Parameters
     ----------
