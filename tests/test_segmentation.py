@@ -241,14 +241,14 @@ def test_postprocess_keeps_largest_component_and_fills_holes():
 def test_hole_filling_is_binary_fill_holes_frame_by_frame():
     from scipy import ndimage
 
-    from echo_napari.segmentation.inference import _fill_holes_per_frame
+    from echo_napari.segmentation.masks import fill_holes_per_frame
 
     rng = np.random.default_rng(5)
     mask = ndimage.binary_opening(rng.random((6, 40, 40)) > 0.45)
     mask[:, 10:20, 10:20] = True
     mask[:, 14:16, 14:16] = False  # a hole on every frame, the first and last included
     expected = np.stack([ndimage.binary_fill_holes(frame) for frame in mask])
-    filled = _fill_holes_per_frame(mask)
+    filled = fill_holes_per_frame(mask)
     np.testing.assert_array_equal(filled, expected)
     assert filled[:, 14:16, 14:16].all()
 

@@ -30,6 +30,7 @@ import numpy as np
 from scipy import ndimage
 from skimage.transform import resize
 
+from echo_napari.segmentation.masks import fill_holes_per_frame, largest_component_per_frame
 from echo_napari.sequence import LabelClass
 
 Progress = Callable[[int, int], None]
@@ -83,15 +84,6 @@ def _edge_contrast(image: np.ndarray, mask: np.ndarray, width: int = 2) -> float
 def n_reports(n_frames: int) -> int:
     """Progress reports :func:`refine_lv_boundary` makes for ``n_frames`` frames."""
     return -(-n_frames // FRAMES_PER_REPORT)
-
-
-def _largest_component(mask: np.ndarray) -> np.ndarray:
-    components, n = ndimage.label(mask)
-    if n <= 1:
-        return mask
-    sizes = np.bincount(components.ravel())
-    sizes[0] = 0
-    return components == int(np.argmax(sizes))
 
 
 # The four 3-pixel lines of the morphological curvature operators (Marquez-Neila et al.,
@@ -212,7 +204,9 @@ def _region(cavity: np.ndarray, settings: BoundarySettings) -> tuple[slice, slic
     )
 
 
-def _grid_shape(region_shape: tuple[int, int], frame_shape: tuple[int, int], settings) -> tuple:
+def _grid_shape(
+    region_shape: tuple[int, int], frame_shape: tuple[int, int], settings: BoundarySettings
+) -> tuple[int, int]:
     """The region's shape on the settings' grid."""
     return tuple(
         max(1, round(n * g / full))
@@ -257,7 +251,7 @@ def _finish(
     if refined.shape != cavity.shape:
         refined = resize(refined.astype(np.float32), cavity.shape, order=1) > 0.5
     refined &= ~atrium
-    refined = _largest_component(ndimage.binary_fill_holes(refined))
+    refined = largest_component_per_frame(fill_holes_per_frame(refined[None]))[0]
     return refined if refined.any() else cavity
 
 
