@@ -4,9 +4,9 @@
     python benchmarks/real_echo.py --variant new=/tmp/seg.safetensors
 
 No tracings are needed: EF comes from our own full-cycle LV segmentation (area-length on
-the predicted cavity; beats found on the smoothed volume curve, EF = median over beats,
+the predicted cavity; beats found on the smoothed volume curve, EF = mean over beats,
 :func:`echo_napari.segmentation.ef.ef_by_beats`) and is compared with the FileList EF.
-Prints, per model, one row per video (ours — beat median, ours — global max/min of the
+Prints, per model, one row per video (ours — beat mean, ours — global max/min of the
 smoothed area curve as before, the network's own masks before the LV border refinement on
 the image (:mod:`echo_napari.segmentation.boundary`, part of ``predict_sequence``),
 FileList, number of beats, share of anatomically plausible frames:
@@ -106,7 +106,7 @@ def real_table(model, tiles: list | None, npz: str = "", repair=None) -> pd.Data
                 "video": stem,
                 "held_out": stem in HELD_OUT_VIDEOS,
                 "ef_ours": result.ef,
-                "ef_beat_mean": result.ef_mean,
+                "ef_beat_median": result.ef_median,
                 "ef_global": ef_global(pred),
                 "ef_network": ef_by_beats(network).ef,
                 "ef_filelist": reference,
@@ -201,7 +201,7 @@ def main() -> int:
         df = real_table(model, tiles, args.videos_npz, repair)
         with pd.option_context("display.width", 200):
             print(df.to_string(index=False, **fmt))
-        columns = ("ef_ours", "ef_network", "ef_beat_mean", "ef_global")
+        columns = ("ef_ours", "ef_network", "ef_beat_median", "ef_global")
         for column in columns + (("ef_repaired",) if repair is not None else ()):
             parts = (
                 ("train-18", df[~df.held_out]),

@@ -103,7 +103,7 @@ def propagate_one(item: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
 def predict_one(item: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
     """Task: segment every frame of a sequence with the segmentation model and write it.
 
-    The summary gives the beat-median EF of the prediction (%) and the share of frames
+    The summary gives the beat-mean EF of the prediction (%) and the share of frames
     whose labels pass the anatomical checks (``plausible_pct``): a low share says the EF
     is not to be trusted before review. Unless ``options["refine"]`` is False, each frame's
     LV border is moved to the image's blood/wall border

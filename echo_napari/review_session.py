@@ -479,7 +479,7 @@ class ReviewSession:
         """Set ED and ES from the LV cavity area curve.
 
         With every frame labelled, ED/ES are one beat's filling peak and trough (the beat of
-        median area change, as the beat-median EF of ``predict``), so that a clip of
+        median area change: a representative one), so that a clip of
         several beats does not pair the largest and smallest frames of different beats;
         otherwise, or with no clear beat, the largest and smallest labelled frames.
 
