@@ -10,6 +10,9 @@
    a 10 ms QTimer until 0.3 s after the job ends (the result is written back on the GUI
    thread); report how late the probes fire and how long the write-back took. The same
    for a Predict job (the bundled segmentation model). Target ≤ 100 ms.
+3. Save as… of a 100-frame 600×600 session (a first save embeds every frame): the same
+   probe while the Session panel's button writes in the background, against the time the
+   same save blocks the GUI thread when run in the foreground (before 2026-11-26).
 
 Run under a display (``xvfb-run -a python benchmarks/gui_latency.py``).
 """
@@ -179,6 +182,49 @@ def event_loop_latency(viewer, dock, app, job: str = "propagate", probe_ms: int 
     }
 
 
+def save_latency(viewer, dock, app, tmp: str, probe_ms: int = 10) -> dict[str, float]:
+    """Event-loop lateness during a background Save as… of the bound session, and the
+    seconds the same full save takes in the foreground (the freeze it would be)."""
+    from pathlib import Path
+
+    from qtpy.QtCore import QTimer
+
+    panel, link = dock.session_panel, dock.link
+    lateness: list[float] = []
+    last = [time.perf_counter()]
+
+    def probe() -> None:
+        now = time.perf_counter()
+        lateness.append(max(0.0, now - last[0] - probe_ms / 1e3))
+        last[0] = now
+
+    timer = QTimer()
+    timer.setInterval(probe_ms)
+    timer.timeout.connect(probe)
+    start = time.perf_counter()
+    worker = panel.save_as(Path(tmp) / "background.h5", background=True)
+    assert worker is not None
+    last[0] = time.perf_counter()
+    timer.start()
+    while link.saving:
+        app.processEvents()
+        time.sleep(0.001)
+    background_s = time.perf_counter() - start
+    timer.stop()
+    begin = time.perf_counter()
+    report = link.store.save(Path(tmp) / "foreground.h5")  # what the button used to do
+    foreground_s = time.perf_counter() - begin
+    lateness_ms = sorted(1e3 * x for x in lateness)
+    return {
+        "background_s": background_s,
+        "foreground_s": foreground_s,
+        "mode": report.mode,
+        "probes": len(lateness_ms),
+        "p99_ms": lateness_ms[int(0.99 * (len(lateness_ms) - 1))] if lateness_ms else 0.0,
+        "max_ms": lateness_ms[-1] if lateness_ms else 0.0,
+    }
+
+
 def main() -> None:
     import napari
     from qtpy.QtWidgets import QApplication
@@ -228,6 +274,19 @@ def main() -> None:
             )
     else:
         print("event loop during a job: skipped (registration core not installed)")
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        build(viewer, 100, 600)
+        for _ in range(5):
+            app.processEvents()
+        r = save_latency(viewer, dock, app, tmp)
+        print(
+            f"event loop during Save as… (100 frames 600×600, {r['mode']} save, frames "
+            f"embedded): background {r['background_s']:.1f} s, {r['probes']} probes: "
+            f"lateness p99 {r['p99_ms']:.1f} ms, max {r['max_ms']:.1f} ms; the same save in "
+            f"the foreground blocks the GUI for {r['foreground_s'] * 1e3:.0f} ms"
+        )
     viewer.close()
 
 

@@ -352,6 +352,61 @@ def test_save_error_is_notified_and_loses_nothing(docked, tmp_path, qtbot, messa
     np.testing.assert_array_equal(reopened.labels, edited)
 
 
+def test_buttons_save_in_the_background_and_keep_edits_made_meanwhile(
+    docked, qtbot, tmp_path, monkeypatch, messages
+):
+    from echo_napari import session_files
+    from echo_napari.session import Session
+
+    viewer, dock = docked
+    panel, link = dock.session_panel, dock.link
+    path = tmp_path / "study.h5"
+    assert panel.new_session(path) is not None
+    _paint(viewer, 6)
+    qtbot.waitUntil(lambda: "modified" in panel.file_label.text(), timeout=2000)
+    # hold the file write (after the session took its snapshot) until the test says so
+    entered, release = threading.Event(), threading.Event()
+    write = session_files.write_incremental
+
+    def held_write(*args, **kwargs):
+        entered.set()
+        assert release.wait(10)
+        return write(*args, **kwargs)
+
+    monkeypatch.setattr(session_files, "write_incremental", held_write)
+    with qtbot.waitSignal(link.save_finished, timeout=10000) as finished:
+        panel.save_button.click()
+        assert entered.wait(5)
+        # the GUI thread is free while the file is written: the panel says so, a second
+        # save is refused, and the user goes on editing
+        assert link.saving and "saving" in panel.file_label.text()
+        assert not panel.save_button.isEnabled()
+        assert panel.save() is None and "still running" in messages[-1][0]
+        _paint(viewer, 2)
+        link.flush()
+        release.set()
+    report = finished.args[0]
+    assert report.mode == "incremental" and report.frames_written == 1  # frame 6 only
+    assert not link.saving and panel.save_button.isEnabled()
+    # the stroke made during the save is not in that file, and is not forgotten either
+    assert link.store.is_modified and "modified" in panel.file_label.text()
+    assert panel.save() is not None
+    np.testing.assert_array_equal(Session.open(path).labels, dock.session.labels)
+
+
+def test_closing_during_a_background_save_waits_for_the_file(docked, qtbot, tmp_path):
+    from echo_napari.session import Session
+
+    viewer, dock = docked
+    _paint(viewer, 6)
+    path = tmp_path / "first.h5"
+    worker = dock.session_panel.save_as(path, background=True)  # untitled: a full write
+    assert worker is not None
+    dock.link.shutdown()  # the dock goes away before the write has finished
+    assert not dock.link.saving and dock.link.store is None
+    np.testing.assert_array_equal(Session.open(path).labels, dock.session.labels)
+
+
 def test_exports(docked, qtbot, tmp_path):
     from echo_napari.io import read_sequence
 

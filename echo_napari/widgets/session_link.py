@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import threading
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
@@ -84,11 +85,14 @@ class SessionLink(QObject):
         Undo/redo wrote into the labels of ``frames`` ((N,) int64): repaint the layer.
     autosave_failed(str)
         Emitted from the autosave thread; delivered to the GUI thread (queued).
+    save_finished(object)
+        A background save ended: its SaveReport, or None when it failed (notified).
     """
 
     changed = Signal()
     restored = Signal(object)
     autosave_failed = Signal(str)
+    save_finished = Signal(object)
 
     def __init__(self, review: ReviewSession, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -101,6 +105,9 @@ class SessionLink(QObject):
         self.operation: str | None = None
         self.last_step = ""
         self._restoring = False
+        self.save_worker: Any = None
+        self.saving_to: Path | None = None
+        self._save_done: threading.Event | None = None
         # Review events are committed once control returns to the event loop: napari
         # emits ``paint`` before it writes a stroke's last pixels, and one user action
         # may emit several events (provenance, keyframes) that belong to one undo step.
@@ -193,6 +200,7 @@ class SessionLink(QObject):
         if self.store is None:
             return
         self.commit("brush")
+        self.wait_for_save()  # its file must be complete before the final autosave / close
         store, self.store = self.store, None
         # An untitled session keeps its edits in its autosave until it is saved under a
         # name (offered back when the same file is opened again).
@@ -303,12 +311,33 @@ class SessionLink(QObject):
         return self.store is not None and self.store.history.can_redo
 
     # -- saving ---------------------------------------------------------------------------------
-    def save(self, path: str | Path | None = None, overwrite: bool = False) -> Any:
+    @property
+    def saving(self) -> bool:
+        """True while a background save runs."""
+        return self.save_worker is not None
+
+    def save(
+        self, path: str | Path | None = None, overwrite: bool = False, background: bool = False
+    ) -> Any:
         """Save the session (under ``path`` when given: "save as"); errors are notified.
 
-        Returns the :class:`~echo_napari.session.SaveReport`, or None when nothing was
-        written (the work stays in memory and, once named, in the autosave).
+        Parameters
+        ----------
+        path : save under a new name ("save as")
+        overwrite : allow replacing an existing file this session did not come from
+        background : write in a worker thread, so the viewer stays responsive (the first
+            save of a sequence embeds its frames: seconds for a 100-frame 800 × 600 cine)
+
+        Returns
+        -------
+        In the foreground, the :class:`~echo_napari.session.SaveReport`, or None when nothing
+        was written (the work stays in memory and, once named, in the autosave). In the
+        background, the worker (None when no save started); :attr:`save_finished` then
+        carries the report. Edits made while it writes are kept for the next save.
         """
+        if self.saving:
+            notify_error("A save is still running: wait until it has finished.")
+            return None
         if self.store is None:
             notify_error("No session to save: bind an echo layer first.")
             return None
@@ -316,18 +345,43 @@ class SessionLink(QObject):
             notify_error("This session has no file yet: use Save as.")
             return None
         self.commit("brush")
-        untitled_autosave = self.store._auto.path if self.untitled else None
-        try:
-            report = self.store.save(path, overwrite=overwrite)
-        except (EchoNapariError, OSError) as error:
-            notify_error(
-                f"Session not saved: {error}. Nothing is lost: the work stays open here"
-                + ("" if self.untitled else " and in its autosave")
-                + "; save it under another name."
-            )
-            self.changed.emit()
-            return None
-        if self.untitled:
+        store = self.store
+        untitled_autosave = store._auto.path if self.untitled else None
+        if not background:
+            try:
+                report = store.save(path, overwrite=overwrite)
+            except (EchoNapariError, OSError) as error:
+                self._save_failed(error)
+                return None
+            self._saved(store, untitled_autosave)
+            return report
+        from napari.qt.threading import create_worker
+
+        done = threading.Event()
+
+        def write() -> Any:
+            try:
+                return store.save(path, overwrite=overwrite)
+            finally:
+                done.set()
+
+        worker = create_worker(write, _start_thread=False, _ignore_errors=True)
+        worker.returned.connect(lambda report: self._saved(store, untitled_autosave, report))
+        worker.errored.connect(self._save_failed)
+        self.save_worker, self._save_done = worker, done
+        self.saving_to = Path(path) if path is not None else store.path
+        self.changed.emit()
+        worker.start()
+        return worker
+
+    def wait_for_save(self, timeout_s: float = 120.0) -> None:
+        """Block until a background save has written its file (closing, detaching)."""
+        if self._save_done is not None:
+            self._save_done.wait(timeout_s)
+
+    def _saved(self, store: Any, untitled_autosave: Path | None, report: Any = None) -> None:
+        self.save_worker = None
+        if store is self.store and self.untitled:
             self.untitled = False
             self._stop_autosaver(final_save=False)
             # The work now lives in the named file: the untitled autosave is not needed.
@@ -335,12 +389,27 @@ class SessionLink(QObject):
                 untitled_autosave.unlink(missing_ok=True)
             self._start_autosaver()
         self.changed.emit()
-        return report
+        if report is not None:
+            self.save_finished.emit(report)
 
-    def new(self, path: str | Path, overwrite: bool = False) -> Any:
+    def _save_failed(self, error: BaseException) -> None:
+        background = self.save_worker is not None
+        self.save_worker = None
+        reason = str(error) if isinstance(error, (EchoNapariError, OSError)) else repr(error)
+        notify_error(
+            f"Session not saved: {reason}. Nothing is lost: the work stays open here"
+            + ("" if self.untitled else " and in its autosave")
+            + "; save it under another name."
+        )
+        self.changed.emit()
+        if background:
+            self.save_finished.emit(None)
+
+    def new(self, path: str | Path, overwrite: bool = False, background: bool = False) -> Any:
         """Start a new session file for the current layers at ``path`` (fresh history).
 
-        Returns the SaveReport of its first save, or None when that failed (notified).
+        Returns what :meth:`save` returns for its first save (a SaveReport, or with
+        ``background`` the worker); None when that failed (notified).
         """
         from echo_napari.napari_hooks import current_user
         from echo_napari.session import Session
@@ -352,7 +421,7 @@ class SessionLink(QObject):
             notify_error(f"No new session: {error}")
             return None
         self.attach(store, untitled=True)
-        return self.save(path, overwrite=overwrite)
+        return self.save(path, overwrite=overwrite, background=background)
 
     # -- autosave ---------------------------------------------------------------------------
     def set_autosave(self, interval_s: float, every_n_edits: int) -> None:
@@ -404,3 +473,10 @@ class SessionLink(QObject):
     def shutdown(self) -> None:
         """Stop autosaving and close the store (viewer closed, dock removed)."""
         self.detach()
+        worker, self.save_worker = self.save_worker, None
+        if worker is not None:  # its file is written (detach waited): no widget to tell
+            for signal in (worker.returned, worker.errored):
+                try:
+                    signal.disconnect()
+                except (TypeError, RuntimeError):
+                    pass

@@ -165,10 +165,11 @@ class SessionPanel(QGroupBox):
         layout.addWidget(self.autosave_label)
         layout.addLayout(exports)
 
-        self.new_button.clicked.connect(lambda: self.new_session())
+        # Buttons write in the background: a first save embeds every frame (seconds).
+        self.new_button.clicked.connect(lambda: self.new_session(background=True))
         self.open_button.clicked.connect(lambda: self.open_session())
-        self.save_button.clicked.connect(lambda: self.save())
-        self.save_as_button.clicked.connect(lambda: self.save_as())
+        self.save_button.clicked.connect(lambda: self.save(background=True))
+        self.save_as_button.clicked.connect(lambda: self.save_as(background=True))
         self.undo_button.clicked.connect(lambda: self.undo())
         self.redo_button.clicked.connect(lambda: self.redo())
         self.interval_spin.valueChanged.connect(self._on_autosave_policy)
@@ -191,6 +192,10 @@ class SessionPanel(QGroupBox):
         has = store is not None
         if not has:
             self.file_label.setText("No session (bind an echo layer).")
+        elif self.link.saving:
+            self.file_label.setText(
+                f"<b>{self.link.saving_to.name}</b> saving… (a first save also writes the frames)"
+            )
         elif self.link.untitled:
             self.file_label.setText(
                 "<b>untitled</b> ● autosaved for crash recovery only: Save as… to keep it"
@@ -200,7 +205,7 @@ class SessionPanel(QGroupBox):
             self.file_label.setText(f"<b>{store.path.name}</b>{mark}")
             self.file_label.setToolTip(str(store.path))
         for b in (self.new_button, self.save_button, self.save_as_button):
-            b.setEnabled(has)
+            b.setEnabled(has and not self.link.saving)
         for b in (self.export_camus_button, self.export_tracings_button, self.export_hdf5_button):
             b.setEnabled(has)
         self.undo_button.setEnabled(self.link.can_undo)
@@ -237,15 +242,18 @@ class SessionPanel(QGroupBox):
             return None
         return path if Path(path).suffix.lower() in (".h5", ".hdf5") else path + ".h5"
 
-    def new_session(self, path: str | Path | None = None, overwrite: bool = False) -> Any:
+    def new_session(
+        self, path: str | Path | None = None, overwrite: bool = False, background: bool = False
+    ) -> Any:
         """Start a new session file for the bound layers; None path: ask with a dialog
-        (which confirms overwriting, so the file is then replaced)."""
+        (which confirms overwriting, so the file is then replaced). ``background``: write
+        in a worker (see :meth:`SessionLink.save`)."""
         if path is None:
             path = self._ask_save_path("New session file")
             if path is None:
                 return None
             overwrite = True
-        return self.link.new(path, overwrite=overwrite)
+        return self.link.new(path, overwrite=overwrite, background=background)
 
     def open_session(self, path: str | Path | None = None) -> Any:
         """Open a session file into new layers (asks about a newer autosave)."""
@@ -255,20 +263,23 @@ class SessionPanel(QGroupBox):
                 return None
         return self.dock.open_session(path)
 
-    def save(self) -> Any:
-        """Save to the session's file (Save as… when it has none yet)."""
+    def save(self, background: bool = False) -> Any:
+        """Save to the session's file (Save as… when it has none yet); ``background``:
+        write in a worker (see :meth:`SessionLink.save`)."""
         if self.link.store is not None and self.link.untitled:
-            return self.save_as()
-        return self.link.save()
+            return self.save_as(background=background)
+        return self.link.save(background=background)
 
-    def save_as(self, path: str | Path | None = None, overwrite: bool = False) -> Any:
+    def save_as(
+        self, path: str | Path | None = None, overwrite: bool = False, background: bool = False
+    ) -> Any:
         """Save under a new name; the session lives there afterwards."""
         if path is None:
             path = self._ask_save_path("Save session as")
             if path is None:
                 return None
             overwrite = True
-        return self.link.save(path, overwrite=overwrite)
+        return self.link.save(path, overwrite=overwrite, background=background)
 
     def undo(self) -> Any:
         """Undo the last change of the session."""
