@@ -35,7 +35,7 @@ from echo_napari.widgets._jobs import (
     stage_reporter,
     torch_threads_for_jobs,
 )
-from echo_napari.widgets._notify import notify_error, notify_info
+from echo_napari.widgets._notify import notify_error, notify_info_after_result
 
 if TYPE_CHECKING:
     from echo_napari.widgets.review_dock import ReviewDock
@@ -276,4 +276,6 @@ class PredictPanel(ProgressJobMixin, QGroupBox):
             f"{refined}); mean disagreement with the current labels {mean:.2f}. "
             "Dashed curves: prediction."
         )
-        notify_info("echo-napari: prediction ready (dashed curves); accept it for a range")
+        notify_info_after_result(
+            "echo-napari: prediction ready (dashed curves); accept it for a range"
+        )

@@ -35,7 +35,7 @@ from echo_napari.widgets._jobs import (
     stage_reporter,
     torch_threads_for_jobs,
 )
-from echo_napari.widgets._notify import notify_error, notify_info
+from echo_napari.widgets._notify import notify_error, notify_info_after_result
 
 if TYPE_CHECKING:
     from echo_napari.widgets.review_dock import ReviewDock
@@ -409,7 +409,7 @@ class PropagatePanel(ProgressJobMixin, QGroupBox):
             f"{100 * fix.plausible_before:.1f} % → {100 * fix.plausible_after:.1f} %. "
             "Check them (Next suspicious)."
         )
-        notify_info(f"echo-napari: {len(frames)} implausible frames re-drawn")
+        notify_info_after_result(f"echo-napari: {len(frames)} implausible frames re-drawn")
 
     def _on_returned(self, output: PropagationOutput) -> None:
         if not self.session.is_loaded or self.session.sequence is not self._job_sequence:
@@ -431,4 +431,4 @@ class PropagatePanel(ProgressJobMixin, QGroupBox):
         self.status_label.setText(
             f"Propagated to {len(frames)} frames ({output.provenance.model})."
         )
-        notify_info(f"echo-napari: labels propagated to {len(frames)} frames")
+        notify_info_after_result(f"echo-napari: labels propagated to {len(frames)} frames")
