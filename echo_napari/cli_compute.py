@@ -128,13 +128,19 @@ def predict_one(item: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
     frames = seq.frames_array()
     labels = predict_sequence(frames, model, refine=False)
     refine = options.get("refine", True)
+    version = model.version
     if refine:
-        from echo_napari.segmentation.boundary import moved_frames, refine_lv_boundary
+        from echo_napari.segmentation.boundary import (
+            moved_frames,
+            refine_lv_boundary,
+            refined_version,
+        )
 
         network = labels
         labels = refine_lv_boundary(frames, network)
         moved = int(moved_frames(network, labels).sum())
-    made = FrameProvenance(ProvenanceKind.PREDICTED, model.name, model.version)
+        version = refined_version(version)
+    made = FrameProvenance(ProvenanceKind.PREDICTED, model.name, version)
     provenance = [made] * seq.n_frames
     repaired: list[int] = []
     if options.get("repair") and seq.n_frames >= 2:

@@ -86,7 +86,7 @@ def test_predict_with_a_tiny_model(tmp_path, capsys):
     result = read_sequence(out / "clip.h5")
     assert result.labels.shape == (6, 32, 32) and result.labels.max() <= 3
     assert result.provenance[0].kind == ProvenanceKind.PREDICTED
-    assert result.provenance[0].version == "t1"
+    assert result.provenance[0].version == "t1+refined"
     header = capsys.readouterr().out.splitlines()[0]
     assert "ef" in header.split() and "plausible_pct" in header
 
@@ -202,7 +202,12 @@ def test_train_seg_small_architecture(tmp_path):
     assert main(args) == 0
     out = tmp_path / "pred"
     assert main(["predict", str(data), "-o", str(out), "--model", f"{stem}.safetensors"]) == 0
-    assert read_sequence(out / "a.h5").provenance[0].version == "seg_small"
+    # the provenance says which pipeline drew the labels: the model, then the refinement
+    assert read_sequence(out / "a.h5").provenance[0].version == "seg_small+refined"
+    raw = tmp_path / "raw"
+    args = ["predict", str(data), "-o", str(raw), "--model", f"{stem}.safetensors", "--no-refine"]
+    assert main(args) == 0
+    assert read_sequence(raw / "a.h5").provenance[0].version == "seg_small"
 
 
 def _tiny_seg_model(tmp_path):

@@ -154,6 +154,7 @@ def test_run_prediction_counts_the_frames_the_refinement_moved(monkeypatch):
         frames, lambda: None, progress=lambda stage, d, t: stages.append(stage)
     )
     assert moved == 2 and provenance.kind is ProvenanceKind.PREDICTED
+    assert provenance.version.endswith("+refined")
     assert ((labels == 1) != (network == 1)).any(axis=(1, 2)).tolist() == [
         False,
         True,
@@ -163,6 +164,6 @@ def test_run_prediction_counts_the_frames_the_refinement_moved(monkeypatch):
         False,
     ]
     assert stages[0] == "predicting" and stages[-1] == "refining the LV border"
-    plain, _, none = run_prediction(frames, lambda: None, refine=False)
+    plain, plain_provenance, none = run_prediction(frames, lambda: None, refine=False)
     np.testing.assert_array_equal(plain, network)
-    assert none == 0
+    assert none == 0 and not plain_provenance.version.endswith("+refined")

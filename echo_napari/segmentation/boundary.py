@@ -38,6 +38,9 @@ Progress = Callable[[int, int], None]
 #: Frames refined between two progress reports.
 FRAMES_PER_REPORT = 32
 
+#: Appended to the model version in the provenance of refined predictions.
+REFINED_SUFFIX = "+refined"
+
 
 @dataclass(frozen=True)
 class BoundarySettings:
@@ -372,11 +375,19 @@ def moved_frames(before: np.ndarray, after: np.ndarray) -> np.ndarray:
     return ((before == lv) != (after == lv)).any(axis=(1, 2))
 
 
+def refined_version(version: str) -> str:
+    """The provenance version of a prediction whose LV border was refined: ``seg_v3`` →
+    ``seg_v3+refined`` (so a saved session says which pipeline drew its labels)."""
+    return version + REFINED_SUFFIX
+
+
 __all__ = [
+    "REFINED_SUFFIX",
     "BoundarySettings",
     "chan_vese_stack",
     "moved_frames",
     "n_reports",
     "refine_cavities",
     "refine_lv_boundary",
+    "refined_version",
 ]

@@ -83,7 +83,11 @@ def run_prediction(
     """
     import torch
 
-    from echo_napari.segmentation.boundary import moved_frames, refine_lv_boundary
+    from echo_napari.segmentation.boundary import (
+        moved_frames,
+        refine_lv_boundary,
+        refined_version,
+    )
     from echo_napari.segmentation.inference import predict_sequence
 
     reporter = stage_reporter(progress, cancel)
@@ -99,6 +103,8 @@ def run_prediction(
         moved = int(moved_frames(network, labels).sum())
     name = getattr(model, "name", "segmentation")
     version = getattr(model, "version", "")
+    if refine:
+        version = refined_version(version)
     provenance = FrameProvenance(ProvenanceKind.PREDICTED, name, version)
     return labels.astype(np.uint8), provenance, moved
 
