@@ -238,6 +238,24 @@ def test_postprocess_keeps_largest_component_and_fills_holes():
     assert (out[1, 14:19, 2:6] == 3).all()
 
 
+def test_postprocess_keeps_every_wall_piece_that_borders_the_cavity():
+    # A wall broken at the apex: septal and lateral pieces of different sizes on both
+    # frames, their size order swapped; a speck of "myocardium" far from the cavity.
+    labels = np.zeros((2, 30, 30), np.uint8)
+    labels[:, 8:24, 10:20] = 1
+    labels[0, 8:24, 6:10] = 2  # septum, 4 px thick
+    labels[0, 8:24, 20:22] = 2  # lateral wall, 2 px thick
+    labels[1, 8:24, 7:10] = 2  # septum, 3 px
+    labels[1, 8:24, 20:25] = 2  # lateral wall, 5 px
+    labels[:, 1:3, 26:28] = 2  # a stray blob, not wall
+    out = postprocess_labels(labels)
+    walls = (out == 2).sum(axis=(1, 2))
+    # both pieces kept on both frames: the wall area follows the drawing, no half-frame jump
+    assert walls.tolist() == [16 * 6, 16 * 8]
+    assert (out[:, 1:3, 26:28] == 0).all()
+    np.testing.assert_array_equal(out == 1, labels == 1)
+
+
 def test_hole_filling_is_binary_fill_holes_frame_by_frame():
     from scipy import ndimage
 

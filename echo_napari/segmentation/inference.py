@@ -20,7 +20,11 @@ from scipy import ndimage
 
 from echo_napari.errors import ModelError, SequenceError
 from echo_napari.segmentation.boundary import n_reports, refine_lv_boundary
-from echo_napari.segmentation.masks import fill_holes_per_frame, largest_component_per_frame
+from echo_napari.segmentation.masks import (
+    components_near_per_frame,
+    fill_holes_per_frame,
+    largest_component_per_frame,
+)
 from echo_napari.segmentation.weights import SegmentationModel
 from echo_napari.sequence import LabelClass
 
@@ -30,6 +34,9 @@ Progress = Callable[[int, int], None]
 
 #: Floor of the blending weight, so frames seen only near a window's edge still count.
 _MIN_WEIGHT = 1e-3
+
+#: pixels: a myocardium piece this close to the LV cavity is wall, not a stray blob.
+WALL_REACH_PX = 2
 
 #: Frames the network sees per call (several short windows are batched up to this).
 _FRAMES_PER_CALL = 32
@@ -210,7 +217,10 @@ def probabilities_to_labels(
 def postprocess_labels(labels: np.ndarray) -> np.ndarray:
     """Largest connected component per class and frame, holes filled.
 
-    Holes are filled in the LV cavity and LA; the myocardium's holes are filled only with
+    The myocardium also keeps every piece that borders the LV cavity (within
+    :data:`WALL_REACH_PX`): a wall broken at the apex or by dropout is two pieces, and
+    keeping the larger only made its area jump by half between frames. Holes are filled
+    in the LV cavity and LA; the myocardium's holes are filled only with
     pixels that are background (its "hole" is normally the cavity); background enclosed by
     cavity and myocardium together takes the nearer of the two.
 
@@ -228,6 +238,9 @@ def postprocess_labels(labels: np.ndarray) -> np.ndarray:
         if not mask.any():
             continue
         kept = largest_component_per_frame(mask)
+        if cls == LabelClass.MYOCARDIUM:
+            cavity = out == LabelClass.LV_CAVITY
+            kept |= components_near_per_frame(mask, cavity, WALL_REACH_PX)
         out[mask & ~kept] = LabelClass.BACKGROUND
         filled = fill_holes_per_frame(kept)
         if cls == LabelClass.MYOCARDIUM:

@@ -7,11 +7,16 @@ import numpy as np
 from scipy import ndimage
 
 
-def largest_component_per_frame(mask: np.ndarray) -> np.ndarray:
-    """Keep, in every frame of a (T, H, W) bool mask, only its largest 2D component."""
+def _frame_structure() -> np.ndarray:
+    """4-connectivity within a frame, none across frames."""
     structure = np.zeros((3, 3, 3), dtype=bool)
     structure[1] = ndimage.generate_binary_structure(2, 1)
-    components, n = ndimage.label(mask, structure=structure)
+    return structure
+
+
+def largest_component_per_frame(mask: np.ndarray) -> np.ndarray:
+    """Keep, in every frame of a (T, H, W) bool mask, only its largest 2D component."""
+    components, n = ndimage.label(mask, structure=_frame_structure())
     if n <= 1:
         return mask
     sizes = np.bincount(components.ravel(), minlength=n + 1)
@@ -35,9 +40,7 @@ def fill_holes_per_frame(mask: np.ndarray) -> np.ndarray:
     The same as ``binary_fill_holes`` frame by frame, from one labelling of the whole
     stack instead of its iterated dilations (3-4x faster on 128 frames).
     """
-    structure = np.zeros((3, 3, 3), dtype=bool)
-    structure[1] = ndimage.generate_binary_structure(2, 1)
-    background, n = ndimage.label(~mask, structure=structure)
+    background, n = ndimage.label(~mask, structure=_frame_structure())
     reaches_edge = np.zeros(n + 1, dtype=bool)
     for edge in (background[:, 0], background[:, -1], background[:, :, 0], background[:, :, -1]):
         reaches_edge[np.unique(edge)] = True
@@ -45,4 +48,15 @@ def fill_holes_per_frame(mask: np.ndarray) -> np.ndarray:
     return mask | ~reaches_edge[background]
 
 
-__all__ = ["fill_holes_per_frame", "largest_component_per_frame"]
+def components_near_per_frame(mask: np.ndarray, anchor: np.ndarray, reach_px: int) -> np.ndarray:
+    """Keep, in every frame of a (T, H, W) bool mask, the 2D components that come within
+    ``reach_px`` pixels (4-connected steps) of that frame's ``anchor`` (T, H, W) bool."""
+    near = ndimage.binary_dilation(anchor, structure=_frame_structure(), iterations=reach_px)
+    components, n = ndimage.label(mask, structure=_frame_structure())
+    keep = np.zeros(n + 1, dtype=bool)
+    keep[np.unique(components[near & mask])] = True
+    keep[0] = False
+    return keep[components]
+
+
+__all__ = ["components_near_per_frame", "fill_holes_per_frame", "largest_component_per_frame"]
