@@ -10,9 +10,10 @@
    a 10 ms QTimer until 0.3 s after the job ends (the result is written back on the GUI
    thread); report how late the probes fire and how long the write-back took. The same
    for a Predict job (the bundled segmentation model). Target ≤ 100 ms.
-3. Save as… of a 100-frame 600×600 session (a first save embeds every frame): the same
-   probe while the Session panel's button writes in the background, against the time the
-   same save blocks the GUI thread when run in the foreground (before 2026-11-26).
+3. Save as… of a 100-frame 600×600 session (a first save embeds every frame) and Export
+   HDF5 of it: the same probe while the Session panel's buttons write in the background,
+   against the time the same write blocks the GUI thread in the foreground (how the
+   buttons worked before 2026-11-26).
 
 Run under a display (``xvfb-run -a python benchmarks/gui_latency.py``).
 """
@@ -112,11 +113,38 @@ def idle_repaint_cost(dock, app, trials: int = 15) -> float:
     return 1e3 * statistics.median(times)
 
 
+def _lateness_while(app, start, busy, probe_ms: int = 10) -> tuple[float, list[float]]:
+    """Run ``start()``, then process events while ``busy()``; seconds taken and the sorted
+    lateness (ms) of a ``probe_ms`` QTimer meanwhile."""
+    from qtpy.QtCore import QTimer
+
+    lateness: list[float] = []
+    last = [time.perf_counter()]
+
+    def probe() -> None:
+        now = time.perf_counter()
+        lateness.append(max(0.0, now - last[0] - probe_ms / 1e3))
+        last[0] = now
+
+    timer = QTimer()
+    timer.setInterval(probe_ms)
+    timer.timeout.connect(probe)
+    begin = time.perf_counter()
+    start()
+    last[0] = time.perf_counter()
+    timer.start()
+    while busy():
+        app.processEvents()
+        time.sleep(0.001)
+    seconds = time.perf_counter() - begin
+    timer.stop()
+    return seconds, sorted(1e3 * x for x in lateness) or [0.0]
+
+
 def event_loop_latency(viewer, dock, app, job: str = "propagate", probe_ms: int = 10):
     """Lateness of a 10 ms QTimer while the dock's ``job`` ("propagate" or "predict") runs
     in its worker and until 0.3 s after it ends, and the time its result handler takes."""
     import torch
-    from qtpy.QtCore import QTimer
 
     from echo_napari.registration.backends import DirnetBackend
     from echo_napari.registration.dirnet import DirNet
@@ -132,14 +160,6 @@ def event_loop_latency(viewer, dock, app, job: str = "propagate", probe_ms: int 
     else:
         panel = dock.predict_panel
         start_job = panel.predict
-    lateness: list[float] = []
-    last = [time.perf_counter()]
-
-    def probe() -> None:
-        now = time.perf_counter()
-        lateness.append(max(0.0, now - last[0] - probe_ms / 1e3))
-        last[0] = now
-
     # The result is written back on the GUI thread: time that handler on its own, and
     # keep probing after the job ends so its stall is always among the probes.
     handler_ms: list[float] = []
@@ -151,24 +171,19 @@ def event_loop_latency(viewer, dock, app, job: str = "propagate", probe_ms: int 
         handler_ms.append(1e3 * (time.perf_counter() - begin))
 
     panel._on_returned = timed_on_returned
-    timer = QTimer()
-    timer.setInterval(probe_ms)
-    timer.timeout.connect(probe)
+    ended: list[float] = []
+
+    def busy() -> bool:
+        if panel.worker is not None:
+            return True
+        if not ended:
+            ended.append(time.perf_counter())
+        return time.perf_counter() < ended[0] + 0.3
+
     start = time.perf_counter()
-    start_job()
-    last[0] = time.perf_counter()
-    timer.start()
-    while panel.worker is not None:
-        app.processEvents()
-        time.sleep(0.001)
-    job_s = time.perf_counter() - start
-    settle = time.perf_counter() + 0.3
-    while time.perf_counter() < settle:
-        app.processEvents()
-        time.sleep(0.001)
-    timer.stop()
+    _, lateness_ms = _lateness_while(app, start_job, busy, probe_ms)
+    job_s = ended[0] - start
     del panel._on_returned
-    lateness_ms = sorted(1e3 * x for x in lateness)
     return {
         "job_s": job_s,
         "probes": len(lateness_ms),
@@ -182,47 +197,41 @@ def event_loop_latency(viewer, dock, app, job: str = "propagate", probe_ms: int 
     }
 
 
-def save_latency(viewer, dock, app, tmp: str, probe_ms: int = 10) -> dict[str, float]:
-    """Event-loop lateness during a background Save as… of the bound session, and the
-    seconds the same full save takes in the foreground (the freeze it would be)."""
+def file_io_latency(dock, app, tmp: str) -> dict[str, dict[str, float]]:
+    """Event-loop lateness during a background *Save as…* (a first save: frames embedded)
+    and a background *Export HDF5*, and the seconds each takes in the foreground (the
+    freeze it would be)."""
     from pathlib import Path
 
-    from qtpy.QtCore import QTimer
+    from echo_napari.session_export import export_hdf5
 
     panel, link = dock.session_panel, dock.link
-    lateness: list[float] = []
-    last = [time.perf_counter()]
-
-    def probe() -> None:
-        now = time.perf_counter()
-        lateness.append(max(0.0, now - last[0] - probe_ms / 1e3))
-        last[0] = now
-
-    timer = QTimer()
-    timer.setInterval(probe_ms)
-    timer.timeout.connect(probe)
-    start = time.perf_counter()
-    worker = panel.save_as(Path(tmp) / "background.h5", background=True)
-    assert worker is not None
-    last[0] = time.perf_counter()
-    timer.start()
-    while link.saving:
-        app.processEvents()
-        time.sleep(0.001)
-    background_s = time.perf_counter() - start
-    timer.stop()
-    begin = time.perf_counter()
-    report = link.store.save(Path(tmp) / "foreground.h5")  # what the button used to do
-    foreground_s = time.perf_counter() - begin
-    lateness_ms = sorted(1e3 * x for x in lateness)
-    return {
-        "background_s": background_s,
-        "foreground_s": foreground_s,
-        "mode": report.mode,
-        "probes": len(lateness_ms),
-        "p99_ms": lateness_ms[int(0.99 * (len(lateness_ms) - 1))] if lateness_ms else 0.0,
-        "max_ms": lateness_ms[-1] if lateness_ms else 0.0,
+    tmp = Path(tmp)
+    jobs = {
+        "Save as…": (
+            lambda: panel.save_as(tmp / "background.h5", background=True),
+            lambda: link.saving,
+            lambda: link.store.save(tmp / "foreground.h5"),  # what the button used to do
+        ),
+        "Export HDF5": (
+            lambda: panel.export_hdf5(tmp / "export_bg.h5", background=True),
+            lambda: panel.export_worker is not None,
+            lambda: export_hdf5(link.store, tmp / "export_fg.h5"),
+        ),
     }
+    out = {}
+    for name, (start, busy, foreground) in jobs.items():
+        seconds, lateness_ms = _lateness_while(app, start, busy)
+        begin = time.perf_counter()
+        foreground()
+        out[name] = {
+            "background_s": seconds,
+            "foreground_s": time.perf_counter() - begin,
+            "probes": len(lateness_ms),
+            "p99_ms": lateness_ms[int(0.99 * (len(lateness_ms) - 1))],
+            "max_ms": lateness_ms[-1],
+        }
+    return out
 
 
 def main() -> None:
@@ -280,13 +289,13 @@ def main() -> None:
         build(viewer, 100, 600)
         for _ in range(5):
             app.processEvents()
-        r = save_latency(viewer, dock, app, tmp)
-        print(
-            f"event loop during Save as… (100 frames 600×600, {r['mode']} save, frames "
-            f"embedded): background {r['background_s']:.1f} s, {r['probes']} probes: "
-            f"lateness p99 {r['p99_ms']:.1f} ms, max {r['max_ms']:.1f} ms; the same save in "
-            f"the foreground blocks the GUI for {r['foreground_s'] * 1e3:.0f} ms"
-        )
+        for name, r in file_io_latency(dock, app, tmp).items():
+            print(
+                f"event loop during {name} (100 frames 600×600, frames written): background "
+                f"{r['background_s']:.1f} s, {r['probes']} probes: lateness p99 "
+                f"{r['p99_ms']:.1f} ms, max {r['max_ms']:.1f} ms; the same in the foreground "
+                f"blocks the GUI for {r['foreground_s'] * 1e3:.0f} ms"
+            )
     viewer.close()
 
 

@@ -407,6 +407,40 @@ def test_closing_during_a_background_save_waits_for_the_file(docked, qtbot, tmp_
     np.testing.assert_array_equal(Session.open(path).labels, dock.session.labels)
 
 
+def test_exports_from_the_buttons_run_in_the_background(docked, qtbot, tmp_path, messages):
+    from echo_napari.io import read_sequence
+
+    viewer, dock = docked
+    panel = dock.session_panel
+    _paint(viewer, 6)
+    started, release = threading.Event(), threading.Event()
+
+    def held(store):
+        started.set()
+        assert release.wait(10)
+        from echo_napari.session_export import export_hdf5
+
+        return export_hdf5(store, tmp_path / "all.h5")
+
+    worker = panel._export(held, background=True)
+    assert worker is not None and started.wait(5)
+    # the viewer is free: the panel says an export runs and refuses a second one
+    assert panel.export_title.text() == "Exporting…" and not panel.export_hdf5_button.isEnabled()
+    assert panel.export_tracings(tmp_path / "t.csv", background=True) is None
+    assert "still running" in messages[-1][0]
+    release.set()
+    qtbot.waitUntil(lambda: panel.export_worker is None, timeout=10000)
+    assert panel.export_title.text() == "Export" and panel.export_hdf5_button.isEnabled()
+    assert panel.last_export == [tmp_path / "all.h5"]
+    np.testing.assert_array_equal(read_sequence(tmp_path / "all.h5").labels, dock.session.labels)
+    # a failing background export is notified on the GUI thread
+    (tmp_path / "a file").write_text("not a folder")
+    assert panel.export_tracings(tmp_path / "a file" / "t.csv", background=True) is not None
+    qtbot.waitUntil(lambda: panel.export_worker is None, timeout=10000)
+    assert "Export failed" in messages[-1][0]
+    assert messages[-1][1] == threading.main_thread().name
+
+
 def test_exports(docked, qtbot, tmp_path):
     from echo_napari.io import read_sequence
 

@@ -101,6 +101,8 @@ class SessionPanel(QGroupBox):
 
     def __init__(self, dock: ReviewDock) -> None:
         super().__init__("Session")
+        self.export_worker: Any = None
+        self.last_export: list[Path] | None = None
         self.dock = dock
         self.link = dock.link
 
@@ -153,7 +155,8 @@ class SessionPanel(QGroupBox):
         autosave.addWidget(QLabel("or"))
         autosave.addWidget(self.edits_spin)
         exports = QHBoxLayout()
-        exports.addWidget(QLabel("Export"))
+        self.export_title = QLabel("Export")
+        exports.addWidget(self.export_title)
         for b in (self.export_camus_button, self.export_tracings_button, self.export_hdf5_button):
             exports.addWidget(b)
         layout = QVBoxLayout(self)
@@ -174,9 +177,9 @@ class SessionPanel(QGroupBox):
         self.redo_button.clicked.connect(lambda: self.redo())
         self.interval_spin.valueChanged.connect(self._on_autosave_policy)
         self.edits_spin.valueChanged.connect(self._on_autosave_policy)
-        self.export_camus_button.clicked.connect(lambda: self.export_camus())
-        self.export_tracings_button.clicked.connect(lambda: self.export_tracings())
-        self.export_hdf5_button.clicked.connect(lambda: self.export_hdf5())
+        self.export_camus_button.clicked.connect(lambda: self.export_camus(background=True))
+        self.export_tracings_button.clicked.connect(lambda: self.export_tracings(background=True))
+        self.export_hdf5_button.clicked.connect(lambda: self.export_hdf5(background=True))
         self.link.changed.connect(self.refresh)
         # the autosave thread cannot touch widgets: poll its counter once a second
         self._status_timer = QTimer(self)
@@ -206,8 +209,10 @@ class SessionPanel(QGroupBox):
             self.file_label.setToolTip(str(store.path))
         for b in (self.new_button, self.save_button, self.save_as_button):
             b.setEnabled(has and not self.link.saving)
+        exporting = self.export_worker is not None
         for b in (self.export_camus_button, self.export_tracings_button, self.export_hdf5_button):
-            b.setEnabled(has)
+            b.setEnabled(has and not exporting)
+        self.export_title.setText("Exporting…" if exporting else "Export")
         self.undo_button.setEnabled(self.link.can_undo)
         self.redo_button.setEnabled(self.link.can_redo)
         if has and (len(store.history) or self.link.can_redo):
@@ -289,7 +294,9 @@ class SessionPanel(QGroupBox):
         """Redo the last undone change."""
         return self.link.redo()
 
-    def export_camus(self, folder: str | Path | None = None, suffix: str = ".nii.gz") -> Any:
+    def export_camus(
+        self, folder: str | Path | None = None, suffix: str = ".nii.gz", background: bool = False
+    ) -> Any:
         """Export to a CAMUS patient folder (its name is the patient id)."""
         from echo_napari.session_export import export_camus
 
@@ -299,9 +306,9 @@ class SessionPanel(QGroupBox):
             )
             if not folder:
                 return None
-        return self._export(lambda store: export_camus(store, folder, suffix=suffix))
+        return self._export(lambda store: export_camus(store, folder, suffix=suffix), background)
 
-    def export_tracings(self, path: str | Path | None = None) -> Any:
+    def export_tracings(self, path: str | Path | None = None, background: bool = False) -> Any:
         """Export the LV tracings of every keyframe as a VolumeTracings-style CSV."""
         from echo_napari.session_export import export_volume_tracings
 
@@ -312,9 +319,9 @@ class SessionPanel(QGroupBox):
         store = self.link.store
         source = store.source.path if store is not None else ""
         name = Path(source or (store.path if store is not None else "echo")).stem
-        return self._export(lambda store: export_volume_tracings(store, path, name))
+        return self._export(lambda store: export_volume_tracings(store, path, name), background)
 
-    def export_hdf5(self, path: str | Path | None = None) -> Any:
+    def export_hdf5(self, path: str | Path | None = None, background: bool = False) -> Any:
         """Export the whole sequence in the io package's HDF5 layout."""
         from echo_napari.session_export import export_hdf5
 
@@ -322,18 +329,46 @@ class SessionPanel(QGroupBox):
             path, _ = QFileDialog.getSaveFileName(self, "Export HDF5", "", "HDF5 (*.h5)")
             if not path:
                 return None
-        return self._export(lambda store: export_hdf5(store, path))
+        return self._export(lambda store: export_hdf5(store, path), background)
 
-    def _export(self, write: Any) -> list[Path] | None:
+    def _export(self, write: Any, background: bool = False) -> Any:
+        """Run ``write(store)``; returns the paths written (None on failure, notified), or
+        with ``background`` the worker (exports of a whole sequence take seconds)."""
         store = self.link.store
         if store is None:
             notify_error("Nothing to export: bind an echo layer first.")
             return None
-        self.link.commit("brush")  # exports write the committed state
-        try:
-            written = write(store)
-        except (EchoNapariError, OSError) as error:
-            notify_error(f"Export failed: {error}")
+        if self.export_worker is not None:
+            notify_error("An export is still running: wait until it has finished.")
             return None
+        self.link.commit("brush")  # exports write the committed state (a snapshot)
+        if not background:
+            try:
+                written = write(store)
+            except (EchoNapariError, OSError) as error:
+                self._export_failed(error)
+                return None
+            self._exported(written)
+            return written
+        from napari.qt.threading import create_worker
+
+        worker = create_worker(write, store, _start_thread=False, _ignore_errors=True)
+        worker.returned.connect(self._exported)
+        worker.errored.connect(self._export_failed)
+        worker.finished.connect(self._export_finished)
+        self.export_worker = worker
+        self.refresh()
+        worker.start()
+        return worker
+
+    def _exported(self, written: list[Path]) -> None:
         notify_info(f"echo-napari: exported {len(written)} files ({Path(written[0]).name}, …)")
-        return written
+        self.last_export = written
+
+    def _export_failed(self, error: BaseException) -> None:
+        reason = str(error) if isinstance(error, (EchoNapariError, OSError)) else repr(error)
+        notify_error(f"Export failed: {reason}")
+
+    def _export_finished(self) -> None:
+        self.export_worker = None
+        self.refresh()
