@@ -117,8 +117,15 @@ class ShapeFeatures:
 
     def update(self, frames: np.ndarray, other: ShapeFeatures) -> None:
         """Overwrite ``frames`` with the rows of ``other`` (features of those frames)."""
-        for name in ("labelled", "lv_pixels", "solidity", "la_direction"):
+        for name in _FEATURES:
             getattr(self, name)[frames] = getattr(other, name)
+
+    def take(self, frames: np.ndarray) -> ShapeFeatures:
+        """The features of ``frames`` (a copy)."""
+        return ShapeFeatures(*(getattr(self, name)[frames].copy() for name in _FEATURES))
+
+
+_FEATURES = ("labelled", "lv_pixels", "solidity", "la_direction")
 
 
 def shape_features(labels: np.ndarray, min_pixels: int = 10) -> ShapeFeatures:

@@ -126,12 +126,14 @@ class SecondSource:
     provenance : FrameProvenance recorded when frames are accepted from it
     areas : (T, 4) float64, mm² (px² without spacing)
     disagreement : (T,) float64, 1 − mean Dice against the reviewed labels
+    shapes : ShapeFeatures of ``labels`` (computed by the job), or None
     """
 
     labels: np.ndarray
     provenance: FrameProvenance
     areas: np.ndarray
     disagreement: np.ndarray
+    shapes: ShapeFeatures | None = None
 
 
 class ReviewSession:
@@ -166,6 +168,7 @@ class ReviewSession:
         # recomputed are marked stale, so a brush stroke costs one frame, not T.
         self._shapes: ShapeFeatures | None = None
         self._stale_shapes = np.zeros(0, dtype=bool)
+        self._accepting = False
         if sequence is not None:
             self.load(sequence)
 
@@ -265,6 +268,7 @@ class ReviewSession:
         labels: np.ndarray,
         provenance: FrameProvenance,
         shapes: ShapeFeatures | None = None,
+        areas: np.ndarray | None = None,
     ) -> np.ndarray:
         """Write computed labels (propagation, prediction) into ``frames`` in place.
 
@@ -277,6 +281,8 @@ class ReviewSession:
         shapes : ShapeFeatures of ``labels`` (N frames), optional
             Computed by the job that made them (off the GUI thread); otherwise the
             anatomical checks recompute them when next asked.
+        areas : (N, 4) float64 class areas of ``labels`` (mm², px² without spacing), optional
+            Already known (a prediction's); otherwise computed here.
 
         Returns
         -------
@@ -291,7 +297,12 @@ class ReviewSession:
         self.labels[idx] = labels
         for t in idx:
             self.sequence.provenance[int(t)] = provenance
-        self._recompute_areas(idx)
+        if areas is not None and areas.shape == (idx.size, 4):
+            self.areas[idx] = areas
+            if self._shapes is not None:
+                self._stale_shapes[idx] = True
+        else:
+            self._recompute_areas(idx)
         if shapes is not None and self._shapes is not None:
             if shapes.lv_pixels.size != idx.size:
                 raise SequenceError(
@@ -310,10 +321,17 @@ class ReviewSession:
         self.events.results.emit(key)
 
     # -- a second source (prediction) ---------------------------------------------------------
-    def set_second_source(self, labels: np.ndarray, provenance: FrameProvenance) -> None:
+    def set_second_source(
+        self,
+        labels: np.ndarray,
+        provenance: FrameProvenance,
+        shapes: ShapeFeatures | None = None,
+    ) -> None:
         """Show ``labels`` (T, H, W) uint8 from another source next to the reviewed ones.
 
-        Emits ``results("second_source")``; its disagreement joins the suspicion score.
+        ``shapes``: their ShapeFeatures, computed by the job (then accepting frames does
+        not recompute the anatomical checks on the GUI thread). Emits
+        ``results("second_source")``; its disagreement joins the suspicion score.
         """
         seq = self.sequence
         if labels.shape != tuple(seq.frames.shape) or labels.dtype != np.uint8:
@@ -326,6 +344,7 @@ class ReviewSession:
             provenance=provenance,
             areas=class_areas_mm2(labels, seq.spacing),
             disagreement=label_disagreement(self.labels, labels),
+            shapes=shapes,
         )
         self.events.results.emit("second_source")
 
@@ -345,9 +364,23 @@ class ReviewSession:
         if not frames:
             return np.zeros(0, dtype=np.int64)
         source = self.second_source
-        return self.write_labels(frames, source.labels[frames], source.provenance)
+        shapes = source.shapes.take(np.asarray(frames)) if source.shapes is not None else None
+        self._accepting = True  # the written frames then equal the source: no disagreement
+        try:
+            return self.write_labels(
+                frames,
+                source.labels[frames],
+                source.provenance,
+                shapes=shapes,
+                areas=source.areas[frames],
+            )
+        finally:
+            self._accepting = False
 
     def _refresh_disagreement(self, idx: np.ndarray) -> None:
+        if self._accepting and self.second_source is not None:
+            self.second_source.disagreement[idx] = 0.0
+            return
         if self.second_source is not None and idx.size:
             self.second_source.disagreement[idx] = label_disagreement(
                 self.labels[idx], self.second_source.labels[idx]

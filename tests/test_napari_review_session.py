@@ -93,6 +93,41 @@ def test_write_labels_takes_shape_features_computed_by_the_job(echo_sequence, mo
         session.write_labels([4], new[:1], prov, shapes=features)
 
 
+def test_accepting_a_prediction_reuses_what_its_job_computed(echo_sequence, monkeypatch):
+    import echo_napari.review_session as review_module
+    from echo_napari.metrics_plausibility import frame_plausibility, shape_features
+    from echo_napari.review_session import label_disagreement
+
+    session = ReviewSession(echo_sequence)
+    session.suspicion_scores()
+    predicted = np.flip(session.labels, axis=1).copy()  # LA above the LV: implausible
+    prov = FrameProvenance(ProvenanceKind.PREDICTED, "seg", "seg_v3+refined")
+    session.set_second_source(predicted, prov, shape_features(predicted))
+    calls = []
+    for name in ("shape_features", "class_areas_mm2", "label_disagreement"):
+        original = getattr(review_module, name)
+        monkeypatch.setattr(
+            review_module,
+            name,
+            lambda *a, _f=original, _n=name, **k: calls.append(_n) or _f(*a, **k),
+        )
+    written = session.accept_second_source(2, 6)
+    session.suspicion_scores()
+    assert calls == []  # areas, shapes and disagreement come from the prediction's job
+    # ... and equal what a full recomputation gives
+    n = session.sequence.n_frames
+    expected_areas = class_areas_mm2(session.labels, session.sequence.spacing)
+    np.testing.assert_allclose(session.areas, expected_areas)
+    expected_score = frame_plausibility(session.labels).score
+    np.testing.assert_allclose(session.plausibility.score, expected_score)
+    source = session.second_source
+    np.testing.assert_allclose(
+        source.disagreement, label_disagreement(session.labels, source.labels), atol=1e-12
+    )
+    assert written.size and all(session.sequence.provenance[t] == prov for t in written)
+    assert n == session.labels.shape[0] and expected_score[written].max() == 1.0
+
+
 def test_keyframe_navigation_and_toggle(echo_sequence):
     session = ReviewSession(echo_sequence)  # keyframes {0, 8}
     assert session.next_keyframe(0) == 8 and session.next_keyframe(8) is None

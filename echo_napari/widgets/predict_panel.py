@@ -28,6 +28,7 @@ from qtpy.QtWidgets import (
 )
 
 from echo_napari.errors import EchoNapariError
+from echo_napari.metrics_plausibility import ShapeFeatures, shape_features
 from echo_napari.sequence import FrameProvenance, ProvenanceKind
 from echo_napari.widgets._jobs import (
     ProgressJobMixin,
@@ -67,9 +68,10 @@ def run_prediction(
     progress: Callable[[str, int, int], None] | None = None,
     cancel: threading.Event | None = None,
     refine: bool = True,
-) -> tuple[np.ndarray, FrameProvenance, int]:
-    """The job body: (T, H, W) uint8 labels for every frame, their provenance, and the
-    number of frames whose LV border the refinement moved (0 when ``refine`` is off).
+) -> tuple[np.ndarray, FrameProvenance, int, ShapeFeatures]:
+    """The job body: (T, H, W) uint8 labels for every frame, their provenance, the
+    number of frames whose LV border the refinement moved (0 when ``refine`` is off), and
+    the labels' shape features for the anatomical checks.
 
     Parameters
     ----------
@@ -106,7 +108,9 @@ def run_prediction(
     if refine:
         version = refined_version(version)
     provenance = FrameProvenance(ProvenanceKind.PREDICTED, name, version)
-    return labels.astype(np.uint8), provenance, moved
+    labels = labels.astype(np.uint8)
+    # the anatomical checks' features, here rather than on the GUI thread at Accept
+    return labels, provenance, moved, shape_features(labels)
 
 
 class PredictPanel(ProgressJobMixin, QGroupBox):
@@ -265,13 +269,13 @@ class PredictPanel(ProgressJobMixin, QGroupBox):
         self.status_label.setText(message)
 
     # -- worker callbacks (GUI thread) ------------------------------------------------------
-    def _on_returned(self, output: tuple[np.ndarray, FrameProvenance, int]) -> None:
-        labels, provenance, moved = output
+    def _on_returned(self, output: tuple[np.ndarray, FrameProvenance, int, ShapeFeatures]) -> None:
+        labels, provenance, moved, shapes = output
         if not self.session.is_loaded or self.session.sequence is not self._job_sequence:
             self.status_label.setText("The layers changed while predicting; result discarded.")
             return
         try:
-            self.session.set_second_source(labels, provenance)
+            self.session.set_second_source(labels, provenance, shapes)
         except EchoNapariError as error:
             notify_error(f"Prediction: {error}")
             return
