@@ -168,7 +168,6 @@ class ReviewSession:
         # recomputed are marked stale, so a brush stroke costs one frame, not T.
         self._shapes: ShapeFeatures | None = None
         self._stale_shapes = np.zeros(0, dtype=bool)
-        self._accepting = False
         if sequence is not None:
             self.load(sequence)
 
@@ -269,6 +268,7 @@ class ReviewSession:
         provenance: FrameProvenance,
         shapes: ShapeFeatures | None = None,
         areas: np.ndarray | None = None,
+        from_second_source: bool = False,
     ) -> np.ndarray:
         """Write computed labels (propagation, prediction) into ``frames`` in place.
 
@@ -283,6 +283,8 @@ class ReviewSession:
             anatomical checks recompute them when next asked.
         areas : (N, 4) float64 class areas of ``labels`` (mm², px² without spacing), optional
             Already known (a prediction's); otherwise computed here.
+        from_second_source : the labels are the second source's own for these frames (so
+            their disagreement with it is 0, not recomputed)
 
         Returns
         -------
@@ -297,12 +299,14 @@ class ReviewSession:
         self.labels[idx] = labels
         for t in idx:
             self.sequence.provenance[int(t)] = provenance
-        if areas is not None and areas.shape == (idx.size, 4):
+        if areas is None:
+            self._recompute_areas(idx)
+        else:
+            if areas.shape != (idx.size, 4):
+                raise SequenceError(f"areas for {idx.size} frames must be ({idx.size}, 4)")
             self.areas[idx] = areas
             if self._shapes is not None:
                 self._stale_shapes[idx] = True
-        else:
-            self._recompute_areas(idx)
         if shapes is not None and self._shapes is not None:
             if shapes.lv_pixels.size != idx.size:
                 raise SequenceError(
@@ -310,7 +314,10 @@ class ReviewSession:
                 )
             self._shapes.update(idx, shapes)
             self._stale_shapes[idx] = False
-        self._refresh_disagreement(idx)
+        if from_second_source and self.second_source is not None:
+            self.second_source.disagreement[idx] = 0.0
+        else:
+            self._refresh_disagreement(idx)
         self.events.areas.emit(idx)
         self.events.provenance.emit(idx)
         return idx
@@ -365,22 +372,16 @@ class ReviewSession:
             return np.zeros(0, dtype=np.int64)
         source = self.second_source
         shapes = source.shapes.take(np.asarray(frames)) if source.shapes is not None else None
-        self._accepting = True  # the written frames then equal the source: no disagreement
-        try:
-            return self.write_labels(
-                frames,
-                source.labels[frames],
-                source.provenance,
-                shapes=shapes,
-                areas=source.areas[frames],
-            )
-        finally:
-            self._accepting = False
+        return self.write_labels(
+            frames,
+            source.labels[frames],
+            source.provenance,
+            shapes=shapes,
+            areas=source.areas[frames],
+            from_second_source=True,
+        )
 
     def _refresh_disagreement(self, idx: np.ndarray) -> None:
-        if self._accepting and self.second_source is not None:
-            self.second_source.disagreement[idx] = 0.0
-            return
         if self.second_source is not None and idx.size:
             self.second_source.disagreement[idx] = label_disagreement(
                 self.labels[idx], self.second_source.labels[idx]
