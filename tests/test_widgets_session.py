@@ -337,6 +337,10 @@ def test_save_error_is_notified_and_loses_nothing(docked, tmp_path, qtbot, messa
     folder.write_text("not a folder")
     assert dock.session_panel.save() is None
     assert messages and "Session not saved" in messages[0][0]
+    with qtbot.waitSignal(dock.link.save_finished, timeout=10000) as failed:
+        assert dock.session_panel.save(background=True) is not None
+    assert failed.args == [None] and "Session not saved" in messages[-1][0]
+    assert not dock.link.saving and dock.session_panel.save_button.isEnabled()
     qtbot.waitUntil(lambda: any("Autosave failed" in m for m, _ in messages), timeout=5000)
     # notified on the GUI thread, not from the autosave thread
     assert all(thread == threading.main_thread().name for _, thread in messages)
