@@ -178,8 +178,8 @@ def test_next_suspicious_frame_finds_a_one_frame_spike(docked, qtbot):
     viewer.dims.set_current_step(0, 2)
     dock.go_to_next_suspicious()
     assert viewer.dims.current_step[0] == 11
-    scores = dock.curve.suspicion_curve.getData()[1]
-    assert int(np.argmax(scores)) == 11
+    # the strip is redrawn once the action's events are handled
+    qtbot.waitUntil(lambda: int(np.argmax(dock.curve.suspicion_curve.getData()[1])) == 11)
     assert "LV cavity collapsed or missing" in dock.frame_label.text()
     dock._update_info()
     assert "shapes plausible on 93.8 % of labelled frames" in dock.info_label.text()

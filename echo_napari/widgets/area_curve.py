@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from qtpy.QtCore import Qt, Signal
+from qtpy.QtCore import Qt, QTimer, Signal
 from qtpy.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from echo_napari.review_session import ReviewSession
@@ -152,6 +152,10 @@ class AreaCurveWidget(QWidget):
             fillLevel=0,
             brush=pg.mkBrush(230, 230, 230, 60),
         )
+        self._suspicion_timer = QTimer(self)
+        self._suspicion_timer.setSingleShot(True)
+        self._suspicion_timer.setInterval(0)
+        self._suspicion_timer.timeout.connect(self._draw_suspicion_now)
         self.suspicion_cursor = pg.InfiniteLine(pos=0, angle=90, pen=pg.mkPen("w", width=2))
         self.suspicion.addItem(self.suspicion_cursor)
 
@@ -218,7 +222,7 @@ class AreaCurveWidget(QWidget):
         self._draw_provenance()
         self._draw_keyframes()
         self._draw_phases()
-        self._draw_suspicion()
+        self._draw_suspicion_now()
         self._draw_second_source()
 
     # -- drawing ----------------------------------------------------------------------
@@ -260,6 +264,14 @@ class AreaCurveWidget(QWidget):
             self.legend.addItem(self.second_curves[1], f"{model} (dashed)")
 
     def _draw_suspicion(self, *_: object) -> None:
+        # Once per action, after the curves are drawn: one action emits several events
+        # (areas, provenance, results), and the anatomical checks of many frames at once
+        # (an accepted prediction, an undo) should not add to the curves' own stall.
+        self._suspicion_timer.start()
+
+    def _draw_suspicion_now(self) -> None:
+        if self._session is None or not self._session.is_loaded:
+            return
         scores = self._session.suspicion_scores()
         self.suspicion_curve.setData(np.arange(scores.size), scores)
         self.suspicion.setYRange(0, max(0.2, float(scores.max(initial=0.0))), padding=0.05)
