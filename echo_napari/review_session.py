@@ -85,10 +85,18 @@ def provenance_from_facts(facts: dict[str, Any], n_frames: int) -> list[FramePro
     ]
 
 
+#: pixels: frames larger than this are compared on a subsampled grid for the disagreement.
+DISAGREEMENT_GRID_PX = 256
+
+
 def label_disagreement(
     a: np.ndarray, b: np.ndarray, classes: tuple[int, ...] = (1, 2, 3)
 ) -> np.ndarray:
     """Per-frame disagreement 1 − mean Dice over the classes present in either array.
+
+    Frames larger than :data:`DISAGREEMENT_GRID_PX` are compared on every k-th row and
+    column (a suspicion score, not a measurement: 4× less work on 600 × 600 frames, where
+    undoing a whole-sequence change spent ~0.5 s here on the GUI thread).
 
     Parameters
     ----------
@@ -99,8 +107,9 @@ def label_disagreement(
     (N,) float64 in [0, 1]; 0 where neither has any of ``classes``.
     """
     n = a.shape[0]
-    a = a.reshape(n, -1)
-    b = b.reshape(n, -1)
+    step = max(1, max(a.shape[1:], default=1) // DISAGREEMENT_GRID_PX)
+    a = a[:, ::step, ::step].reshape(n, -1)
+    b = b[:, ::step, ::step].reshape(n, -1)
     dice_sum = np.zeros(n)
     present = np.zeros(n)
     for c in classes:
