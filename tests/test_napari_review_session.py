@@ -262,3 +262,21 @@ def test_anatomical_checks_recompute_only_edited_frames(echo_sequence, monkeypat
     expected = frame_plausibility(session.labels).score
     np.testing.assert_allclose(session.plausibility.score, expected)
     assert scores[5] == 0.0  # a painted frame is a keyframe: the human has the last word
+
+
+def test_disagreement_of_large_frames_is_taken_on_a_subsampled_grid(monkeypatch):
+    import echo_napari.review_session as review_module
+    from echo_napari.review_session import label_disagreement
+
+    size = 2 * review_module.DISAGREEMENT_GRID_PX + 40
+    yy, xx = np.mgrid[:size, :size]
+    a = np.zeros((2, size, size), np.uint8)
+    b = np.zeros_like(a)
+    a[:, np.hypot(yy - size / 2, xx - size / 2) < size / 4] = 1
+    b[:, np.hypot(yy - size / 2 - 7, xx - size / 2) < size / 4 - 5] = 1
+    b[1] = a[1]
+    fast = label_disagreement(a, b)
+    monkeypatch.setattr(review_module, "DISAGREEMENT_GRID_PX", 10**6)  # every pixel
+    full = label_disagreement(a, b)
+    assert full[0] > 0.05 and full[1] == 0.0
+    np.testing.assert_allclose(fast, full, atol=0.01)
