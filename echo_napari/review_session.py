@@ -8,7 +8,6 @@ edits something and subscribe to ``session.events`` to redraw.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -23,6 +22,7 @@ from echo_napari.metrics_plausibility import (
     plausibility_from_features,
     shape_features,
 )
+from echo_napari.second_source import SecondSource, label_disagreement
 from echo_napari.sequence import MANUAL, EchoSequence, FrameProvenance, ProvenanceKind
 
 __all__ = ["ReviewEvents", "ReviewSession", "sequence_facts"]
@@ -83,66 +83,6 @@ def provenance_from_facts(facts: dict[str, Any], n_frames: int) -> list[FramePro
         FrameProvenance(ProvenanceKind(e["kind"]), e.get("model", ""), e.get("version", ""))
         for e in entries
     ]
-
-
-#: pixels: frames larger than this are compared on a subsampled grid for the disagreement.
-DISAGREEMENT_GRID_PX = 256
-
-
-def label_disagreement(
-    a: np.ndarray, b: np.ndarray, classes: tuple[int, ...] = (1, 2, 3)
-) -> np.ndarray:
-    """Per-frame disagreement 1 − mean Dice over the classes present in either array.
-
-    Frames larger than :data:`DISAGREEMENT_GRID_PX` are compared on every k-th row and
-    column (a suspicion score, not a measurement: 4× less work on 600 × 600 frames, where
-    undoing a whole-sequence change spent ~0.5 s here on the GUI thread).
-
-    Parameters
-    ----------
-    a, b : (N, H, W) uint8 label stacks
-
-    Returns
-    -------
-    (N,) float64 in [0, 1]; 0 where neither has any of ``classes``.
-    """
-    n = a.shape[0]
-    step = max(1, max(a.shape[1:], default=1) // DISAGREEMENT_GRID_PX)
-    a = a[:, ::step, ::step].reshape(n, -1)
-    b = b[:, ::step, ::step].reshape(n, -1)
-    dice_sum = np.zeros(n)
-    present = np.zeros(n)
-    for c in classes:
-        in_a, in_b = a == c, b == c
-        total = in_a.sum(1) + in_b.sum(1)
-        both = (in_a & in_b).sum(1)
-        has = total > 0
-        dice_sum[has] += 2.0 * both[has] / total[has]
-        present += has
-    out = np.zeros(n)
-    ok = present > 0
-    out[ok] = 1.0 - dice_sum[ok] / present[ok]
-    return out
-
-
-@dataclass
-class SecondSource:
-    """Labels from another source (a prediction) shown next to the reviewed labels.
-
-    Attributes
-    ----------
-    labels : (T, H, W) uint8
-    provenance : FrameProvenance recorded when frames are accepted from it
-    areas : (T, 4) float64, mm² (px² without spacing)
-    disagreement : (T,) float64, 1 − mean Dice against the reviewed labels
-    shapes : ShapeFeatures of ``labels`` (computed by the job), or None
-    """
-
-    labels: np.ndarray
-    provenance: FrameProvenance
-    areas: np.ndarray
-    disagreement: np.ndarray
-    shapes: ShapeFeatures | None = None
 
 
 class ReviewSession:

@@ -96,7 +96,7 @@ def test_write_labels_takes_shape_features_computed_by_the_job(echo_sequence, mo
 def test_accepting_a_prediction_reuses_what_its_job_computed(echo_sequence, monkeypatch):
     import echo_napari.review_session as review_module
     from echo_napari.metrics_plausibility import frame_plausibility, shape_features
-    from echo_napari.review_session import label_disagreement
+    from echo_napari.second_source import label_disagreement
 
     session = ReviewSession(echo_sequence)
     session.suspicion_scores()
@@ -265,10 +265,10 @@ def test_anatomical_checks_recompute_only_edited_frames(echo_sequence, monkeypat
 
 
 def test_disagreement_of_large_frames_is_taken_on_a_subsampled_grid(monkeypatch):
-    import echo_napari.review_session as review_module
-    from echo_napari.review_session import label_disagreement
+    import echo_napari.second_source as second_source
+    from echo_napari.second_source import label_disagreement
 
-    size = 2 * review_module.DISAGREEMENT_GRID_PX + 40
+    size = 2 * second_source.DISAGREEMENT_GRID_PX + 40
     yy, xx = np.mgrid[:size, :size]
     a = np.zeros((2, size, size), np.uint8)
     b = np.zeros_like(a)
@@ -276,7 +276,7 @@ def test_disagreement_of_large_frames_is_taken_on_a_subsampled_grid(monkeypatch)
     b[:, np.hypot(yy - size / 2 - 7, xx - size / 2) < size / 4 - 5] = 1
     b[1] = a[1]
     fast = label_disagreement(a, b)
-    monkeypatch.setattr(review_module, "DISAGREEMENT_GRID_PX", 10**6)  # every pixel
+    monkeypatch.setattr(second_source, "DISAGREEMENT_GRID_PX", 10**6)  # every pixel
     full = label_disagreement(a, b)
     assert full[0] > 0.03 and full[1] == 0.0
     np.testing.assert_allclose(fast, full, atol=0.01)
