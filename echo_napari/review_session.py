@@ -248,14 +248,9 @@ class ReviewSession:
         self.labels[idx] = labels
         for t in idx:
             self.sequence.provenance[int(t)] = provenance
-        if areas is None:
-            self._recompute_areas(idx)
-        else:
-            if areas.shape != (idx.size, 4):
-                raise SequenceError(f"areas for {idx.size} frames must be ({idx.size}, 4)")
-            self.areas[idx] = areas
-            if self._shapes is not None:
-                self._stale_shapes[idx] = True
+        if areas is not None and areas.shape != (idx.size, 4):
+            raise SequenceError(f"areas for {idx.size} frames must be ({idx.size}, 4)")
+        self._recompute_areas(idx, known=areas)
         if shapes is not None and self._shapes is not None:
             if shapes.lv_pixels.size != idx.size:
                 raise SequenceError(
@@ -528,10 +523,10 @@ class ReviewSession:
         scores[sorted(self.sequence.keyframes)] = 0.0
         return scores
 
-    def _recompute_areas(self, idx: np.ndarray) -> np.ndarray:
-        """Recompute the areas of frames ``idx`` and mark their shape features stale;
-        returns (N,) bool, which of them changed area."""
-        new = class_areas_mm2(self.labels[idx], self.sequence.spacing)
+    def _recompute_areas(self, idx: np.ndarray, known: np.ndarray | None = None) -> np.ndarray:
+        """Recompute the areas of frames ``idx`` (or take ``known`` (N, 4) ones) and mark
+        their shape features stale; returns (N,) bool, which of them changed area."""
+        new = class_areas_mm2(self.labels[idx], self.sequence.spacing) if known is None else known
         changed = np.any(new != self.areas[idx], axis=1)
         self.areas[idx] = new
         if self._shapes is not None:
