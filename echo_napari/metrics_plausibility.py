@@ -157,6 +157,28 @@ def shape_features(labels: np.ndarray, min_pixels: int = 10) -> ShapeFeatures:
     return features
 
 
+def collapsed_frames(
+    lv_pixels: np.ndarray,
+    labelled: np.ndarray,
+    collapse_fraction: float = 0.25,
+    min_pixels: int = 10,
+) -> np.ndarray:
+    """(T,) bool: labelled frames whose LV cavity is missing or collapsed (the
+    **collapse** check of the module docstring); all False when no frame has an LV.
+
+    Parameters
+    ----------
+    lv_pixels : (T,) LV cavity area per frame, pixels
+    labelled : (T,) bool, any label on the frame (unlabelled frames are not judged)
+    """
+    lv_pixels = np.asarray(lv_pixels, dtype=np.float64)
+    present = lv_pixels >= min_pixels
+    if not present.any():
+        return np.zeros(lv_pixels.shape, bool)
+    typical = float(np.percentile(lv_pixels[present], 95))
+    return np.asarray(labelled, bool) & (lv_pixels < collapse_fraction * typical)
+
+
 def plausibility_from_features(
     features: ShapeFeatures,
     collapse_fraction: float = 0.25,
@@ -165,13 +187,13 @@ def plausibility_from_features(
 ) -> Plausibility:
     """The three checks from per-frame features (see :func:`frame_plausibility`)."""
     n = features.lv_pixels.size
-    collapse = np.zeros(n)
     atrium_side = np.zeros(n)
     present = features.lv_pixels >= min_pixels
     if not present.any():
-        return Plausibility(collapse, np.zeros(n), atrium_side)
-    typical = float(np.percentile(features.lv_pixels[present], 95))
-    collapse[features.labelled & (features.lv_pixels < collapse_fraction * typical)] = 1.0
+        return Plausibility(np.zeros(n), np.zeros(n), atrium_side)
+    collapse = collapsed_frames(
+        features.lv_pixels, features.labelled, collapse_fraction, min_pixels
+    ).astype(np.float64)
     concavity = np.where(present, np.clip((min_solidity - features.solidity) / 0.2, 0.0, 1.0), 0.0)
     directions = features.la_direction
     known = present & np.isfinite(directions[:, 0])

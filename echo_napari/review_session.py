@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 from psygnal import Signal, SignalGroup
-from scipy import ndimage
 
 from echo_napari.errors import EchoNapariError, SequenceError
 from echo_napari.metrics import class_areas_mm2
@@ -456,17 +455,20 @@ class ReviewSession:
     def detect_phases(self) -> tuple[int, int]:
         """Set ED and ES from the LV cavity area curve.
 
-        With every frame labelled, ED/ES are one beat's filling peak and trough (the beat of
-        median area change: a representative one), so that a clip of
-        several beats does not pair the largest and smallest frames of different beats;
-        otherwise, or with no clear beat, the largest and smallest labelled frames.
+        ED/ES are one beat's filling peak and trough (the beat of median area change: a
+        representative one), so that a clip of several beats does not pair the largest and
+        smallest frames of different beats. Beats are searched within the stretches of
+        labelled frames with an LV (:func:`~echo_napari.segmentation.ef.beats_where_present`:
+        frames where the LV is lost or not yet labelled are no beat); with no clear beat,
+        ED/ES are the largest and smallest labelled frames.
 
         Returns
         -------
         (ed_index, es_index)
         """
+        from echo_napari.metrics_plausibility import collapsed_frames
         from echo_napari.metrics_volume import ed_es_from_curve
-        from echo_napari.segmentation.ef import beats_from_curve
+        from echo_napari.segmentation.ef import beats_where_present
         from echo_napari.sequence import LabelClass
 
         curve = self.areas[:, int(LabelClass.LV_CAVITY)]
@@ -475,9 +477,10 @@ class ReviewSession:
         labelled = curve > 0
         masked = np.where(labelled, curve, np.nan)
         ed, es = ed_es_from_curve(masked, sigma_frames=0.0)
-        if labelled.all():
-            smooth = ndimage.gaussian_filter1d(curve.astype(np.float64), 1.0, mode="nearest")
-            beats = [(d, s) for d, s in beats_from_curve(smooth) if d < s]
+        present = labelled & ~collapsed_frames(curve, labelled)
+        if present.sum() >= 3:
+            smooth, found = beats_where_present(curve, present, 1.0)
+            beats = [(d, s) for d, s in found if d < s and present[d] and present[s]]
             if beats:
                 change = [1.0 - smooth[s] / smooth[d] for d, s in beats]
                 ed, es = beats[int(np.argsort(change)[(len(beats) - 1) // 2])]

@@ -225,6 +225,30 @@ def test_phase_detection_takes_ed_and_es_from_one_beat_of_a_clip():
     assert (ed, es) == (20, 30)  # the beat of median area change
 
 
+def test_phase_detection_skips_frames_without_a_ventricle():
+    from conftest import make_sequence
+
+    seq = make_sequence(n_frames=100, size=48)
+    yy, xx = np.mgrid[:48, :48]
+    dist = np.hypot(yy - 19.2, xx - 24.0)
+    # Five 20-frame beats; the largest ED is in the last beat, the smallest ES in the first.
+    peak, trough = (9.5, 10.0, 10.2, 10.3, 10.8), (5.5, 6.5, 6.0, 6.2, 6.4)
+    for t in range(100):
+        beat, phase = divmod(t, 20)
+        lo, hi = trough[beat], peak[beat]
+        radius = lo + (hi - lo) * (0.5 + 0.5 * np.cos(2 * np.pi * phase / 20))
+        seq.labels[t][seq.labels[t] == 1] = 2
+        seq.labels[t][dist <= radius] = 1
+    seq.labels[38:62] = 0  # the view is lost for a stretch: nothing labelled there
+    session = ReviewSession(seq)
+    ed, es = session.detect_phases()
+    # One beat's ED and ES, both where there is a ventricle (before: the largest and the
+    # smallest labelled frames, of any beat, as soon as one frame was unlabelled).
+    assert 0 < es - ed <= 12
+    assert not 38 <= ed < 62 and not 38 <= es < 62
+    assert es % 20 == 10 and ed % 20 == 0
+
+
 def test_suspicion_ranks_an_anatomically_implausible_frame_first(echo_sequence):
     session = ReviewSession(echo_sequence)
     # Upside down: every area unchanged (no curve spike), but the LA is above the LV.

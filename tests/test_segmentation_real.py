@@ -84,17 +84,43 @@ def test_beats_ignore_the_mid_diastolic_dip():
     assert beat_period(np.ones(100)) is None
 
 
-def test_a_beat_that_loses_the_ventricle_is_set_aside():
+def test_frames_that_lose_the_ventricle_split_the_clip():
     labels = _beating_labels(160, period=40, ef_like=0.3)
     lost = labels.copy()
     lost[98:103] = 0  # the LV vanishes around the third end-systole
     clean, result = ef_by_beats(labels), ef_by_beats(lost)
-    assert len(result.rejected) == 1 and result.rejected[0][2] > MAX_PLAUSIBLE_EF
-    assert abs(result.rejected[0][1] - 100) <= 2
+    # No beat may end in the lost frames; the others are found on either side.
+    assert all(not 97 <= es <= 103 for _, es, _ in result.beats)
+    assert [es for _, es, _ in result.beats] == [60, 140]
     assert len(result.beats) == len(clean.beats) - 1
     assert result.ef == pytest.approx(clean.ef, abs=1.0)
     gone = np.zeros_like(labels)
     assert np.isnan(ef_by_beats(gone).ef)
+
+
+def test_a_long_stretch_without_a_view_still_gives_the_ef():
+    # A probe lifted off the chest for 70 frames mid-clip: searched whole, the curve's
+    # fall to zero would be the only "beat" (and rejected: no EF at all).
+    labels = _beating_labels(240, period=40, ef_like=0.3)
+    off = labels.copy()
+    off[95:165] = 0
+    off[120:125, 10:14, 10:14] = LabelClass.LV_CAVITY  # a speck of noise, no heart
+    clean, result = ef_by_beats(labels), ef_by_beats(off)
+    assert all(not 94 <= ed <= 166 and not 94 <= es <= 166 for ed, es, _ in result.beats)
+    assert len(result.beats) == 2  # the first beat of each run starts mid-systole
+    assert result.ef == pytest.approx(clean.ef, abs=1.0)
+
+
+def test_a_beat_that_loses_the_ventricle_is_set_aside():
+    # An ES cavity shrunk to ~28 % of the ED area: not "lost" by the collapse rule
+    # (< 25 %), but an EF above MAX_PLAUSIBLE_EF is no heart either.
+    labels = _beating_labels(160, period=40, ef_like=0.3)
+    shrunk = _beating_labels(160, period=40, ef_like=0.72)
+    labels[97:104] = shrunk[97:104]
+    result = ef_by_beats(labels)
+    assert len(result.rejected) == 1 and result.rejected[0][2] > MAX_PLAUSIBLE_EF
+    assert abs(result.rejected[0][1] - 100) <= 2
+    assert result.ef == pytest.approx(ef_by_beats(_beating_labels(160, 40, 0.3)).ef, abs=1.0)
 
 
 def test_beats_from_flat_curve_and_bad_input():

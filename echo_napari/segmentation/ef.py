@@ -13,6 +13,14 @@ picks up single-frame segmentation glitches, so here (SIM_TO_REAL §3.9):
    wobble, are not taken for beats); its end-diastole is the maximum within one period
    before it (the beat's filling peak). Period fraction and prominence were chosen on the
    18 training EchoNet videos (beat-median EF MAE 21.2 → 17.5; held-out 18.4 → 13.6);
+   Frames where the LV is lost (the plausibility **collapse** check: the probe off the
+   chest, a change of view) split the clip; each stretch with an LV at least two shortest
+   beats long is searched on its own (:func:`beats_where_present`), so a lost stretch is
+   neither taken for a beat nor makes the whole clip EF-less. On the refined masks of the
+   five models below, train-18 MAE (17 videos that had an EF before) 7.64 → 7.39, and the
+   18th (probe off for half its frames) now gets one; held-out 6, measured once after the
+   choice: 10.65 → 10.39. Bridging 1–4 lost frames, or also splitting at concave or
+   atrium-side frames, measured worse (7.5–8.9);
 4. EF per beat from the smoothed EDV/ESV. A beat above ``MAX_PLAUSIBLE_EF`` (an
    end-systolic volume under a tenth of the end-diastolic one) is a segmentation that lost
    the ventricle at end-systole, not a heart: it is set aside (``rejected``), as is a beat
@@ -33,7 +41,9 @@ import numpy as np
 from scipy import ndimage, signal
 
 from echo_napari.errors import SequenceError
+from echo_napari.metrics_plausibility import collapsed_frames
 from echo_napari.metrics_volume import lv_volume_curve
+from echo_napari.sequence import LabelClass
 
 #: %: above this a "beat" is an LV lost at end-systole (ESV < EDV / 10), not a heart.
 MAX_PLAUSIBLE_EF = 90.0
@@ -135,6 +145,55 @@ def beats_from_curve(
     return beats
 
 
+def beats_where_present(
+    curve: np.ndarray,
+    present: np.ndarray,
+    sigma_frames: float = 1.0,
+    min_distance: int = 12,
+) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """Beats of a volume curve found only where the LV is present.
+
+    A clip whose view is lost for a stretch (probe off the chest, a change of view) has a
+    curve that falls to ~0 there; searched whole, that fall is the only "beat". So each run
+    of ``present`` frames at least two shortest beats long (``2 · min_distance``) is
+    smoothed and searched on its own (:func:`beats_from_curve`); with every frame present,
+    or no run long enough, the whole curve is (as before).
+
+    Parameters
+    ----------
+    curve : (T,) float, LV volume or area per frame
+    present : (T,) bool, frames with an LV (not collapsed)
+    sigma_frames : Gaussian smoothing of the curve, frames
+    min_distance : frames between two end-systoles at least
+
+    Returns
+    -------
+    smoothed : (T,) float64 curve, smoothed within each searched run (over the whole
+        curve elsewhere)
+    beats : list of (ed_index, es_index) into the whole curve
+    """
+    curve = np.asarray(curve, dtype=np.float64)
+    present = np.asarray(present, bool)
+
+    def smooth(values: np.ndarray) -> np.ndarray:
+        if sigma_frames <= 0:
+            return values.copy()
+        return ndimage.gaussian_filter1d(values, sigma_frames, mode="nearest")
+
+    smoothed = smooth(curve)
+    runs, n_runs = ndimage.label(present)
+    spans = [np.flatnonzero(runs == i) for i in range(1, n_runs + 1)]
+    spans = [(int(s[0]), int(s[-1]) + 1) for s in spans if s.size >= 2 * min_distance]
+    if present.all() or not spans:
+        return smoothed, beats_from_curve(smoothed, min_distance)
+    beats = []
+    for start, stop in spans:
+        smoothed[start:stop] = smooth(curve[start:stop])
+        found = beats_from_curve(smoothed[start:stop], min_distance)
+        beats += [(start + ed, start + es) for ed, es in found if ed < es]
+    return smoothed, beats
+
+
 def ef_by_beats(
     labels: np.ndarray,
     spacing: tuple[float, float] | None = None,
@@ -155,11 +214,15 @@ def ef_by_beats(
     labels = np.asarray(labels)
     if labels.ndim != 3:
         raise SequenceError(f"labels must be (T, H, W); got shape {labels.shape}")
-    curve = lv_volume_curve(labels, spacing, method)
-    if sigma_frames > 0:
-        curve = ndimage.gaussian_filter1d(curve, sigma_frames, mode="nearest")
+    n = labels.shape[0]
+    lv_pixels = np.count_nonzero((labels == LabelClass.LV_CAVITY).reshape(n, -1), axis=1)
+    # Every frame is judged: a frame with no label at all has lost the LV too.
+    present = ~collapsed_frames(lv_pixels, np.ones(n, bool))
+    curve, found = beats_where_present(
+        lv_volume_curve(labels, spacing, method), present, sigma_frames, min_distance
+    )
     beats, rejected = [], []
-    for ed, es in beats_from_curve(curve, min_distance):
+    for ed, es in found:
         edv, esv = curve[ed], curve[es]
         ef = 100.0 * (edv - esv) / edv if edv > 0 else float("nan")
         (beats if np.isfinite(ef) and ef <= MAX_PLAUSIBLE_EF else rejected).append((ed, es, ef))
