@@ -86,12 +86,14 @@ def echonet_videos(npz: str = ""):
         yield path.stem, seq.frames_array(), reference
 
 
-def real_table(model, tiles: list | None, npz: str = "", repair=None) -> pd.DataFrame:
+def real_table(
+    model, tiles: list | None, npz: str = "", repair=None, clip_len: int | None = None
+) -> pd.DataFrame:
     """One row per shared EchoNet video: EF ours (beats, global) vs FileList; with a
     registration backend ``repair``, also after the implausible frames are re-drawn."""
     rows = []
     for stem, frames, reference in echonet_videos(npz):
-        network = predict_sequence(frames, model, refine=False)
+        network = predict_sequence(frames, model, clip_len, refine=False)
         pred = refine_lv_boundary(frames, network)  # = predict_sequence(frames, model)
         result = ef_by_beats(pred)
         extra = {}
@@ -165,6 +167,9 @@ def main() -> int:
     parser.add_argument("--out", default=str(ROOT / "bench_out"))
     parser.add_argument("--device", default="cpu", help="torch device for inference")
     parser.add_argument("--videos-npz", default="", help="pre-decoded videos (.npz)")
+    parser.add_argument(
+        "--clip-len", type=int, default=None, help="frames per window (default: the model's)"
+    )
     parser.add_argument("--no-bundled", action="store_true", help="only the --variant models")
     parser.add_argument(
         "--no-repair",
@@ -198,7 +203,7 @@ def main() -> int:
         repair = None
         if not args.no_repair:
             repair = DirnetBackend(device=args.device, threads=args.threads)
-        df = real_table(model, tiles, args.videos_npz, repair)
+        df = real_table(model, tiles, args.videos_npz, repair, args.clip_len)
         with pd.option_context("display.width", 200):
             print(df.to_string(index=False, **fmt))
         columns = ("ef_ours", "ef_network", "ef_beat_median", "ef_global")

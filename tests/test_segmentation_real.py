@@ -123,6 +123,19 @@ def test_a_beat_that_loses_the_ventricle_is_set_aside():
     assert result.ef == pytest.approx(ef_by_beats(_beating_labels(160, 40, 0.3)).ef, abs=1.0)
 
 
+def test_a_drifting_curve_keeps_its_prominent_end_systole():
+    # A view slowly lost: the curve drifts down, so the troughs after the beat's are
+    # deeper though not prominent. Spacing the troughs before the prominence test let
+    # the deeper one at 35 remove the end-systole at 25, leaving only the clip's start.
+    knots = (
+        [0, 3, 8, 11, 18, 25, 30, 35, 39, 47, 55, 65],
+        [31, 22, 38, 28, 36, 19.5, 32, 18, 24, 13.5, 20, 6],
+    )
+    curve = np.interp(np.arange(66), *knots)
+    assert beat_period(curve) is None  # no rhythm found: spacing falls back to 12 frames
+    assert beats_from_curve(curve) == [(8, 25)]
+
+
 def test_beats_from_flat_curve_and_bad_input():
     assert beats_from_curve(np.ones(30)) and len(beats_from_curve(np.ones(30))) == 1
     with pytest.raises(SequenceError):
