@@ -140,20 +140,36 @@ def open_session(
     SessionError
         Unreadable file, missing source, or the user declined to choose.
     """
-    from echo_napari.session import RecoveryAvailableError, Session, SessionError
+    from echo_napari.session import Session
 
     author = current_user() if author is None else author
-    try:
-        return Session.open(path, recovery="ask", author=author)
-    except RecoveryAvailableError as exc:
-        choice = None if ask is None else ask(exc.info)
-        if choice not in ("use", "discard"):
-            raise SessionError(
-                path,
-                f"not opened: its autosave {exc.info.autosave_path.name} holds newer work; "
-                "choose to recover or discard it (the autosave was left in place)",
-            ) from exc
-        return Session.open(path, recovery=choice, author=author)
+    return Session.open(path, recovery=recovery_choice(path, ask), author=author)
+
+
+def recovery_choice(path: str | Path, ask: Callable[[Any], str | None] | None = None) -> str:
+    """How :meth:`Session.open` should treat ``path``'s autosave: "ask" when there is no
+    newer one, else ``ask(info)``'s answer ("use" or "discard"). Reads only the autosave's
+    header, so a GUI can ask on its thread and read the session in a worker.
+
+    Raises
+    ------
+    SessionError
+        A newer autosave exists and ``ask`` chose neither (or there is no ``ask``).
+    """
+    from echo_napari.session import SessionError
+    from echo_napari.session_autosave import find_recovery
+
+    info = find_recovery(path)
+    if info is None:
+        return "ask"
+    choice = None if ask is None else ask(info)
+    if choice not in ("use", "discard"):
+        raise SessionError(
+            path,
+            f"not opened: its autosave {info.autosave_path.name} holds newer work; "
+            "choose to recover or discard it (the autosave was left in place)",
+        )
+    return choice
 
 
 def ask_recovery_in_gui(info: Any) -> str | None:

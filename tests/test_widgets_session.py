@@ -243,12 +243,14 @@ def test_autosave_then_crash_offers_recovery(make_napari_viewer, qtbot, tmp_path
     other = make_napari_viewer()
     second = _open_dock(other, qtbot, make_sequence(n_frames=4, size=16), name="other")
     assert second.open_session(path) is None  # cancelled: nothing opened, autosave kept
+    assert second.open_session(path, background=True) is None  # asked before any worker
+    assert second.open_worker is None and len(asked) == 2
     assert autosave_path(path).exists() and "other labels" == second.labels_layer.name
 
     monkeypatch.setattr(session_panel, "ask_recovery", lambda info: asked.append(info) or "use")
     other.open(str(path), plugin="echo-napari")  # as a file dropped on the window
     qtbot.waitUntil(lambda: second.labels_layer.name == "study labels", timeout=3000)
-    assert len(asked) == 2 and asked[1].same_session
+    assert len(asked) == 3 and asked[2].same_session
     np.testing.assert_array_equal(second.session.labels, edited)
     assert second.link.store.is_modified  # recovered work is not in the file yet
     second.session_panel.save()
@@ -442,6 +444,48 @@ def test_exports_from_the_buttons_run_in_the_background(docked, qtbot, tmp_path,
     assert panel.export_tracings(tmp_path / "a file" / "t.csv", background=True) is not None
     qtbot.waitUntil(lambda: panel.export_worker is None, timeout=10000)
     assert "Export failed" in messages[-1][0]
+    assert messages[-1][1] == threading.main_thread().name
+
+
+def test_open_button_reads_the_session_in_the_background(
+    docked, qtbot, tmp_path, messages, monkeypatch
+):
+    from echo_napari.session import Session
+
+    viewer, dock = docked
+    panel = dock.session_panel
+    _paint(viewer, 6)
+    path = tmp_path / "study.h5"
+    assert panel.new_session(path) is not None
+    labels = dock.session.labels.copy()
+    viewer.layers.clear()
+    started, release = threading.Event(), threading.Event()
+    real_open = Session.open
+
+    def held_open(*args, **kwargs):
+        started.set()
+        assert release.wait(10)
+        return real_open(*args, **kwargs)
+
+    monkeypatch.setattr(Session, "open", held_open)
+    worker = panel.open_session(path, background=True)
+    assert worker is not None and started.wait(5)
+    # the viewer is free meanwhile: the button says so and refuses a second open
+    assert panel.open_button.text() == "Opening…" and not panel.open_button.isEnabled()
+    assert "study.h5" in panel.open_button.toolTip()
+    assert panel.open_session(path, background=True) is None
+    assert "still being opened" in messages[-1][0]
+    release.set()
+    qtbot.waitUntil(lambda: dock.open_worker is None, timeout=10000)
+    qtbot.waitUntil(lambda: dock.labels_layer is not None, timeout=3000)
+    assert dock.labels_layer.name == "study labels" and dock.link.store.path == path
+    np.testing.assert_array_equal(dock.session.labels, labels)
+    assert panel.open_button.text() == "Open…" and panel.open_button.isEnabled()
+    # a file that is not a session: the error is notified on the GUI thread
+    (tmp_path / "bad.h5").write_bytes(b"not an HDF5 file at all")
+    assert panel.open_session(tmp_path / "bad.h5", background=True) is not None
+    qtbot.waitUntil(lambda: dock.open_worker is None, timeout=10000)
+    assert "Open failed" in messages[-1][0] and "bad.h5" in messages[-1][0]
     assert messages[-1][1] == threading.main_thread().name
 
 

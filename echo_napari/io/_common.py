@@ -28,6 +28,9 @@ MAX_FRAMES = 100_000
 MAX_SIDE = 16_384
 
 VALID_LABELS = frozenset(int(c) for c in LabelClass)
+_LABEL_RANGE = (min(VALID_LABELS), max(VALID_LABELS))
+# True for the 0..3 class table: then min/max alone validate a labels array.
+_LABELS_CONTIGUOUS = VALID_LABELS == frozenset(range(_LABEL_RANGE[0], _LABEL_RANGE[1] + 1))
 
 # Suffixes, longest first so ".nii.gz" wins over ".gz".
 SUFFIXES = (".nii.gz", ".nii", ".mhd", ".h5", ".hdf5", ".dcm", ".avi", ".mp4", ".mov", ".m4v")
@@ -153,6 +156,13 @@ def check_labels(path: str | Path, labels: np.ndarray, shape: tuple[int, ...]) -
             raise EchoIOError(path, "labels must be whole numbers; found fractional or NaN")
     elif not (np.issubdtype(labels.dtype, np.integer) or labels.dtype == np.bool_):
         raise EchoIOError(path, f"labels must be integers; found dtype {labels.dtype}")
+    if labels.size == 0:
+        return labels.astype(np.uint8)
+    lo, hi = labels.min(), labels.max()
+    # The class table is 0..3, so min/max settle it (np.unique: ~20x slower on a cine);
+    # only a failing array pays for listing its unknown values.
+    if _LABELS_CONTIGUOUS and _LABEL_RANGE[0] <= lo and hi <= _LABEL_RANGE[1]:
+        return labels.astype(np.uint8)
     present = {int(v) for v in np.unique(labels)}
     unknown = sorted(present - VALID_LABELS)
     if unknown:

@@ -27,6 +27,9 @@ class SessionDockMixin:
     image_combo: Any
     labels_combo: Any
     current_frame: int
+    #: napari worker reading a session file (``open_session(background=True)``), or None
+    open_worker: Any = None
+    opening_path: Any = None
 
     @staticmethod
     def _session_handle(layer: Any) -> Any | None:
@@ -55,26 +58,78 @@ class SessionDockMixin:
             self.image_combo.setCurrentText(images[0].name)
         self.labels_combo.setCurrentText(labels_layer.name)
 
-    def open_session(self, path: Any) -> Any:
+    def open_session(self, path: Any, background: bool = False) -> Any:
         """Open a session file into new image + labels layers and bind them.
 
-        Returns the session, or None when it could not be opened (notified).
+        Returns the session, or None when it could not be opened (notified). With
+        ``background`` the file is read in a worker (a 100-frame 600 × 600 session takes
+        over a second to decompress) and the worker is returned; the layers are added when
+        it is done (:attr:`open_worker` is set meanwhile). A newer autosave is asked about
+        first, on the GUI thread.
         """
-        from echo_napari.napari_hooks import (
-            _layer_name,
-            ask_recovery_in_gui,
-            open_session,
-            session_layer_data,
-        )
+        from echo_napari.napari_hooks import ask_recovery_in_gui, open_session, recovery_choice
 
+        if not background:
+            try:
+                store = open_session(path, ask=ask_recovery_in_gui)
+            except EchoNapariError as error:
+                notify_error(str(error))
+                return None
+            return self._add_session_layers(path, store)
+        if self.open_worker is not None:
+            notify_error("A session is still being opened: wait until it has finished.")
+            return None
         try:
-            store = open_session(path, ask=ask_recovery_in_gui)
+            choice = recovery_choice(path, ask=ask_recovery_in_gui)
         except EchoNapariError as error:
             notify_error(str(error))
             return None
+        from napari.qt.threading import create_worker
+
+        from echo_napari.napari_hooks import current_user
+        from echo_napari.session import Session
+
+        worker = create_worker(
+            Session.open,
+            path,
+            recovery=choice,
+            author=current_user(),
+            _start_thread=False,
+            _ignore_errors=True,
+        )
+        worker.returned.connect(self._opened)
+        worker.errored.connect(self._open_failed)
+        worker.finished.connect(self._open_finished)
+        self.open_worker = worker
+        self.opening_path = path
+        self.open_state_changed()
+        worker.start()
+        return worker
+
+    def _opened(self, store: Any) -> None:
+        self._add_session_layers(store.path, store)
+
+    def _add_session_layers(self, path: Any, store: Any) -> Any:
+        from echo_napari.napari_hooks import _layer_name, session_layer_data
+
         for data, kwargs, kind in session_layer_data(store, name=_layer_name(str(path))):
             getattr(self.viewer, f"add_{kind}")(data, **kwargs)
         return store
+
+    def _open_failed(self, error: BaseException) -> None:
+        reason = str(error) if isinstance(error, (EchoNapariError, OSError)) else repr(error)
+        notify_error(f"Open failed: {reason}")
+
+    def _open_finished(self) -> None:
+        self.open_worker = None
+        self.opening_path = None
+        self.open_state_changed()
+
+    def open_state_changed(self) -> None:
+        """Redraw the Session panel when an open starts or ends."""
+        panel = getattr(self, "session_panel", None)
+        if panel is not None:
+            panel.refresh()
 
     def _on_store_changed(self) -> None:
         """Keep the bound labels layer carrying the current session (re-binding finds it)."""

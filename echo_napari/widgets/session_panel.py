@@ -90,6 +90,9 @@ def ask_recovery(info: Any, untitled_source: str | None = None) -> str | None:
     return None
 
 
+OPEN_TIP = "Open a session file (.h5) into new layers; read in the background"
+
+
 class SessionPanel(QGroupBox):
     """New / Open / Save / Save as, Undo / Redo, autosave policy and exports.
 
@@ -113,6 +116,7 @@ class SessionPanel(QGroupBox):
         self.new_button = QPushButton("New…")
         self.new_button.setToolTip("Start a session file for these layers (fresh history)")
         self.open_button = QPushButton("Open…")
+        self.open_button.setToolTip(OPEN_TIP)
         self.save_button = QPushButton("Save")
         self.save_as_button = QPushButton("Save as…")
         self.undo_button = QPushButton("Undo")
@@ -170,7 +174,7 @@ class SessionPanel(QGroupBox):
 
         # Buttons write in the background: a first save embeds every frame (seconds).
         self.new_button.clicked.connect(lambda: self.new_session(background=True))
-        self.open_button.clicked.connect(lambda: self.open_session())
+        self.open_button.clicked.connect(lambda: self.open_session(background=True))
         self.save_button.clicked.connect(lambda: self.save(background=True))
         self.save_as_button.clicked.connect(lambda: self.save_as(background=True))
         self.undo_button.clicked.connect(lambda: self.undo())
@@ -213,6 +217,12 @@ class SessionPanel(QGroupBox):
         for b in (self.export_camus_button, self.export_tracings_button, self.export_hdf5_button):
             b.setEnabled(has and not exporting)
         self.export_title.setText("Exporting…" if exporting else "Export")
+        opening = getattr(self.dock, "open_worker", None) is not None
+        self.open_button.setEnabled(not opening)
+        self.open_button.setText("Opening…" if opening else "Open…")
+        self.open_button.setToolTip(
+            f"Reading {Path(self.dock.opening_path).name}…" if opening else OPEN_TIP
+        )
         self.undo_button.setEnabled(self.link.can_undo)
         self.redo_button.setEnabled(self.link.can_redo)
         if has and (len(store.history) or self.link.can_redo):
@@ -260,13 +270,14 @@ class SessionPanel(QGroupBox):
             overwrite = True
         return self.link.new(path, overwrite=overwrite, background=background)
 
-    def open_session(self, path: str | Path | None = None) -> Any:
-        """Open a session file into new layers (asks about a newer autosave)."""
+    def open_session(self, path: str | Path | None = None, background: bool = False) -> Any:
+        """Open a session file into new layers (asks about a newer autosave); with
+        ``background`` the file is read in a worker (see the dock's ``open_session``)."""
         if path is None:
             path, _ = QFileDialog.getOpenFileName(self, "Open session", "", SESSION_FILTER)
             if not path:
                 return None
-        return self.dock.open_session(path)
+        return self.dock.open_session(path, background=background)
 
     def save(self, background: bool = False) -> Any:
         """Save to the session's file (Save as… when it has none yet); ``background``:
