@@ -80,8 +80,14 @@ class AreaCurveWidget(QWidget):
         self.plot.setLabel("left", "area", units="")
         self.plot.setMenuEnabled(False)
         self.plot.getViewBox().setMouseEnabled(x=False, y=False)
+        # Two columns: four entries stacked would not fit the plot's ~100 px height (the
+        # first was cut off at the top).
         self.legend = self.plot.addLegend(
-            offset=(-5, -5), labelTextSize="8pt", brush=pg.mkBrush(0, 0, 0, 170)
+            offset=(-5, 2),
+            labelTextSize="8pt",
+            brush=pg.mkBrush(0, 0, 0, 170),
+            colCount=2,
+            verSpacing=-6,
         )
         self.curves: dict[int, pg.PlotDataItem] = {}
         for cls in CURVE_CLASSES:
