@@ -192,3 +192,23 @@ def test_detect_phases_and_ef_in_the_summary(docked, qtbot):
     assert (dock.session.sequence.ed_index, dock.session.sequence.es_index) == (0, 8)
     assert "EF " in dock.info_label.text() and "(labels, Simpson)" in dock.info_label.text()
     assert "LV smoothness" in dock.info_label.text()
+
+
+def test_curve_legend_fits_inside_the_plot(docked, qtbot):
+    from echo_napari.metrics_plausibility import shape_features
+    from echo_napari.sequence import FrameProvenance, ProvenanceKind
+
+    viewer, dock = docked
+    widget = dock.curve.plot_widget
+    widget.setFixedSize(560, 110)  # its size in a docked 1500 x 900 window
+    widget.resizeEvent(None)  # lay the hidden plot out at that size
+    predicted = dock.session.labels.copy()
+    prov = FrameProvenance(ProvenanceKind.PREDICTED, "seg", "seg_v3+refined")
+    dock.session.set_second_source(predicted, prov, shape_features(predicted))
+    qtbot.wait(50)
+    legend = dock.curve.legend
+    assert len(legend.items) == 4  # three classes and the dashed prediction
+    plot_area = dock.curve.plot.getViewBox().sceneBoundingRect()
+    box = legend.sceneBoundingRect()
+    # every entry visible: stacked in one column the first was cut off at the top
+    assert box.top() >= plot_area.top() - 1 and box.bottom() <= plot_area.bottom() + 1
