@@ -15,13 +15,13 @@ picks up single-frame segmentation glitches, so here (SIM_TO_REAL §3.9):
    18 training EchoNet videos (beat-median EF MAE 21.2 → 17.5; held-out 18.4 → 13.6).
    Troughs are spaced after the prominence test, not before (``find_peaks``' order), so
    on a drifting curve a deeper, non-prominent trough cannot remove a real end-systole
-   near it (on top of the stretches below; training videos, five models below:
-   7.63 → 7.57, this one 7.7 → 7.1; held-out unchanged).
+   near it (with the stretches below, 18 training videos, mean over the five models of
+   step 4: 7.63 → 7.57, the bundled seg_v3 7.7 → 7.1; held-out 6 unchanged).
    Frames where the LV is lost (the plausibility **collapse** check: the probe off the
    chest, a change of view) split the clip; each stretch with an LV at least two shortest
    beats long is searched on its own (:func:`beats_where_present`), so a lost stretch is
    neither taken for a beat nor makes the whole clip EF-less. On the refined masks of the
-   five models below, train-18 MAE (17 videos that had an EF before) 7.64 → 7.39, and the
+   five models of step 4, train-18 MAE (17 videos that had an EF before) 7.64 → 7.39, and the
    18th (probe off for half its frames) now gets one; held-out 6, measured once after the
    choice: 10.65 → 10.39. Bridging 1–4 lost frames, or also splitting at concave or
    atrium-side frames, measured worse (7.5–8.9);
