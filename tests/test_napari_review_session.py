@@ -203,20 +203,25 @@ def test_ef_smoothness_and_phase_detection(echo_sequence):
         session.detect_phases()
 
 
-def test_phase_detection_takes_ed_and_es_from_one_beat_of_a_clip():
+def _beating_clip(peak: tuple[float, ...], trough: tuple[float, ...]):
+    """A 48 × 48 sequence of 20-frame beats, one per (peak, trough) LV radius pair, px."""
     from conftest import make_sequence
 
-    seq = make_sequence(n_frames=60, size=48)
+    seq = make_sequence(n_frames=20 * len(peak), size=48)
     yy, xx = np.mgrid[:48, :48]
     dist = np.hypot(yy - 19.2, xx - 24.0)
-    # Three 20-frame beats; the largest ED is in the last beat, the smallest ES in the first.
-    peak, trough = (9.5, 10.0, 10.5), (5.5, 6.5, 6.0)
-    for t in range(60):
+    for t in range(seq.n_frames):
         beat, phase = divmod(t, 20)
         lo, hi = trough[beat], peak[beat]
         radius = lo + (hi - lo) * (0.5 + 0.5 * np.cos(2 * np.pi * phase / 20))
         seq.labels[t][seq.labels[t] == 1] = 2
         seq.labels[t][dist <= radius] = 1
+    return seq
+
+
+def test_phase_detection_takes_ed_and_es_from_one_beat_of_a_clip():
+    # Three beats; the largest ED is in the last beat, the smallest ES in the first.
+    seq = _beating_clip(peak=(9.5, 10.0, 10.5), trough=(5.5, 6.5, 6.0))
     session = ReviewSession(seq)
     lv = session.areas[:, 1]
     assert np.argmax(lv) >= 40 and np.argmin(lv) < 20  # global extremes cross beats
@@ -226,19 +231,8 @@ def test_phase_detection_takes_ed_and_es_from_one_beat_of_a_clip():
 
 
 def test_phase_detection_skips_frames_without_a_ventricle():
-    from conftest import make_sequence
-
-    seq = make_sequence(n_frames=100, size=48)
-    yy, xx = np.mgrid[:48, :48]
-    dist = np.hypot(yy - 19.2, xx - 24.0)
-    # Five 20-frame beats; the largest ED is in the last beat, the smallest ES in the first.
-    peak, trough = (9.5, 10.0, 10.2, 10.3, 10.8), (5.5, 6.5, 6.0, 6.2, 6.4)
-    for t in range(100):
-        beat, phase = divmod(t, 20)
-        lo, hi = trough[beat], peak[beat]
-        radius = lo + (hi - lo) * (0.5 + 0.5 * np.cos(2 * np.pi * phase / 20))
-        seq.labels[t][seq.labels[t] == 1] = 2
-        seq.labels[t][dist <= radius] = 1
+    # Five beats; the largest ED is in the last beat, the smallest ES in the first.
+    seq = _beating_clip(peak=(9.5, 10.0, 10.2, 10.3, 10.8), trough=(5.5, 6.5, 6.0, 6.2, 6.4))
     seq.labels[38:62] = 0  # the view is lost for a stretch: nothing labelled there
     session = ReviewSession(seq)
     ed, es = session.detect_phases()

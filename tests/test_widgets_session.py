@@ -67,6 +67,19 @@ def docked(make_napari_viewer, qtbot):
     return viewer, dock
 
 
+def _held(call):
+    """``call`` wrapped to wait in its (worker) thread until released: (wrapper, entered,
+    release) with two threading.Events."""
+    entered, release = threading.Event(), threading.Event()
+
+    def held(*args, **kwargs):
+        entered.set()
+        assert release.wait(10)
+        return call(*args, **kwargs)
+
+    return held, entered, release
+
+
 def _paint(viewer, frame, value=3, where=(4, 4), size=5, name="echo labels"):
     layer = viewer.layers[name]
     viewer.dims.set_current_step(0, frame)
@@ -371,14 +384,7 @@ def test_buttons_save_in_the_background_and_keep_edits_made_meanwhile(
     _paint(viewer, 6)
     qtbot.waitUntil(lambda: "modified" in panel.file_label.text(), timeout=2000)
     # hold the file write (after the session took its snapshot) until the test says so
-    entered, release = threading.Event(), threading.Event()
-    write = session_files.write_incremental
-
-    def held_write(*args, **kwargs):
-        entered.set()
-        assert release.wait(10)
-        return write(*args, **kwargs)
-
+    held_write, entered, release = _held(session_files.write_incremental)
     monkeypatch.setattr(session_files, "write_incremental", held_write)
     with qtbot.waitSignal(link.save_finished, timeout=10000) as finished:
         panel.save_button.click()
@@ -459,14 +465,7 @@ def test_open_button_reads_the_session_in_the_background(
     assert panel.new_session(path) is not None
     labels = dock.session.labels.copy()
     viewer.layers.clear()
-    started, release = threading.Event(), threading.Event()
-    real_open = Session.open
-
-    def held_open(*args, **kwargs):
-        started.set()
-        assert release.wait(10)
-        return real_open(*args, **kwargs)
-
+    held_open, started, release = _held(Session.open)
     monkeypatch.setattr(Session, "open", held_open)
     worker = panel.open_session(path, background=True)
     assert worker is not None and started.wait(5)
