@@ -212,3 +212,38 @@ def test_curve_legend_fits_inside_the_plot(docked, qtbot):
     box = legend.sceneBoundingRect()
     # every entry visible: stacked in one column the first was cut off at the top
     assert box.top() >= plot_area.top() - 1 and box.bottom() <= plot_area.bottom() + 1
+
+
+def test_summary_shows_the_beat_ef_the_command_line_reports(make_napari_viewer, qtbot):
+    from echo_napari.segmentation.ef import ef_by_beats
+
+    seq = make_sequence(n_frames=80, size=48)
+    yy, xx = np.mgrid[:48, :48]
+    dist = np.hypot(yy - 19.2, xx - 24.0)
+    for t in range(80):  # four 20-frame beats
+        radius = 6.0 + 4.0 * (0.5 + 0.5 * np.cos(2 * np.pi * t / 20))
+        seq.labels[t][seq.labels[t] == 1] = 2
+        seq.labels[t][dist <= radius] = 1
+    expected = ef_by_beats(seq.labels, seq.spacing)
+    viewer = make_napari_viewer()
+    _add_sequence(viewer, seq)
+    dock = _dock(viewer)
+    qtbot.waitUntil(lambda: "beats: EF" in dock.info_label.text(), timeout=5000)
+    shown = f"beats: EF {expected.ef:.1f} % (mean of {len(expected.beats)}, area-length)"
+    assert shown in dock.info_label.text() and len(expected.beats) >= 2
+    # the LV erased on most frames: no beats to measure, the text goes (not a stale EF)
+    labels = dock.session.labels
+    labels[10:70][labels[10:70] == 1] = 2
+    dock.session.refresh_areas(range(10, 70))
+    qtbot.waitUntil(lambda: "beats:" not in dock.info_label.text(), timeout=5000)
+    assert not dock.beat_ef.running
+
+
+def test_beat_ef_text():
+    from echo_napari.widgets.beat_ef import beat_ef_text, clip_for_beats
+
+    labels = np.zeros((30, 32, 32), np.uint8)
+    assert beat_ef_text(labels, None) == ""
+    assert clip_for_beats(labels, None, np.zeros(30)) is None  # no LV anywhere
+    assert clip_for_beats(labels[:20], None, np.ones(20)) is None  # under two beats
+    assert clip_for_beats(labels, (0.3, 0.3), np.ones(30))[1] == (0.3, 0.3)

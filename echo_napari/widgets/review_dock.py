@@ -106,6 +106,12 @@ class ReviewDock(SessionDockMixin, QWidget):
         self._summary_timer.setSingleShot(True)
         self._summary_timer.setInterval(150)
         self._summary_timer.timeout.connect(self._update_info)
+        # The clip's beat-by-beat EF (what the command line reports), in a worker.
+        from echo_napari.widgets.beat_ef import BeatEFJob
+
+        self.beat_ef = BeatEFJob(self._clip_for_beats, self)
+        self.beat_ef.ready.connect(self._update_info)
+        self._beats_stale = True
 
         self.image_combo = QComboBox()
         self.labels_combo = QComboBox()
@@ -179,7 +185,7 @@ class ReviewDock(SessionDockMixin, QWidget):
         self.curve.frame_requested.connect(self.go_to_frame)
 
         ev = self.session.events
-        ev.sequence.connect(self._update_info)
+        ev.sequence.connect(self._on_sequence)
         ev.keyframes.connect(self._on_keyframes)
         ev.phases.connect(self._update_info)
         ev.provenance.connect(self._on_provenance)
@@ -451,7 +457,23 @@ class ReviewDock(SessionDockMixin, QWidget):
     # Edits arrive per brush stroke: update the cheap labels now and leave EF (two Simpson
     # volumes) and the metadata mirror to the debounce timer, off the stroke's path.
     def _on_areas(self, frames: np.ndarray) -> None:
+        self._beats_stale = True
         self._summary_timer.start()
+
+    def _on_sequence(self) -> None:
+        self.beat_ef.reset()
+        self._beats_stale = True
+        self._update_info()
+
+    def _clip_for_beats(self) -> Any:
+        from echo_napari.sequence import LabelClass
+        from echo_napari.widgets.beat_ef import clip_for_beats
+
+        if not self.session.is_loaded:
+            return None
+        seq = self.session.sequence
+        lv = self.session.areas[:, int(LabelClass.LV_CAVITY)]
+        return clip_for_beats(seq.labels, seq.spacing, lv)
 
     def _on_provenance(self, frames: np.ndarray) -> None:
         self._update_frame_label()
@@ -505,6 +527,11 @@ class ReviewDock(SessionDockMixin, QWidget):
         ours = self.session.ejection_fraction()
         if ours is not None:
             parts.append(f"EF {ours:.1f} % (labels, Simpson)")
+        if self._beats_stale:
+            self._beats_stale = False
+            self.beat_ef.request()
+        if self.beat_ef.text:
+            parts.append(self.beat_ef.text)
         if ef is not None:
             parts.append(f"reference EF {ef:.1f} %")
         share = self.session.plausible_share()
