@@ -110,7 +110,14 @@ class ReviewDock(SessionDockMixin, QWidget):
         from echo_napari.widgets.beat_ef import BeatEFJob
 
         self.beat_ef = BeatEFJob(self._clip_for_beats, self)
-        self.beat_ef.ready.connect(self._update_info)
+        self.beat_ef.ready.connect(self._render_info)
+        # Started only after a longer pause: its per-frame Python holds the GIL for ~25 ms
+        # (128 frames of 112 × 112), which would make an undo's repaint 10-20 ms later.
+        self._beats_timer = QTimer(self)
+        self._beats_timer.setSingleShot(True)
+        self._beats_timer.setInterval(500)
+        self._beats_timer.timeout.connect(self.beat_ef.request)
+        self._info_parts: tuple[list[str], list[str]] = ([], [])
         self._beats_stale = True
 
         self.image_combo = QComboBox()
@@ -527,11 +534,7 @@ class ReviewDock(SessionDockMixin, QWidget):
         ours = self.session.ejection_fraction()
         if ours is not None:
             parts.append(f"EF {ours:.1f} % (labels, Simpson)")
-        if self._beats_stale:
-            self._beats_stale = False
-            self.beat_ef.request()
-        if self.beat_ef.text:
-            parts.append(self.beat_ef.text)
+        before_beats, parts = parts, []
         if ef is not None:
             parts.append(f"reference EF {ef:.1f} %")
         share = self.session.plausible_share()
@@ -543,10 +546,20 @@ class ReviewDock(SessionDockMixin, QWidget):
         if smooth is not None:
             unit = "1/s³" if seq.frame_time_ms else "1/frame³"
             parts.append(f"LV smoothness {smooth:.3g} {unit}")
-        self.info_label.setText(" · ".join(parts))
+        self._info_parts = (before_beats, parts)
+        self._render_info()
         self._update_keyframes_label()
         self._update_frame_label()
         self._store_facts()
+        if self._beats_stale:
+            self._beats_stale = False
+            self._beats_timer.start()
+
+    def _render_info(self, *_: Any) -> None:
+        # The beat EF arrives from its worker later: only the text is redrawn then.
+        before, after = self._info_parts
+        beats = [self.beat_ef.text] if self.beat_ef.text else []
+        self.info_label.setText(" · ".join(before + beats + after))
 
     def _store_facts(self) -> None:
         """Mirror keyframes, ED/ES and provenance into the labels layer's metadata."""
