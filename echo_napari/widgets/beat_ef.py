@@ -41,7 +41,8 @@ def beat_ef_text(labels: np.ndarray, spacing: tuple[float, float] | None) -> str
     if n == 0:
         lost = bool(result.rejected) and bool(np.any(result.curve > 0))
         return "beats: no EF (LV lost at every end-systole)" if lost else ""
-    return f"beats: EF {result.ef:.1f} % (mean of {n}, area-length)"
+    over = "1 beat" if n == 1 else f"mean of {n} beats"
+    return f"beats: EF {result.ef:.1f} % ({over}, area-length)"
 
 
 class BeatEFJob(QObject):
