@@ -14,7 +14,7 @@
 3. Save as… of a 100-frame 600×600 session (a first save embeds every frame), Export
    HDF5 of it and Open… of the saved file: the same probe while the Session panel's
    buttons write (read) in the background, against the time the same work blocks the GUI
-   thread in the foreground (how the buttons worked before 2026-11-26 / -27).
+   thread in the foreground (how the buttons worked before 2026-11-26).
 
 Run under a display (``xvfb-run -a python benchmarks/gui_latency.py``).
 """
