@@ -14,7 +14,8 @@
 3. Save as… of a 100-frame 600×600 session (a first save embeds every frame), Export
    HDF5 of it and Open… of the saved file: the same probe while the Session panel's
    buttons write (read) in the background, against the time the same work blocks the GUI
-   thread in the foreground (how the buttons worked before 2026-11-26).
+   thread in the foreground (how the buttons worked before 2026-11-26). Before that, Undo
+   and Redo of a change to every frame of that sequence.
 
 Run under a display (``xvfb-run -a python benchmarks/gui_latency.py``).
 """
@@ -225,6 +226,22 @@ def accept_latency(dock, app) -> dict[str, float]:
     }
 
 
+def large_undo_latency(dock, app, runs: int = 3) -> list[tuple[float, float]]:
+    """Largest lateness (ms) around Undo and Redo of a change to every frame of the bound
+    sequence (each LV cavity turned into myocardium, or back), ``runs`` times."""
+    link, labels = dock.link, dock.session.labels
+    out = []
+    for run in range(runs):
+        labels[labels == (1 if run % 2 == 0 else 2)] = 2 if run % 2 == 0 else 1
+        dock.session.refresh_areas(range(labels.shape[0]))
+        link.commit("edit", list(range(labels.shape[0])))
+        for _ in range(30):
+            app.processEvents()
+            time.sleep(0.01)
+        out.append((action_latency(app, link.undo), action_latency(app, link.redo)))
+    return out
+
+
 def file_io_latency(dock, app, tmp: str) -> dict[str, dict[str, float]]:
     """Event-loop lateness during a background *Save as…* (a first save: frames embedded),
     a background *Export HDF5* and a background *Open…* of the saved file, and the seconds
@@ -341,6 +358,11 @@ def main() -> None:
         build(viewer, 100, 600)
         for _ in range(5):
             app.processEvents()
+        for run, (undo_ms, redo_ms) in enumerate(large_undo_latency(dock, app)):
+            print(
+                f"Undo / Redo of a change to every frame (100 frames 600×600), run {run + 1}: "
+                f"max lateness {undo_ms:.0f} / {redo_ms:.0f} ms"
+            )
         for name, r in file_io_latency(dock, app, tmp).items():
             print(
                 f"event loop during {name} (100 frames 600×600, frames in the file): background "

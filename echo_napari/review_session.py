@@ -19,10 +19,10 @@ from echo_napari.metrics_plausibility import (
     Plausibility,
     ShapeFeatures,
     plausibility_from_features,
-    shape_features,
 )
 from echo_napari.second_source import SecondSource, label_disagreement
 from echo_napari.sequence import MANUAL, EchoSequence, FrameProvenance, ProvenanceKind
+from echo_napari.shape_memo import ShapeMemo
 
 __all__ = ["ReviewEvents", "ReviewSession", "sequence_facts"]
 
@@ -116,6 +116,7 @@ class ReviewSession:
         # recomputed are marked stale, so a brush stroke costs one frame, not T.
         self._shapes: ShapeFeatures | None = None
         self._stale_shapes = np.zeros(0, dtype=bool)
+        self._shape_memo = ShapeMemo()
         if sequence is not None:
             self.load(sequence)
 
@@ -537,14 +538,15 @@ class ReviewSession:
         return changed
 
     def _current_shapes(self) -> ShapeFeatures:
-        """Shape features of every frame, recomputing only the stale ones."""
+        """Shape features of every frame, recomputing only the stale ones (frames seen
+        before, as after an undo, are looked up in :attr:`_shape_memo`)."""
         labels = self.sequence.labels
         if self._shapes is None or self._shapes.lv_pixels.size != labels.shape[0]:
-            self._shapes = shape_features(labels)
+            self._shapes, _ = self._shape_memo.features(labels)
             self._stale_shapes = np.zeros(labels.shape[0], dtype=bool)
         stale = np.flatnonzero(self._stale_shapes)
         if stale.size:
-            self._shapes.update(stale, shape_features(labels[stale]))
+            self._shapes.update(stale, self._shape_memo.features(labels[stale])[0])
             self._stale_shapes[stale] = False
         return self._shapes
 

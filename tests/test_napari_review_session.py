@@ -67,7 +67,7 @@ def test_write_labels_sets_provenance_and_checks_shape(echo_sequence):
 
 
 def test_write_labels_takes_shape_features_computed_by_the_job(echo_sequence, monkeypatch):
-    import echo_napari.review_session as review_module
+    import echo_napari.shape_memo as memo_module
     from echo_napari.metrics_plausibility import frame_plausibility, shape_features
 
     session = ReviewSession(echo_sequence)
@@ -76,13 +76,13 @@ def test_write_labels_takes_shape_features_computed_by_the_job(echo_sequence, mo
     new = np.flip(session.labels[[4, 6]], axis=1).copy()  # LA above the LV
     features = shape_features(new)
     seen = []
-    original = review_module.shape_features
+    original = memo_module.shape_features
 
     def counted(labels):
         seen.append(len(labels))
         return original(labels)
 
-    monkeypatch.setattr(review_module, "shape_features", counted)
+    monkeypatch.setattr(memo_module, "shape_features", counted)
     session.write_labels([4, 6], new, prov, shapes=features)
     session.suspicion_scores()
     assert seen == []  # nothing recomputed on the caller's (GUI) thread
@@ -104,10 +104,16 @@ def test_accepting_a_prediction_reuses_what_its_job_computed(echo_sequence, monk
     prov = FrameProvenance(ProvenanceKind.PREDICTED, "seg", "seg_v3+refined")
     session.set_second_source(predicted, prov, shape_features(predicted))
     calls = []
-    for name in ("shape_features", "class_areas_mm2", "label_disagreement"):
-        original = getattr(review_module, name)
+    import echo_napari.shape_memo as memo_module
+
+    for module, name in (
+        (memo_module, "shape_features"),
+        (review_module, "class_areas_mm2"),
+        (review_module, "label_disagreement"),
+    ):
+        original = getattr(module, name)
         monkeypatch.setattr(
-            review_module,
+            module,
             name,
             lambda *a, _f=original, _n=name, **k: calls.append(_n) or _f(*a, **k),
         )
@@ -261,15 +267,15 @@ def test_suspicion_ranks_an_anatomically_implausible_frame_first(echo_sequence):
 
 
 def test_anatomical_checks_recompute_only_edited_frames(echo_sequence, monkeypatch):
-    import echo_napari.review_session as review_module
+    import echo_napari.shape_memo as memo_module
     from echo_napari.metrics_plausibility import frame_plausibility
 
     session = ReviewSession(echo_sequence)
     session.suspicion_scores()
     seen = []
-    original = review_module.shape_features
+    original = memo_module.shape_features
     monkeypatch.setattr(
-        review_module,
+        memo_module,
         "shape_features",
         lambda labels: seen.append(len(labels)) or original(labels),
     )
