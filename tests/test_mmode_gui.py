@@ -253,6 +253,27 @@ def test_fine_tune_on_edited_traces_saves_a_user_version_and_uses_it(
     )
 
 
+def test_fine_tuning_that_fits_the_traces_worse_is_not_kept(dock, qtbot, tmp_path, monkeypatch):
+    from echo_napari.models.registry import list_models
+    from echo_napari.widgets import mmode_finetune
+
+    monkeypatch.setenv("ECHO_NAPARI_DATA_DIR", str(tmp_path / "user"))
+    measured = iter([0.90, 0.80])  # before, after: the fine-tuned band fits worse
+    monkeypatch.setattr(mmode_finetune, "network_band_dice", lambda *a: next(measured))
+    _, widget = dock
+    widget.use_default_line()
+    widget.start_editing()
+    widget.finetune.steps.setValue(2)
+    widget.finetune.button.click()
+    qtbot.waitUntil(lambda: widget.finetune.worker is None, timeout=60000)
+    qtbot.waitUntil(lambda: "did not help" in widget.summary.text(), timeout=5000)
+    assert "before 0.900 → after 0.800): nothing saved, still using mmode_v1" in (
+        widget.summary.text()
+    )
+    assert widget.model_path is None  # the dock keeps the network it had
+    assert not [m for m in list_models("mmode") if not m.bundled]  # nor is it the default
+
+
 def test_fine_tune_cancel_saves_nothing(dock, qtbot, tmp_path, monkeypatch):
     from echo_napari.models.registry import list_models
 

@@ -381,9 +381,14 @@ class MModeDock(QWidget):
         return self.strip, self.edited_band, self.model_path
 
     def _on_finetuned(self, outcome: FineTuneOutcome) -> None:
+        notify_info(f"M-mode: {outcome.message()}")
+        if outcome.path is None:  # not kept: the dock goes on with the network it had
+            self.finetune_note = outcome.message()
+            if self.strip is not None:
+                self._set_summary()
+            return
         # The new version is what this dock segments with from now on.
         self.model_path = outcome.path
-        notify_info(f"M-mode: {outcome.message()}")
         if self.strip is not None:
             self.segment()
             self.finetune_note = outcome.message()

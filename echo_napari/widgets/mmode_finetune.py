@@ -31,18 +31,23 @@ DEFAULT_STEPS = 40
 
 @dataclass(frozen=True)
 class FineTuneOutcome:
-    """A finished fine-tuning: the new version's weights and the band Dice before/after."""
+    """A finished fine-tuning: the new version's weights (None when it was not kept) and
+    the band Dice before/after; ``base`` names the network it started from."""
 
-    path: Path
+    path: Path | None
     dice_before: float
     dice_after: float
+    base: str = ""
 
     def message(self) -> str:
         """One line for the summary and the notification."""
-        return (
-            f"{self.path.stem}: Dice of the network band vs your traces: before "
-            f"{self.dice_before:.3f} → after {self.dice_after:.3f}"
+        dice = (
+            f"Dice of the network band vs your traces: before {self.dice_before:.3f} → "
+            f"after {self.dice_after:.3f}"
         )
+        if self.path is None:
+            return f"fine-tuning did not help ({dice}): nothing saved, still using {self.base}"
+        return f"{self.path.stem}: {dice}"
 
 
 def network_band_dice(strip: MModeImage, band: np.ndarray, network: MModeNet) -> float:
@@ -65,7 +70,9 @@ def fine_tune_on_strip(
     base : .safetensors of the network to start from
     steps : optimisation steps
 
-    Yields ``(step, steps)``; returns the :class:`FineTuneOutcome` after saving.
+    Yields ``(step, steps)``; returns the :class:`FineTuneOutcome` after saving. A network
+    whose band fits the edited traces worse than before is not saved: the newest version
+    is the default of every later M-mode analysis, so a worse one must not become it.
     """
     import torch
     from scipy import ndimage
@@ -89,6 +96,8 @@ def fine_tune_on_strip(
         yield record.step, record.total
     network.eval()
     after = network_band_dice(strip, band, network)
+    if after < before:
+        return FineTuneOutcome(None, before, after, Path(path).stem)
     card["fine_tuned_on"] = {
         "from": Path(path).stem,
         "steps": steps,
@@ -97,7 +106,7 @@ def fine_tune_on_strip(
         "dice_after": after,
     }
     saved = save_user_version(network, card)
-    return FineTuneOutcome(saved, before, after)
+    return FineTuneOutcome(saved, before, after, Path(path).stem)
 
 
 def analyse_with(strip: MModeImage, path: Path | None) -> MModeResult:
