@@ -331,13 +331,20 @@ def build_parser() -> argparse.ArgumentParser:
         "packages) from the CSV of `evaluate`: Dice/HD95/MAD boxplots per class, EF "
         "scatter and Bland-Altman plot with correlation, bias, MAE and bootstrap 95 % "
         "confidence intervals, per-frame area curves of a few sequences and, with "
-        "--jacobian, the Jacobian determinant of the registration fields per frame.",
-        epilog="example:\n  echo-napari report results.csv -o report.html --curves 4 "
-        "--jacobian propagated/",
+        "--jacobian, the Jacobian determinant of the registration fields per frame. "
+        "An output ending in .pdf gets a printable A4 copy instead (drawn by Qt).",
+        epilog="examples:\n  echo-napari report results.csv -o report.html --curves 4 "
+        "--jacobian propagated/\n  echo-napari report results.csv -o report.pdf",
         formatter_class=_HelpFormatter,
     )
     report.add_argument("csv", metavar="CSV", help="per-sequence CSV written by evaluate")
-    report.add_argument("-o", "--output", required=True, metavar="HTML", help="output file")
+    report.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="FILE",
+        help="output file: .html, or .pdf for a printable copy",
+    )
     report.add_argument(
         "--curves", type=int, default=4, metavar="N", help="area curves of N sequences"
     )

@@ -354,7 +354,9 @@ def write_report(
     title: str = "echo-napari evaluation",
     jacobian_folder: str | Path | None = None,
 ) -> Path:
-    """Read an evaluate CSV (and its ``_frames.csv`` if present), write the HTML report.
+    """Read an evaluate CSV (and its ``_frames.csv`` if present), write the HTML report
+    (a printable A4 PDF of it when ``output`` ends in ``.pdf``:
+    :func:`echo_napari.report_pdf.write_pdf`).
 
     ``jacobian_folder``: the output folder of ``echo-napari propagate`` (its
     ``*_jacobian.csv`` files add the folding section).
@@ -369,6 +371,10 @@ def write_report(
     frames = _read_csv(frames_path) if frames_path.exists() else None
     jacobian = read_jacobian_tables(jacobian_folder) if jacobian_folder else None
     text = build_report(summary, frames, n_curves, sequences, title, jacobian)
+    if Path(output).suffix.lower() == ".pdf":
+        from echo_napari.report_pdf import write_pdf
+
+        return write_pdf(text, output)
     with atomic_path(output) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return Path(output)

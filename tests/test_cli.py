@@ -124,6 +124,22 @@ def test_report_has_plots_and_numbers(dataset, tmp_path, capsys):
     assert main(["report", str(tmp_path / "bad.csv"), "-o", str(html_path)]) == 2
 
 
+def test_report_as_a_printable_pdf(dataset, tmp_path):
+    pred, gt = dataset
+    out = tmp_path / "results.csv"
+    main(["evaluate", str(pred), str(gt), "-o", str(out)])
+    main(["report", str(out), "-o", str(tmp_path / "report.html"), "--curves", "2"])
+    n_plots = (tmp_path / "report.html").read_text().count("<svg")
+    pdf_path = tmp_path / "report.pdf"
+    assert main(["report", str(out), "-o", str(pdf_path), "--curves", "2"]) == 0
+    data = pdf_path.read_bytes()
+    assert data.startswith(b"%PDF") and data.rstrip().endswith(b"%%EOF")
+    # every plot is in it, as an image drawn from its SVG; text stays text
+    assert data.count(b"/Subtype /Image") >= n_plots >= 6
+    assert b"/Type /Page" in data and b"/Font" in data
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
 def test_convert_file_and_folder(dataset, tmp_path):
     _, gt = dataset
     out = tmp_path / "converted"
