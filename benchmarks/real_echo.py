@@ -5,7 +5,7 @@
 
 No tracings are needed: EF comes from our own full-cycle LV segmentation (area-length on
 the predicted cavity; beats found on the smoothed volume curve, EF = mean over beats,
-:func:`echo_napari.segmentation.ef.ef_by_beats`) and is compared with the FileList EF.
+:func:`echo_napari.metrics_ef.ef_by_beats`) and is compared with the FileList EF.
 Prints, per model, one row per video (ours — beat mean, ours — global max/min of the
 smoothed area curve as before, the network's own masks before the LV border refinement on
 the image (:mod:`echo_napari.segmentation.boundary`, part of ``predict_sequence``),
@@ -33,6 +33,7 @@ import torch
 from scipy import ndimage, stats
 
 from echo_napari.io.video import iter_videos_npz
+from echo_napari.metrics_ef import ef_by_beats
 from echo_napari.metrics_plausibility import frame_plausibility
 from echo_napari.metrics_volume import volume_area_length
 from echo_napari.registration import DirnetBackend
@@ -40,7 +41,6 @@ from echo_napari.registration.repair import repair_implausible_frames
 from echo_napari.segmentation import load_model, predict_sequence
 from echo_napari.segmentation.boundary import refine_lv_boundary
 from echo_napari.segmentation.data import HELD_OUT_VIDEOS, _simulator
-from echo_napari.segmentation.ef import ef_by_beats
 from echo_napari.segmentation.evaluate import evaluate_arrays
 from echo_napari.sequence import LabelClass
 

@@ -3,7 +3,7 @@
     python benchmarks/real_echo_dir.py [--skip-simpleitk] [--threads 2]
 
 No tracings: per video, one beat is taken from the bundled segmentation model's LV
-volume curve (:func:`echo_napari.segmentation.ef.ef_by_beats`: the first beat, ED → ES).
+volume curve (:func:`echo_napari.metrics_ef.ef_by_beats`: the first beat, ED → ES).
 Every consecutive pair of the beat is registered both ways (:func:`pairwise_fields`,
 symmetrised), then
 
@@ -63,7 +63,7 @@ LV = int(LabelClass.LV_CAVITY)
 
 def first_beat(labels: np.ndarray) -> tuple[int, int]:
     """(ED, ES) of the first beat of a predicted label sequence (T, H, W) uint8."""
-    from echo_napari.segmentation.ef import ef_by_beats
+    from echo_napari.metrics_ef import ef_by_beats
 
     result = ef_by_beats(labels)
     # A video whose every beat lost the ventricle still has its (rejected) beats.

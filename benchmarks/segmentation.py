@@ -28,10 +28,10 @@ import torch
 from scipy import ndimage
 
 from echo_napari.metrics import frame_metrics, sequence_means
+from echo_napari.metrics_ef import ef_by_beats
 from echo_napari.metrics_volume import area_curve_smoothness, volume_area_length
 from echo_napari.segmentation import load_model, predict_sequence
 from echo_napari.segmentation.data import HELD_OUT_VIDEOS, _simulator
-from echo_napari.segmentation.ef import ef_by_beats
 from echo_napari.sequence import LabelClass
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -114,9 +114,9 @@ def predict_one(item: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
     counts them, recorded as propagated frames).
     """
     from echo_napari.io import write_sequence
+    from echo_napari.metrics_ef import ef_by_beats
     from echo_napari.metrics_plausibility import frame_plausibility
     from echo_napari.segmentation import load_model, predict_sequence
-    from echo_napari.segmentation.ef import ef_by_beats
 
     src, dst, options = item
     if options.get("threads"):

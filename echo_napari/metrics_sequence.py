@@ -35,6 +35,7 @@ from echo_napari.metrics import (
     frame_metrics,
     sequence_means,
 )
+from echo_napari.metrics_ef import ef_by_beats
 from echo_napari.metrics_plausibility import frame_plausibility
 from echo_napari.metrics_volume import area_curve_smoothness, ef_from_labels
 from echo_napari.sequence import EchoSequence
@@ -134,6 +135,10 @@ def evaluate_sequence(
             summary[f"{quantity}_ref{suffix}"] = value
             summary[f"{quantity}_pred{suffix}"] = getattr(pred_v, quantity)
     summary["ef_pred_auto"] = ef_from_labels(pred, spacing, "simpson").ef
+    # The clip's EF as `predict` reports it: area-length, mean over the beats it finds.
+    summary["ef_pred_beats"] = (
+        ef_by_beats(pred, spacing).ef if shape[0] >= 3 and pred.any() else np.nan
+    )
     summary["plausible_pct_pred"] = 100.0 * frame_plausibility(pred).plausible_share()
     reference_facts = reference.metadata.get("reference") or {}
     summary["ef_file"] = float(reference_facts.get("EF", np.nan))

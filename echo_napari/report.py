@@ -107,13 +107,15 @@ def ef_section(summary: pd.DataFrame, volume_unit: str) -> str:
     """EF agreement table and scatter + Bland–Altman plots.
 
     Rows: Simpson and area-length EF at the reference's ED/ES against the reference
-    labels' EF, and the prediction's EF at its own ED/ES against the file's EF (EchoNet
-    FileList, CAMUS Info cfg) when present. Plots for the first row with data.
+    labels' EF; against the file's EF (EchoNet FileList, CAMUS Info cfg) when present, the
+    prediction's EF over its beats (:func:`echo_napari.metrics_ef.ef_by_beats`, what
+    ``predict`` reports) and at its own ED/ES. Plots for the first row with data.
     """
     parts, rows = [], []
     comparisons = (
         ("ef_pred", "ef_ref", "Simpson monoplane"),
         ("ef_pred_area_length", "ef_ref_area_length", "area-length"),
+        ("ef_pred_beats", "ef_file", "mean over beats (area-length) vs file EF"),
         ("ef_pred_auto", "ef_file", "own ED/ES vs file EF"),
     )
     for pred_col, ref_col, method in comparisons:

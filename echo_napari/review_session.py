@@ -459,7 +459,7 @@ class ReviewSession:
         ED/ES are one beat's filling peak and trough (the beat of median area change: a
         representative one), so that a clip of several beats does not pair the largest and
         smallest frames of different beats. Beats are searched within the stretches of
-        labelled frames with an LV (:func:`~echo_napari.segmentation.ef.beats_where_present`:
+        labelled frames with an LV (:func:`~echo_napari.metrics_ef.beats_where_present`:
         frames where the LV is lost or not yet labelled are no beat); with no clear beat,
         ED/ES are the largest and smallest labelled frames.
 
@@ -467,9 +467,9 @@ class ReviewSession:
         -------
         (ed_index, es_index)
         """
+        from echo_napari.metrics_ef import beats_where_present
         from echo_napari.metrics_plausibility import collapsed_frames
         from echo_napari.metrics_volume import ed_es_from_curve
-        from echo_napari.segmentation.ef import beats_where_present
         from echo_napari.sequence import LabelClass
 
         curve = self.areas[:, int(LabelClass.LV_CAVITY)]

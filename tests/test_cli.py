@@ -183,9 +183,11 @@ def test_evaluate_against_unlabelled_videos_uses_the_file_ef(tmp_path):
     gt, pred = tmp_path / "gt", tmp_path / "pred"
     gt.mkdir()
     pred.mkdir()
+    predicted = []
     for k in range(3):
         seq = make_sequence(n_frames=8, size=32, spacing=None)
         write_labels(seq.labels, pred / f"v{k}.h5")
+        predicted.append(seq.labels.copy())
         seq.labels, seq.keyframes = None, set()
         seq.metadata["reference"] = {"EF": 40.0 + 5 * k}
         write_sequence(seq, gt / f"v{k}.h5")
@@ -194,11 +196,19 @@ def test_evaluate_against_unlabelled_videos_uses_the_file_ef(tmp_path):
     table = pd.read_csv(out)
     assert table["dice_lv"].isna().all() and (table["ef_file"] == [40.0, 45.0, 50.0]).all()
     assert table["ef_pred_auto"].between(10, 90).all()
+    # the EF `predict` reports: area-length, mean over the clip's beats
+    from echo_napari.metrics_ef import ef_by_beats
+
+    for k, labels in enumerate(predicted):
+        expected = ef_by_beats(labels).ef
+        assert table["ef_pred_beats"][k] == pytest.approx(expected, nan_ok=True)
+    assert table["ef_pred_beats"].notna().any()
     assert (table["plausible_pct_pred"] == 100.0).all()
     assert (table["distance_unit"] == "px").all()
     html = tmp_path / "ef.html"
     assert main(["report", str(out), "-o", str(html)]) == 0
     assert "own ED/ES vs file EF" in html.read_text()
+    assert "mean over beats (area-length) vs file EF" in html.read_text()
 
 
 REAL_VIDEOS = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "echonet-unlabeled"

@@ -10,9 +10,9 @@ import torch
 from test_segmentation import TINY, phantom, phantom_trained_model, tiny_model
 
 from echo_napari.errors import SequenceError
+from echo_napari.metrics_ef import ef_by_beats
 from echo_napari.metrics_volume import volume_area_length
 from echo_napari.segmentation import TrainConfig, make_sample, predict_sequence
-from echo_napari.segmentation.ef import ef_by_beats
 from echo_napari.segmentation.ef_supervision import (
     EFSupervisionConfig,
     EFVideo,

@@ -13,15 +13,15 @@ import torch
 from skimage.draw import ellipse
 
 from echo_napari.errors import SequenceError
-from echo_napari.segmentation.appearance import match_to_reference, matcher, reference_values
-from echo_napari.segmentation.augment import AugmentConfig, random_affine
-from echo_napari.segmentation.data import _params_key, simulated_arrays, training_params
-from echo_napari.segmentation.ef import (
+from echo_napari.metrics_ef import (
     MAX_PLAUSIBLE_EF,
     beat_period,
     beats_from_curve,
     ef_by_beats,
 )
+from echo_napari.segmentation.appearance import match_to_reference, matcher, reference_values
+from echo_napari.segmentation.augment import AugmentConfig, random_affine
+from echo_napari.segmentation.data import _params_key, simulated_arrays, training_params
 from echo_napari.sequence import LabelClass
 from echo_napari.simulation import SimulationParams
 

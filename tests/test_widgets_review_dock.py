@@ -215,7 +215,7 @@ def test_curve_legend_fits_inside_the_plot(docked, qtbot):
 
 
 def test_summary_shows_the_beat_ef_the_command_line_reports(make_napari_viewer, qtbot):
-    from echo_napari.segmentation.ef import ef_by_beats
+    from echo_napari.metrics_ef import ef_by_beats
 
     seq = make_sequence(n_frames=80, size=48)
     yy, xx = np.mgrid[:48, :48]

@@ -30,9 +30,9 @@ import torch
 import torch.nn.functional as F
 
 from echo_napari.errors import SequenceError
+from echo_napari.metrics_ef import ef_by_beats
 from echo_napari.metrics_volume import long_axis
 from echo_napari.segmentation.augment import AugmentConfig, random_affine, random_intensity
-from echo_napari.segmentation.ef import ef_by_beats
 from echo_napari.segmentation.model import UNet2DTime
 from echo_napari.segmentation.self_training import pseudo_labels
 from echo_napari.segmentation.training import (

@@ -2,7 +2,7 @@
 
 The dock's "EF … (labels, Simpson)" comes from the ED/ES pair the user set. The command
 line (``predict``, ``compute``) and the real-video benchmark report the mean EF over every
-beat of the clip (:func:`echo_napari.segmentation.ef.ef_by_beats`); the dock shows that
+beat of the clip (:func:`echo_napari.metrics_ef.ef_by_beats`); the dock shows that
 too, so both read the same number. It needs an area-length volume per frame (~25 ms for
 128 frames of 112 × 112, ~0.3 s for 100 frames of 600 × 600), so it runs in a worker on a
 copy of the labels, once edits pause, and a request made meanwhile runs after it.
@@ -15,6 +15,8 @@ from collections.abc import Callable
 
 import numpy as np
 from qtpy.QtCore import QObject, Signal
+
+from echo_napari.metrics_ef import ef_by_beats
 
 logger = logging.getLogger(__name__)
 
@@ -34,9 +36,6 @@ def beat_ef_text(labels: np.ndarray, spacing: tuple[float, float] | None) -> str
     labels : (T, H, W) uint8 LabelClass values
     spacing : (dy, dx) mm or None
     """
-    # Imported here, in the worker: the segmentation package brings torch (~1 s).
-    from echo_napari.segmentation.ef import ef_by_beats
-
     result = ef_by_beats(labels, spacing)
     n = len(result.beats)
     if n == 0:

@@ -58,7 +58,7 @@ SHORTCUTS: dict[str, tuple[str, str]] = {
 
 #: Modules the dock's buttons import on first use (scipy.signal for Detect ED/ES: ~0.5 s
 #: the first time), imported in the background once a dock opens.
-PREWARMED_MODULES = ("echo_napari.segmentation.ef",)
+PREWARMED_MODULES = ("echo_napari.metrics_ef",)
 
 
 def _prewarm_imports() -> None:
