@@ -16,8 +16,6 @@ from collections.abc import Callable
 import numpy as np
 from qtpy.QtCore import QObject, Signal
 
-from echo_napari.metrics_ef import ef_by_beats
-
 logger = logging.getLogger(__name__)
 
 #: Fewer frames than this hold no two shortest beats (2 × 12): no beat EF is shown.
@@ -36,6 +34,10 @@ def beat_ef_text(labels: np.ndarray, spacing: tuple[float, float] | None) -> str
     labels : (T, H, W) uint8 LabelClass values
     spacing : (dy, dx) mm or None
     """
+    # Imported here, in the worker: it brings scipy.signal (~0.5 s the first time), which
+    # would otherwise load on the GUI thread as the dock opens.
+    from echo_napari.metrics_ef import ef_by_beats
+
     result = ef_by_beats(labels, spacing)
     n = len(result.beats)
     if n == 0:
