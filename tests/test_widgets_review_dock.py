@@ -247,3 +247,41 @@ def test_beat_ef_text():
     assert clip_for_beats(labels, None, np.zeros(30)) is None  # no LV anywhere
     assert clip_for_beats(labels[:20], None, np.ones(20)) is None  # under two beats
     assert clip_for_beats(labels, (0.3, 0.3), np.ones(30))[1] == (0.3, 0.3)
+
+
+def test_job_tabs_arrive_after_their_cores_are_imported_in_the_background(
+    make_napari_viewer, qtbot, echo_sequence
+):
+    viewer = make_napari_viewer()
+    _add_sequence(viewer, echo_sequence)
+    dock = _dock(viewer)
+    tabs = dock.jobs_tabs
+    names = [tabs.tabText(i) for i in range(tabs.count())]
+    if not dock._job_panels_built:  # the import thread may already be done
+        assert names == ["Session", "Propagate · Predict"] and not tabs.isTabEnabled(1)
+    qtbot.waitUntil(lambda: dock._job_panels_built, timeout=30000)
+    assert [tabs.tabText(i) for i in range(tabs.count())] == ["Session", "Propagate", "Predict"]
+    assert dock.propagate_panel is tabs.widget(1) and dock.predict_panel is tabs.widget(2)
+    assert all(tabs.isTabEnabled(i) for i in range(3))
+
+
+def test_reading_a_job_panel_early_waits_for_it(make_napari_viewer, echo_sequence):
+    viewer = make_napari_viewer()
+    _add_sequence(viewer, echo_sequence)
+    dock = _dock(viewer)
+    panel = dock.predict_panel  # right away: built once the cores are imported
+    assert panel is not None and dock._job_panels_built
+    assert dock.jobs_tabs.tabText(dock.jobs_tabs.indexOf(panel)) == "Predict"
+
+
+def test_a_missing_core_hides_its_tab(make_napari_viewer, qtbot, echo_sequence, monkeypatch):
+    from echo_napari.widgets import job_cores
+
+    monkeypatch.setitem(job_cores.CORE_MODULES, "predict", ("echo_napari.no_such_core",))
+    viewer = make_napari_viewer()
+    _add_sequence(viewer, echo_sequence)
+    dock = _dock(viewer)
+    qtbot.waitUntil(lambda: dock._cores.wait(0), timeout=30000)
+    assert not hasattr(dock, "predict_panel") and hasattr(dock, "propagate_panel")
+    tabs = dock.jobs_tabs
+    assert [tabs.tabText(i) for i in range(tabs.count())] == ["Session", "Propagate"]

@@ -56,25 +56,6 @@ SHORTCUTS: dict[str, tuple[str, str]] = {
 }
 
 
-#: Modules the dock's buttons import on first use (scipy.signal for Detect ED/ES: ~0.5 s
-#: the first time), imported in the background once a dock opens.
-PREWARMED_MODULES = ("echo_napari.metrics_ef",)
-
-
-def _prewarm_imports() -> None:
-    import importlib
-    import threading
-
-    def load() -> None:
-        for name in PREWARMED_MODULES:
-            try:
-                importlib.import_module(name)
-            except ImportError:  # an optional part not installed: its button says so
-                logger.debug("not prewarmed: %s", name)
-
-    threading.Thread(target=load, name="echo-prewarm", daemon=True).start()
-
-
 class ReviewDock(SessionDockMixin, QWidget):
     """Dock widget: layer choice, live area curve, provenance strip, keyframes, ED/ES.
 
@@ -212,35 +193,80 @@ class ReviewDock(SessionDockMixin, QWidget):
         self.destroyed.connect(lambda *_: link.shutdown())
 
         self._refresh_layer_choices()
-        _prewarm_imports()
+        # After the dock is drawn: the import thread would otherwise share the GIL with
+        # building and binding it.
+        QTimer.singleShot(0, self._cores.start)
 
     # -- optional job panels -------------------------------------------------------------
     def _add_job_panels(self) -> None:
-        """Add the Propagate / Predict panels when their core APIs are installed."""
-        from echo_napari.widgets.predict_panel import PredictPanel, prediction_available
-        from echo_napari.widgets.propagate_panel import PropagatePanel, propagation_available
+        """The Session tab now; the Propagate / Predict tabs once their cores are imported
+        in the background (:mod:`echo_napari.widgets.job_cores`), when installed."""
+        from echo_napari.widgets.job_cores import CoreLoader
         from echo_napari.widgets.session_panel import SessionPanel
 
         # One panel at a time: tabs keep the area curve tall.
         self.jobs_tabs = QTabWidget()
         self.session_panel = SessionPanel(self)
-        self.jobs_tabs.addTab(self.session_panel, "Session")
-        if propagation_available():
-            from echo_napari.widgets.auto_repropagate import AutoRepropagate
-
-            self.propagate_panel = PropagatePanel(self)
-            self.auto_repropagate = AutoRepropagate(self, self.propagate_panel)
-            self.jobs_tabs.addTab(self.propagate_panel, "Propagate")
-        if prediction_available():
-            self.predict_panel = PredictPanel(self)
-            self.jobs_tabs.addTab(self.predict_panel, "Predict")
-        for index in range(self.jobs_tabs.count()):
-            panel = self.jobs_tabs.widget(index)
-            self.jobs_tabs.setTabToolTip(index, panel.title())
-            panel.setTitle("")  # the tab names it
-            panel.setFlat(True)
+        self._add_job_tab(self.session_panel, "Session")
+        self._loading_tab = QLabel("Loading the registration and segmentation models…")
+        index = self.jobs_tabs.addTab(self._loading_tab, "Propagate · Predict")
+        self.jobs_tabs.setTabEnabled(index, False)
+        self.jobs_tabs.setTabToolTip(index, self._loading_tab.text())
         self.jobs_tabs.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
         self.jobs_layout.addWidget(self.jobs_tabs)
+        self._job_panels_built = False
+        self._cores = CoreLoader(self)
+        self._cores.loaded.connect(self._build_job_panels)
+
+    def _add_job_tab(self, panel: Any, name: str) -> None:
+        index = self.jobs_tabs.addTab(panel, name)
+        self.jobs_tabs.setTabToolTip(index, panel.title())
+        panel.setTitle("")  # the tab names it
+        panel.setFlat(True)
+
+    def _build_job_panels(self) -> None:
+        """Add the Propagate / Predict panels whose cores imported (once; waits for the
+        background import when called before it finished)."""
+        if self._job_panels_built:
+            return
+        self._job_panels_built = True
+        self._cores.wait()
+        self.jobs_tabs.removeTab(self.jobs_tabs.indexOf(self._loading_tab))
+        self._loading_tab.deleteLater()
+        if self._cores.available.get("propagate"):
+            from echo_napari.widgets.auto_repropagate import AutoRepropagate
+            from echo_napari.widgets.propagate_panel import PropagatePanel
+
+            self._propagate_panel = PropagatePanel(self)
+            self._auto_repropagate = AutoRepropagate(self, self._propagate_panel)
+            self._add_job_tab(self._propagate_panel, "Propagate")
+        if self._cores.available.get("predict"):
+            from echo_napari.widgets.predict_panel import PredictPanel
+
+            self._predict_panel = PredictPanel(self)
+            self._add_job_tab(self._predict_panel, "Predict")
+
+    def _job_panel(self, name: str, what: str) -> Any:
+        self._build_job_panels()
+        panel = self.__dict__.get(name)
+        if panel is None:
+            raise AttributeError(f"{name[1:]}: {what} is not installed")
+        return panel
+
+    @property
+    def propagate_panel(self) -> Any:
+        """The Propagate panel (AttributeError when the registration core is missing)."""
+        return self._job_panel("_propagate_panel", "the registration core")
+
+    @property
+    def auto_repropagate(self) -> Any:
+        """Auto re-propagation after each correction (with the Propagate panel)."""
+        return self._job_panel("_auto_repropagate", "the registration core")
+
+    @property
+    def predict_panel(self) -> Any:
+        """The Predict panel (AttributeError when the segmentation core is missing)."""
+        return self._job_panel("_predict_panel", "the segmentation core")
 
     # -- layers ---------------------------------------------------------------------------
     @property
