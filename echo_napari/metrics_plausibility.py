@@ -120,6 +120,16 @@ class ShapeFeatures:
     solidity: np.ndarray
     la_direction: np.ndarray
 
+    @classmethod
+    def blank(cls, n: int) -> ShapeFeatures:
+        """Features of ``n`` frames with no label, no LV and no LA."""
+        return cls(
+            labelled=np.zeros(n, bool),
+            lv_pixels=np.zeros(n),
+            solidity=np.ones(n),
+            la_direction=np.full((n, 2), np.nan),
+        )
+
     def update(self, frames: np.ndarray, other: ShapeFeatures) -> None:
         """Overwrite ``frames`` with the rows of ``other`` (features of those frames)."""
         for name in _FEATURES:
@@ -141,12 +151,9 @@ def shape_features(labels: np.ndarray, min_pixels: int = 10) -> ShapeFeatures:
     n = labels.shape[0]
     lv = labels == int(LabelClass.LV_CAVITY)
     la = labels == int(LabelClass.LA)
-    features = ShapeFeatures(
-        labelled=labels.reshape(n, -1).any(axis=1),
-        lv_pixels=lv.sum(axis=(1, 2)).astype(np.float64),
-        solidity=np.ones(n),
-        la_direction=np.full((n, 2), np.nan),
-    )
+    features = ShapeFeatures.blank(n)
+    features.labelled[:] = labels.reshape(n, -1).any(axis=1)
+    features.lv_pixels[:] = lv.sum(axis=(1, 2))
     for t in np.flatnonzero(features.lv_pixels >= min_pixels):
         features.solidity[t] = _solidity(lv[t])
         if la[t].sum() >= min_pixels:

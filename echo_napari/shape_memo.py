@@ -27,16 +27,6 @@ def frame_digests(labels: np.ndarray) -> list[bytes]:
     return [hashlib.sha1(shape + memoryview(frame).cast("B")).digest() for frame in labels]
 
 
-def blank_features(n: int) -> ShapeFeatures:
-    """Features of ``n`` empty frames (no label, no LV, no LA)."""
-    return ShapeFeatures(
-        labelled=np.zeros(n, bool),
-        lv_pixels=np.zeros(n),
-        solidity=np.ones(n),
-        la_direction=np.full((n, 2), np.nan),
-    )
-
-
 class ShapeMemo:
     """Least-recently-used store of per-frame shape features keyed by frame digest.
 
@@ -61,7 +51,7 @@ class ShapeMemo:
         (features of the N frames, how many were found in the memo)
         """
         keys = frame_digests(labels)
-        out = blank_features(len(keys))
+        out = ShapeFeatures.blank(len(keys))
         missing = []
         for i, key in enumerate(keys):
             row = self._rows.get(key)

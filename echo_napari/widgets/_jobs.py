@@ -59,6 +59,12 @@ def error_message(error: BaseException) -> str:
     return str(error) if isinstance(error, EchoNapariError) else repr(error)
 
 
+def file_error_message(error: BaseException) -> str:
+    """The user-facing text of a file job's error (open, save, export): OS errors (disk
+    full, no permission) read as they are, like our own."""
+    return str(error) if isinstance(error, OSError) else error_message(error)
+
+
 def show_job_failure(status_label: Any, what: str, message: str) -> None:
     """Put "Failed: ..." in the panel's status line and notify "<what> failed: ..."."""
     status_label.setText(f"Failed: {message}")

@@ -21,8 +21,6 @@ from qtpy.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QPushButton,
-    QSizePolicy,
-    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
@@ -32,6 +30,7 @@ from echo_napari.review_session import ReviewSession
 from echo_napari.widgets._notify import notify_error, notify_warning
 from echo_napari.widgets.area_curve import AreaCurveWidget
 from echo_napari.widgets.layer_binding import FACTS_KEY, LabelsLayerBinding, sequence_from_layers
+from echo_napari.widgets.review_dock_jobs import JobPanelsMixin
 from echo_napari.widgets.review_dock_session import SessionDockMixin
 from echo_napari.widgets.session_link import SessionLink
 
@@ -56,7 +55,7 @@ SHORTCUTS: dict[str, tuple[str, str]] = {
 }
 
 
-class ReviewDock(SessionDockMixin, QWidget):
+class ReviewDock(JobPanelsMixin, SessionDockMixin, QWidget):
     """Dock widget: layer choice, live area curve, provenance strip, keyframes, ED/ES.
 
     Parameters
@@ -193,80 +192,6 @@ class ReviewDock(SessionDockMixin, QWidget):
         self.destroyed.connect(lambda *_: link.shutdown())
 
         self._refresh_layer_choices()
-        # After the dock is drawn: the import thread would otherwise share the GIL with
-        # building and binding it.
-        QTimer.singleShot(0, self._cores.start)
-
-    # -- optional job panels -------------------------------------------------------------
-    def _add_job_panels(self) -> None:
-        """The Session tab now; the Propagate / Predict tabs once their cores are imported
-        in the background (:mod:`echo_napari.widgets.job_cores`), when installed."""
-        from echo_napari.widgets.job_cores import CoreLoader
-        from echo_napari.widgets.session_panel import SessionPanel
-
-        # One panel at a time: tabs keep the area curve tall.
-        self.jobs_tabs = QTabWidget()
-        self.session_panel = SessionPanel(self)
-        self._add_job_tab(self.session_panel, "Session")
-        self._loading_tab = QLabel("Loading the registration and segmentation models…")
-        index = self.jobs_tabs.addTab(self._loading_tab, "Propagate · Predict")
-        self.jobs_tabs.setTabEnabled(index, False)
-        self.jobs_tabs.setTabToolTip(index, self._loading_tab.text())
-        self.jobs_tabs.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
-        self.jobs_layout.addWidget(self.jobs_tabs)
-        self._job_panels_built = False
-        self._cores = CoreLoader(self)
-        self._cores.loaded.connect(self._build_job_panels)
-
-    def _add_job_tab(self, panel: Any, name: str) -> None:
-        index = self.jobs_tabs.addTab(panel, name)
-        self.jobs_tabs.setTabToolTip(index, panel.title())
-        panel.setTitle("")  # the tab names it
-        panel.setFlat(True)
-
-    def _build_job_panels(self) -> None:
-        """Add the Propagate / Predict panels whose cores imported (once; waits for the
-        background import when called before it finished)."""
-        if self._job_panels_built:
-            return
-        self._job_panels_built = True
-        self._cores.wait()
-        self.jobs_tabs.removeTab(self.jobs_tabs.indexOf(self._loading_tab))
-        self._loading_tab.deleteLater()
-        if self._cores.available.get("propagate"):
-            from echo_napari.widgets.auto_repropagate import AutoRepropagate
-            from echo_napari.widgets.propagate_panel import PropagatePanel
-
-            self._propagate_panel = PropagatePanel(self)
-            self._auto_repropagate = AutoRepropagate(self, self._propagate_panel)
-            self._add_job_tab(self._propagate_panel, "Propagate")
-        if self._cores.available.get("predict"):
-            from echo_napari.widgets.predict_panel import PredictPanel
-
-            self._predict_panel = PredictPanel(self)
-            self._add_job_tab(self._predict_panel, "Predict")
-
-    def _job_panel(self, name: str, what: str) -> Any:
-        self._build_job_panels()
-        panel = self.__dict__.get(name)
-        if panel is None:
-            raise AttributeError(f"{name[1:]}: {what} is not installed")
-        return panel
-
-    @property
-    def propagate_panel(self) -> Any:
-        """The Propagate panel (AttributeError when the registration core is missing)."""
-        return self._job_panel("_propagate_panel", "the registration core")
-
-    @property
-    def auto_repropagate(self) -> Any:
-        """Auto re-propagation after each correction (with the Propagate panel)."""
-        return self._job_panel("_auto_repropagate", "the registration core")
-
-    @property
-    def predict_panel(self) -> Any:
-        """The Predict panel (AttributeError when the segmentation core is missing)."""
-        return self._job_panel("_predict_panel", "the segmentation core")
 
     # -- layers ---------------------------------------------------------------------------
     @property

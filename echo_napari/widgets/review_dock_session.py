@@ -14,6 +14,7 @@ import numpy as np
 from qtpy.QtCore import QEvent
 
 from echo_napari.errors import EchoNapariError
+from echo_napari.widgets._jobs import file_error_message
 from echo_napari.widgets._notify import notify_error
 
 
@@ -117,7 +118,7 @@ class SessionDockMixin:
         return store
 
     def _open_failed(self, error: BaseException) -> None:
-        reason = str(error) if isinstance(error, (EchoNapariError, OSError)) else repr(error)
+        reason = file_error_message(error)
         notify_error(f"Open failed: {reason}")
 
     def _open_finished(self) -> None:

@@ -27,6 +27,7 @@ from qtpy.QtCore import QObject, QTimer, Signal
 from echo_napari.errors import EchoNapariError
 from echo_napari.review_session import ReviewSession
 from echo_napari.sequence import ProvenanceKind
+from echo_napari.widgets._jobs import file_error_message
 from echo_napari.widgets._notify import notify_error
 
 logger = logging.getLogger(__name__)
@@ -395,7 +396,7 @@ class SessionLink(QObject):
     def _save_failed(self, error: BaseException) -> None:
         background = self.save_worker is not None
         self.save_worker = None
-        reason = str(error) if isinstance(error, (EchoNapariError, OSError)) else repr(error)
+        reason = file_error_message(error)
         notify_error(
             f"Session not saved: {reason}. Nothing is lost: the work stays open here"
             + ("" if self.untitled else " and in its autosave")

@@ -27,6 +27,7 @@ from qtpy.QtWidgets import (
 )
 
 from echo_napari.errors import EchoNapariError
+from echo_napari.widgets._jobs import file_error_message
 from echo_napari.widgets._notify import notify_error, notify_info
 
 if TYPE_CHECKING:
@@ -377,7 +378,7 @@ class SessionPanel(QGroupBox):
         self.last_export = written
 
     def _export_failed(self, error: BaseException) -> None:
-        reason = str(error) if isinstance(error, (EchoNapariError, OSError)) else repr(error)
+        reason = file_error_message(error)
         notify_error(f"Export failed: {reason}")
 
     def _export_finished(self) -> None:
