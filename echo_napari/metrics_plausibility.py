@@ -31,6 +31,9 @@ from scipy.spatial import ConvexHull, QhullError
 from echo_napari.errors import SequenceError
 from echo_napari.sequence import LabelClass
 
+#: share of the typical end-diastolic LV area below which a cavity counts as collapsed
+COLLAPSE_FRACTION = 0.25
+
 
 @dataclass(frozen=True)
 class Plausibility:
@@ -167,7 +170,7 @@ def shape_features(labels: np.ndarray, min_pixels: int = 10) -> ShapeFeatures:
 def collapsed_frames(
     lv_pixels: np.ndarray,
     labelled: np.ndarray,
-    collapse_fraction: float = 0.25,
+    collapse_fraction: float = COLLAPSE_FRACTION,
     min_pixels: int = 10,
 ) -> np.ndarray:
     """(T,) bool: labelled frames whose LV cavity is missing or collapsed (the
@@ -188,7 +191,7 @@ def collapsed_frames(
 
 def plausibility_from_features(
     features: ShapeFeatures,
-    collapse_fraction: float = 0.25,
+    collapse_fraction: float = COLLAPSE_FRACTION,
     min_solidity: float = 0.8,
     min_pixels: int = 10,
 ) -> Plausibility:
@@ -214,7 +217,7 @@ def plausibility_from_features(
 
 def frame_plausibility(
     labels: np.ndarray,
-    collapse_fraction: float = 0.25,
+    collapse_fraction: float = COLLAPSE_FRACTION,
     min_solidity: float = 0.8,
     min_pixels: int = 10,
 ) -> Plausibility:

@@ -20,6 +20,7 @@ from scipy import ndimage
 
 from echo_napari.errors import ModelError, SequenceError
 from echo_napari.segmentation.boundary import n_reports, refine_lv_boundary
+from echo_napari.segmentation.lv_continuity import misplaced_lv_pieces
 from echo_napari.segmentation.masks import (
     components_near_per_frame,
     fill_holes_per_frame,
@@ -214,6 +215,34 @@ def probabilities_to_labels(
     return out
 
 
+def drop_misplaced_lv(labels: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
+    """Relabel the LV pieces that lie where the LV seldom is on the frames around them
+    (:func:`~echo_napari.segmentation.lv_continuity.misplaced_lv_pieces`) as the likelier
+    of background and LA — such a piece is the atrium taken for the ventricle.
+
+    Parameters
+    ----------
+    labels : (T, H, W) uint8, the argmax of ``probabilities``
+    probabilities : (T, C, S, S) float, as :func:`predict_probabilities` returns
+
+    Returns
+    -------
+    (T, H, W) uint8, a copy when anything changed
+    """
+    misplaced = misplaced_lv_pieces(labels)
+    frames = np.flatnonzero(misplaced.any(axis=(1, 2)))
+    if frames.size == 0:
+        return labels
+    others = np.array(probabilities[frames], dtype=np.float32)
+    others[:, [LabelClass.LV_CAVITY, LabelClass.MYOCARDIUM]] = -1.0
+    alternative = probabilities_to_labels(others, labels.shape[1:])
+    out = labels.copy()
+    part = out[frames]
+    part[misplaced[frames]] = alternative[misplaced[frames]]
+    out[frames] = part
+    return out
+
+
 def postprocess_labels(labels: np.ndarray) -> np.ndarray:
     """Largest connected component per class and frame, holes filled.
 
@@ -283,7 +312,9 @@ def predict_sequence(
     progress : callable(done, total), optional
         Called after each window, then every few frames of the boundary refinement.
     postprocess : bool
-        Largest component per class and hole filling.
+        Drop LV pieces away from the LV's place on the frames around them
+        (:func:`drop_misplaced_lv`), then the largest component per class and hole
+        filling.
     refine : bool
         Move each frame's LV cavity border to the image's blood/wall border
         (:func:`echo_napari.segmentation.boundary.refine_lv_boundary`).
@@ -310,7 +341,7 @@ def predict_sequence(
     )
     labels = probabilities_to_labels(probs, (height, width))
     if postprocess:
-        labels = postprocess_labels(labels)
+        labels = postprocess_labels(drop_misplaced_lv(labels, probs))
     if refine:
         labels = refine_lv_boundary(frames, labels, progress=lambda done, _: report(done, windows))
     return labels
@@ -324,6 +355,7 @@ def n_windows(n_frames: int, clip_len: int, overlap: float) -> int:
 __all__ = [
     "blend_weights",
     "check_frames",
+    "drop_misplaced_lv",
     "n_windows",
     "postprocess_labels",
     "predict_probabilities",
