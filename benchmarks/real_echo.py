@@ -9,7 +9,10 @@ the predicted cavity; beats found on the smoothed volume curve, EF = mean over b
 Prints, per model, one row per video (ours — beat mean, ours — global max/min of the
 smoothed area curve as before, the network's own masks before the LV border refinement on
 the image (:mod:`echo_napari.segmentation.boundary`, part of ``predict_sequence``),
-FileList, number of beats, share of anatomically plausible frames:
+FileList, number of beats, frames left unlabelled because the model found no heart there
+(``no_view``: :func:`echo_napari.metrics_plausibility.view_lost_frames`), share of
+anatomically plausible frames among the labelled ones (and, ``plausible_all_pct``, among
+all frames, counting those left unlabelled as failing):
 :mod:`echo_napari.metrics_plausibility`, also for the network's own masks; EF and that
 share after the frames failing those checks are re-drawn from the passing ones by DIRNet,
 :func:`echo_napari.registration.repair.repair_implausible_frames`), then MAE / bias /
@@ -96,6 +99,9 @@ def real_table(
         network = predict_sequence(frames, model, clip_len, refine=False)
         pred = refine_lv_boundary(frames, network)  # = predict_sequence(frames, model)
         result = ef_by_beats(pred)
+        checks = frame_plausibility(pred)
+        # frames left unlabelled because the model found no heart there (view lost)
+        n_lost = int(np.count_nonzero(pred.reshape(len(pred), -1).max(axis=1) == 0))
         extra = {}
         if repair is not None:
             fixed = repair_implausible_frames(frames, pred, repair).labels
@@ -114,7 +120,9 @@ def real_table(
                 "ef_filelist": reference,
                 "beats": len(result.beats),
                 "rejected": len(result.rejected),
-                "plausible_pct": 100.0 * frame_plausibility(pred).plausible_share(),
+                "no_view": int(n_lost),
+                "plausible_pct": 100.0 * checks.plausible_share(),
+                "plausible_all_pct": 100.0 * checks.plausible_share() * (1 - n_lost / len(pred)),
                 "plausible_network_pct": 100.0 * frame_plausibility(network).plausible_share(),
                 **extra,
             }
@@ -219,14 +227,19 @@ def main() -> int:
                     f"{column:12s} {label:10s} n={s['n']:2d}: MAE {s['mae']:5.1f}  "
                     f"bias {s['bias']:+5.1f}  r {s['r']:+.2f}  no EF (LV lost): {s['no_ef']}"
                 )
-        shares = ("plausible_pct", "plausible_network_pct")
+        shares = ("plausible_pct", "plausible_all_pct", "plausible_network_pct")
         if repair is not None:
             shares += ("plausible_repaired_pct",)
         titles = {
             "plausible_pct": "plausible",
+            "plausible_all_pct": "  (of all)",
             "plausible_network_pct": "network  ",
             "plausible_repaired_pct": "repaired ",
         }
+        lost = df[df.no_view > 0]
+        pairs = zip(lost.video, lost.no_view, strict=True)
+        listed = ", ".join(f"{video[:6]} {n}" for video, n in pairs)
+        print(f"no heart in view (frames left unlabelled): {listed or 'none'}")
         for column in shares:
             for label, part in (("train-18", df[~df.held_out]), ("held-out-6", df[df.held_out])):
                 share = part[column]

@@ -104,12 +104,14 @@ def predict_one(item: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
     """Task: segment every frame of a sequence with the segmentation model and write it.
 
     The summary gives the beat-mean EF of the prediction (%) and the share of frames
-    whose labels pass the anatomical checks (``plausible_pct``): a low share says the EF
-    is not to be trusted before review. Unless ``options["refine"]`` is False, each frame's
-    LV border is moved to the image's blood/wall border
-    (:func:`echo_napari.segmentation.boundary.refine_lv_boundary`; ``refined`` counts the
-    frames it moved). With ``options["repair"]`` the frames failing the
-    checks are re-drawn from the passing ones by registration
+    whose labels pass the anatomical checks (``plausible_pct``, over the labelled frames): a
+    low share says the EF is not to be trusted before review. ``no_view`` counts the frames
+    left unlabelled because the model found no heart there (probe off the chest, a changed
+    view: :func:`echo_napari.metrics_plausibility.view_lost_frames`). Unless
+    ``options["refine"]`` is False, each frame's LV border is moved to the image's
+    blood/wall border (:func:`echo_napari.segmentation.boundary.refine_lv_boundary`;
+    ``refined`` counts the frames it moved). With ``options["repair"]`` the frames failing
+    the checks are re-drawn from the passing ones by registration
     (:func:`echo_napari.registration.repair.repair_implausible_frames`; ``repaired``
     counts them, recorded as propagated frames).
     """
@@ -164,6 +166,7 @@ def predict_one(item: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
         "frames": seq.n_frames,
         "model": model.version,
         "lv_frames": int((lv > 0).sum()),
+        "no_view": int(np.count_nonzero(labels.reshape(seq.n_frames, -1).max(axis=1) == 0)),
         "ef": round(ef, 1),
         "plausible_pct": round(100.0 * frame_plausibility(labels).plausible_share(), 1),
         **({"refined": moved} if refine else {}),

@@ -15,6 +15,11 @@ per frame:
   sequence (angle of the LV→LA centroid direction more than 90° from its median over the
   frames). Orientation-free, so it holds for any probe orientation or image flip.
 
+Separately, :func:`view_lost_frames` finds the frames of a prediction on which the model
+found no heart at all (probe off the chest, a changed view); the prediction leaves them
+unlabelled, so they are not judged (and :meth:`Plausibility.plausible_share` is over the
+labelled frames).
+
 A labelled frame with fewer than ``min_pixels`` LV pixels, in a sequence that has an LV
 elsewhere, counts as collapsed; a frame with no label at all is not judged (not yet
 segmented). Used by the review session's suspicious-frame ranking and by
@@ -34,6 +39,12 @@ from echo_napari.sequence import LabelClass
 #: share of the typical end-diastolic LV area below which a cavity counts as collapsed
 COLLAPSE_FRACTION = 0.25
 
+#: share of a clip's typical heart area (LV + myocardium + LA) below which a predicted
+#: frame shows no heart (:func:`view_lost_frames`). Chosen on the 18 training EchoNet
+#: videos: every frame of the 16 with the heart in view keeps ≥ 0.41 of it (seg_v3), the
+#: probe-off frames of 0X3981… and the changed view of 0X78A2… fall to 0.00–0.23.
+VIEW_LOST_FRACTION = 0.3
+
 
 @dataclass(frozen=True)
 class Plausibility:
@@ -42,11 +53,13 @@ class Plausibility:
     Attributes
     ----------
     collapse, concavity, atrium_side : the three checks (see the module docstring)
+    labelled : (T,) bool frames with any label (the judged ones), or None (all judged)
     """
 
     collapse: np.ndarray
     concavity: np.ndarray
     atrium_side: np.ndarray
+    labelled: np.ndarray | None = None
 
     @property
     def score(self) -> np.ndarray:
@@ -63,8 +76,12 @@ class Plausibility:
         return [text for values, text in checks if values[frame] >= threshold]
 
     def plausible_share(self, threshold: float = 0.5, among: np.ndarray | None = None) -> float:
-        """Share (0–1) of frames whose :attr:`score` is below ``threshold``, over all frames
-        or the ``among`` (T,) bool ones; NaN when there are none."""
+        """Share (0–1) of frames whose :attr:`score` is below ``threshold``, over the
+        labelled frames (a frame with no label is not judged: not yet segmented, or no
+        heart in view, :func:`view_lost_frames`) or the ``among`` (T,) bool ones; NaN when
+        there are none."""
+        if among is None:
+            among = self.labelled
         score = self.score if among is None else self.score[among]
         return float(np.mean(score < threshold)) if score.size else float("nan")
 
@@ -189,6 +206,29 @@ def collapsed_frames(
     return np.asarray(labelled, bool) & (lv_pixels < collapse_fraction * typical)
 
 
+def view_lost_frames(labels: np.ndarray, fraction: float = VIEW_LOST_FRACTION) -> np.ndarray:
+    """(T,) bool: frames of a predicted sequence on which the model found no heart.
+
+    A frame whose labelled area (LV cavity, myocardium and LA together) is under
+    ``fraction`` of the clip's typical one (95th percentile over the frames with any label)
+    shows no heart to the model: the probe off the chest, or a view that changed. Meant for
+    a model's prediction of every frame (an unlabelled frame counts as lost), not for a
+    partly labelled session. All False when no frame has a label.
+
+    Parameters
+    ----------
+    labels : (T, H, W) uint8, LabelClass values
+    fraction : share of the typical heart area below which the view counts as lost
+    """
+    labels = np.asarray(labels)
+    if labels.ndim != 3:
+        raise SequenceError(f"labels must be (T, H, W); got shape {labels.shape}")
+    heart = np.count_nonzero(labels.reshape(labels.shape[0], -1), axis=1)
+    if not heart.any():
+        return np.zeros(labels.shape[0], bool)
+    return heart < fraction * float(np.percentile(heart[heart > 0], 95))
+
+
 def plausibility_from_features(
     features: ShapeFeatures,
     collapse_fraction: float = COLLAPSE_FRACTION,
@@ -199,8 +239,9 @@ def plausibility_from_features(
     n = features.lv_pixels.size
     atrium_side = np.zeros(n)
     present = features.lv_pixels >= min_pixels
+    labelled = np.asarray(features.labelled, bool)
     if not present.any():
-        return Plausibility(np.zeros(n), np.zeros(n), atrium_side)
+        return Plausibility(np.zeros(n), np.zeros(n), atrium_side, labelled)
     collapse = collapsed_frames(
         features.lv_pixels, features.labelled, collapse_fraction, min_pixels
     ).astype(np.float64)
@@ -212,7 +253,7 @@ def plausibility_from_features(
         if np.hypot(*median) > 0:
             cosine = directions[known] @ (median / np.hypot(*median))
             atrium_side[known] = (cosine < 0.0).astype(np.float64)
-    return Plausibility(collapse, concavity, atrium_side)
+    return Plausibility(collapse, concavity, atrium_side, labelled)
 
 
 def frame_plausibility(

@@ -79,3 +79,27 @@ def test_solidity_from_row_extremes_equals_the_hull_of_every_pixel():
         points = np.argwhere(mask).astype(float)
         hull = ConvexHull((points[:, None, :] + _CORNERS[None]).reshape(-1, 2)).volume
         assert _solidity(mask) == pytest.approx(min(1.0, mask.sum() / hull), abs=1e-12)
+
+
+def test_frames_where_the_model_found_no_heart_are_view_lost():
+    from echo_napari.metrics_plausibility import VIEW_LOST_FRACTION, view_lost_frames
+
+    labels = _heart()
+    labels[5] = 0  # probe off: nothing found
+    labels[6][labels[6] > 0] = 0
+    labels[6, 20:24, 30:34] = 3  # a speck of "atrium"
+    lost = view_lost_frames(labels)
+    assert np.flatnonzero(lost).tolist() == [5, 6]
+    # an end-systolic frame keeps far more than the threshold of the typical heart area
+    heart = np.count_nonzero(labels.reshape(12, -1), axis=1)
+    assert heart[np.delete(np.arange(12), [5, 6])].min() > 2 * VIEW_LOST_FRACTION * heart.max()
+    assert not view_lost_frames(np.zeros((4, 8, 8), np.uint8)).any()
+
+
+def test_plausible_share_is_over_the_labelled_frames():
+    labels = _heart()
+    labels[3][labels[3] == 1] = 2  # cavity lost: judged, fails
+    labels[7:9] = 0  # unlabelled: not judged
+    result = frame_plausibility(labels)
+    assert result.plausible_share() == pytest.approx(9 / 10)
+    assert result.plausible_share(among=np.ones(12, bool)) == pytest.approx(11 / 12)

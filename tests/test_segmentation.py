@@ -27,6 +27,7 @@ from echo_napari.segmentation.evaluate import mean_dice
 from echo_napari.segmentation.inference import blend_weights, window_starts
 from echo_napari.segmentation.training import frame_weights
 from echo_napari.segmentation.weights import load_model_file
+from echo_napari.sequence import LabelClass
 
 torch.set_num_threads(1)
 
@@ -383,3 +384,19 @@ def test_train_bundled_records_the_simulated_geometry_in_the_card(tmp_path):
     assert card["training"]["supervised_steps"] == 2
     model = load_model_file(out.with_suffix(".safetensors"))
     assert model.card["version"] == card["version"]
+
+
+def test_frames_with_no_heart_in_view_are_left_unlabelled(monkeypatch):
+    from echo_napari.segmentation import inference
+
+    frames, truth = phantom(24, 32)
+    truth[10:14] = 0
+    truth[10:14, 4:6, 4:6] = LabelClass.LA  # the specks a model draws with the probe off
+    onehot = (truth[:, None] == np.arange(4)[None, :, None, None]).astype(np.float32)
+    monkeypatch.setattr(inference, "predict_probabilities", lambda *a, **k: onehot)
+    kept = predict_sequence(frames, tiny_model(), refine=False, clear_lost_view=False)
+    labels = predict_sequence(frames, tiny_model(), refine=False)
+    assert (kept[10:14] > 0).any() and not labels[10:14].any()
+    np.testing.assert_array_equal(
+        np.delete(labels, range(10, 14), 0), np.delete(kept, range(10, 14), 0)
+    )

@@ -185,6 +185,21 @@ def test_next_suspicious_frame_finds_a_one_frame_spike(docked, qtbot):
     assert "shapes plausible on 93.8 % of labelled frames" in dock.info_label.text()
 
 
+def test_a_predicted_frame_with_no_heart_says_so(docked):
+    from echo_napari.sequence import FrameProvenance
+
+    viewer, dock = docked
+    shape = dock.session.sequence.frame_shape
+    predicted = FrameProvenance(ProvenanceKind.PREDICTED, "seg", "v")
+    dock.session.write_labels([5], np.zeros((1, *shape), np.uint8), predicted)
+    viewer.dims.set_current_step(0, 5)
+    dock._update_frame_label()
+    assert "no heart found here" in dock.frame_label.text()
+    viewer.dims.set_current_step(0, 4)
+    dock._update_frame_label()
+    assert "no heart found" not in dock.frame_label.text()
+
+
 def test_detect_phases_and_ef_in_the_summary(docked, qtbot):
     viewer, dock = docked
     dock.session.set_phase("es", 3)

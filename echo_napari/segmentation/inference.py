@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from scipy import ndimage
 
 from echo_napari.errors import ModelError, SequenceError
+from echo_napari.metrics_plausibility import view_lost_frames
 from echo_napari.segmentation.boundary import n_reports, refine_lv_boundary
 from echo_napari.segmentation.lv_continuity import misplaced_lv_pieces
 from echo_napari.segmentation.masks import (
@@ -296,6 +297,7 @@ def predict_sequence(
     progress: Progress | None = None,
     postprocess: bool = True,
     refine: bool = True,
+    clear_lost_view: bool = True,
 ) -> np.ndarray:
     """Segment every frame of a sequence.
 
@@ -318,6 +320,10 @@ def predict_sequence(
     refine : bool
         Move each frame's LV cavity border to the image's blood/wall border
         (:func:`echo_napari.segmentation.boundary.refine_lv_boundary`).
+    clear_lost_view : bool
+        Leave unlabelled the frames on which the model found no heart
+        (:func:`echo_napari.metrics_plausibility.view_lost_frames`: probe off the chest, a
+        changed view), rather than keep the specks it drew there.
 
     Returns
     -------
@@ -342,6 +348,8 @@ def predict_sequence(
     labels = probabilities_to_labels(probs, (height, width))
     if postprocess:
         labels = postprocess_labels(drop_misplaced_lv(labels, probs))
+    if clear_lost_view and n_frames > 1:
+        labels[view_lost_frames(labels)] = LabelClass.BACKGROUND
     if refine:
         labels = refine_lv_boundary(frames, labels, progress=lambda done, _: report(done, windows))
     return labels

@@ -459,6 +459,9 @@ class ReviewDock(JobPanelsMixin, SessionDockMixin, QWidget):
         kind = seq.provenance[frame].kind.value
         key = " · keyframe" if frame in seq.keyframes else ""
         reasons = "".join(f" · {r}" for r in self.session.implausibility_reasons(frame))
+        if kind == "predicted" and not areas[1:].any():
+            # predict_sequence leaves a frame empty when the model found no heart on it
+            reasons += " · no heart found here (probe off the chest, or the view changed?)"
         self.frame_label.setText(
             f"Frame {frame}/{seq.n_frames - 1} ({kind}{key}): LV {areas[1]:.1f} {unit}, "
             f"myocardium {areas[2]:.1f} {unit}, LA {areas[3]:.1f} {unit}{reasons}"
