@@ -331,7 +331,10 @@ def build_report(
             "<h2>Temporal smoothness (Eq. 2)</h2>",
             "<p class='note'>log10 of ∫ a''(t)² dt of each class's area curve normalised "
             "by its mean (lower is smoother).</p>",
-            boxplot(smooth, "area-curve smoothness", "log10 smoothness"),
+            # in a block of its own, as every other plot (Qt's PDF layout put a bare plot
+            # on the note's line)
+            f"<div class='plots'>{boxplot(smooth, 'area-curve smoothness', 'log10 smoothness')}"
+            "</div>",
         ]
     names = list(sequences) if sequences else list(summary["sequence"].astype(str))[:n_curves]
     sections += ["<h2>Area curves</h2>", curves_section(summary, frames, names, area_unit)]

@@ -75,6 +75,44 @@ def _document(html: str):
     return document
 
 
+def _first_line_top(block, layout) -> float:
+    """Where a laid-out block's first line starts, in document pixels (the block's own top
+    can sit on one page while its first line, too tall for the rest of it, is on the next)."""
+    lines = block.layout()
+    if lines.lineCount():
+        return lines.position().y() + lines.lineAt(0).y()
+    return layout.blockBoundingRect(block).top()
+
+
+def keep_headings_with_what_follows(document) -> int:
+    """Move every heading that would end a page, its text or plots starting on the next,
+    to that next page (a page break before it). ``document`` must have its page size set.
+
+    Returns
+    -------
+    int, the headings moved
+    """
+    from qtpy.QtGui import QTextCursor, QTextFormat
+
+    layout = document.documentLayout()
+    height = document.pageSize().height()
+    document.pageCount()  # lays the whole document out (it is otherwise done lazily)
+    moved = 0
+    block = document.begin()
+    while block.isValid():
+        following = block.next()
+        if block.blockFormat().headingLevel() and following.isValid():
+            page = int(_first_line_top(block, layout) // height)
+            if int(_first_line_top(following, layout) // height) > page:
+                fmt = block.blockFormat()
+                fmt.setPageBreakPolicy(QTextFormat.PageBreakFlag.PageBreak_AlwaysBefore)
+                QTextCursor(block).setBlockFormat(fmt)
+                document.pageCount()  # a break moves what follows: lay it out again
+                moved += 1
+        block = following
+    return moved
+
+
 def write_pdf(html: str, output: str | Path) -> Path:
     """Print ``html`` (the report's HTML, inline SVG plots) to an A4 PDF at ``output``.
 
@@ -103,6 +141,7 @@ def write_pdf(html: str, output: str | Path) -> Path:
         # Qt scales them to the printer's resolution.
         page = printer.pageRect(QPrinter.Unit.Inch)
         document.setPageSize(QSizeF(96 * page.width(), 96 * page.height()))
+        keep_headings_with_what_follows(document)
         document.print_(printer)
         if not tmp.is_file() or tmp.stat().st_size == 0:
             raise EchoIOError(output, "Qt wrote no PDF (is the folder writable?)")
