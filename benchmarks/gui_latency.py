@@ -17,12 +17,21 @@
    thread in the foreground (how the buttons worked before 2026-11-26). Before that, Undo
    and Redo of a change to every frame of that sequence.
 
-Run under a display (``xvfb-run -a python benchmarks/gui_latency.py``).
+4. The Training, Registration debugger and M-mode docks each opened first in a fresh
+   viewer (one fresh interpreter per dock, so torch is not imported yet): how long the GUI
+   thread is held by the click, the largest event-loop lateness until the dock is usable
+   (its background import shares the GIL with the GUI thread), and the time until then.
+   Target ≤ 200 ms held. ``--docks`` runs only this part.
+
+Run under a display (``xvfb-run -a python benchmarks/gui_latency.py [--docks]``).
 """
 
 from __future__ import annotations
 
+import json
 import statistics
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -309,9 +318,99 @@ def file_io_latency(dock, app, tmp: str) -> dict[str, dict[str, float]]:
     return out
 
 
+#: Docks measured by :func:`dock_first_latency`: display name in the manifest.
+FIRST_DOCKS = ("Training", "Registration debugger", "M-mode")
+
+
+def _dock_ready(dock) -> bool:
+    # A dock without a background import (as these were before) is usable once added.
+    return bool(getattr(dock, "ready", True))
+
+
+def open_dock_first(name: str) -> dict[str, float | bool]:
+    """In this (fresh) interpreter: a viewer with a 64-frame sequence, then open dock
+    ``name`` and probe the event loop until 0.3 s after the dock is usable."""
+    import napari
+    from qtpy.QtWidgets import QApplication
+
+    viewer = napari.Viewer(show=True)
+    viewer.window.resize(1400, 900)
+    app = QApplication.instance()
+    build(viewer, 64, 112)
+    for _ in range(20):
+        app.processEvents()
+        time.sleep(0.005)
+    torch_before = "torch" in sys.modules
+    out: dict = {}  # what the click measured, and the dock
+    ready_at: list[float] = []
+
+    def start() -> None:
+        begin = time.perf_counter()
+        _, dock = viewer.window.add_plugin_dock_widget("echo-napari", name)
+        out["held_ms"] = 1e3 * (time.perf_counter() - begin)
+        out["torch_after_click"] = "torch" in sys.modules
+        out["begin"] = begin
+        out["dock"] = dock
+
+    def busy() -> bool:
+        if not ready_at:
+            if not _dock_ready(out["dock"]):
+                return time.perf_counter() - out["begin"] < 60
+            ready_at.append(time.perf_counter())
+        return time.perf_counter() < ready_at[0] + 0.3
+
+    _, lateness_ms = _lateness_while(app, start, busy)
+    result = {
+        "held_ms": out["held_ms"],
+        "usable_ms": 1e3 * (ready_at[0] - out["begin"]) if ready_at else float("nan"),
+        "max_lateness_ms": lateness_ms[-1],
+        "torch_before": torch_before,
+        "torch_after_click": out["torch_after_click"],
+    }
+    viewer.close()
+    return result
+
+
+def dock_first_latency(runs: int = 3) -> None:
+    """Print :func:`open_dock_first` of each of :data:`FIRST_DOCKS`, ``runs`` fresh
+    interpreters each (median, and the range)."""
+    print(
+        "dock opened first in a fresh viewer (torch not yet imported), median of "
+        f"{runs} fresh interpreters [min–max]:"
+    )
+    for name in FIRST_DOCKS:
+        results = []
+        for _ in range(runs):
+            done = subprocess.run(
+                [sys.executable, __file__, "--open-first", name],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            results.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        torch_on_click = any(r["torch_after_click"] for r in results)
+        print(
+            f"  {name}: GUI thread held {_spread(results, 'held_ms')}; max event-loop "
+            f"lateness until usable {_spread(results, 'max_lateness_ms')}; usable after "
+            f"{_spread(results, 'usable_ms')}; torch imported by the click: {torch_on_click}"
+        )
+
+
+def _spread(results: list[dict[str, float]], key: str) -> str:
+    values = [r[key] for r in results]
+    return f"{statistics.median(values):.0f} ms [{min(values):.0f}–{max(values):.0f}]"
+
+
 def main() -> None:
     import napari
     from qtpy.QtWidgets import QApplication
+
+    if "--open-first" in sys.argv:
+        print(json.dumps(open_dock_first(sys.argv[sys.argv.index("--open-first") + 1])))
+        return
+    dock_first_latency()
+    if "--docks" in sys.argv:
+        return
 
     viewer = napari.Viewer(show=True)
     viewer.window.resize(1400, 900)

@@ -21,6 +21,7 @@ def dock(make_napari_viewer):
         getattr(viewer, f"add_{kind}")(data, **kwargs)
     widget = MModeDock(viewer)
     viewer.window.add_dock_widget(widget, name="M-mode")
+    assert widget.wait_until_ready(60)  # the M-mode core imports in the background
     return viewer, widget
 
 

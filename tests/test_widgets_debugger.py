@@ -52,6 +52,7 @@ def dock(make_napari_viewer, qtbot):
     viewer.add_labels(sequence.labels, name="echo labels")
     widget = DebuggerDock(viewer)
     viewer.window.add_dock_widget(widget, name="Registration debugger")
+    assert widget.wait_until_ready(60)  # the registration core imports in the background
     widget.backend_factory = lambda key: FoldingBackend()
     return viewer, widget
 

@@ -36,6 +36,7 @@ def dock(make_napari_viewer, qtbot, user_dir):
     labels.metadata[FACTS_KEY] = sequence_facts(sequence)  # keyframes 0 and 8
     widget = TrainingDock(viewer)
     viewer.window.add_dock_widget(widget, name="Training")
+    assert widget.wait_until_ready(60)  # torch and the cores import in the background
     return viewer, widget
 
 

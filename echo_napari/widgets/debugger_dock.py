@@ -4,7 +4,10 @@ difference and propagated-class layers plus per-frame plots linked to the time s
 
 Computation runs in a napari ``thread_worker`` that yields one chunk of frames at a time
 (:func:`echo_napari.registration.diagnostics.diagnostics_chunks`); each chunk is shown as
-it arrives and Cancel stops at the next chunk.
+it arrives and Cancel stops at the next chunk. The registration core imports torch
+(~1.2 s), so the dock opens without it and imports it in the background
+(:class:`~echo_napari.widgets.job_cores.CoreGate`): the backends and Compute are enabled
+then.
 """
 
 from __future__ import annotations
@@ -28,11 +31,6 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from echo_napari.registration.diagnostics import (
-    DiagnosticsChunk,
-    diagnostics_chunks,
-    propagated_class_masks,
-)
 from echo_napari.sequence import CLASS_NAMES, LabelClass
 from echo_napari.widgets._jobs import (
     connect_worker,
@@ -41,11 +39,14 @@ from echo_napari.widgets._jobs import (
     start_counted_job,
 )
 from echo_napari.widgets._notify import notify_error
-from echo_napari.widgets.debug_layers import DebugLayers
 from echo_napari.widgets.debug_plots import DebugPlots
+from echo_napari.widgets.job_cores import CoreGate, WaitsForCores
 
 if TYPE_CHECKING:
     import napari
+
+    from echo_napari.registration.diagnostics import DiagnosticsChunk
+    from echo_napari.widgets.debug_layers import DebugLayers
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +56,12 @@ CHUNK_PAIRS = 4
 NONE_BACKEND = "— none —"
 MODES = {"t−1 → t (consecutive)": "consecutive", "keyframe → t": "keyframe"}
 SCOPES = ("whole sequence", "current frame")
+#: What the backends and Compute need (torch, the registration core and its diagnostics).
+REGISTRATION_MODULES = (
+    "echo_napari.registration",
+    "echo_napari.registration.diagnostics",
+    "echo_napari.widgets.debug_layers",
+)
 
 
 def backend_choices() -> list[tuple[str, tuple[str, Any]]]:
@@ -90,6 +97,8 @@ def run_diagnostics(
     cancel: threading.Event,
 ) -> Iterator[tuple[str, DiagnosticsChunk, np.ndarray | None]]:
     """Worker body: yields (tag, chunk, propagated class masks or None) per chunk."""
+    from echo_napari.registration.diagnostics import diagnostics_chunks, propagated_class_masks
+
     for tag, make_backend in runs:
         backend = make_backend()
         for chunk in diagnostics_chunks(frames, backend, mode, keyframe, CHUNK_PAIRS, only):
@@ -101,8 +110,9 @@ def run_diagnostics(
             yield tag, chunk, masks
 
 
-class DebuggerDock(QWidget):
-    """Dock widget of the registration debugger (one per viewer)."""
+class DebuggerDock(WaitsForCores, QWidget):
+    """Dock widget of the registration debugger (one per viewer); Compute is usable once
+    the registration core is imported (``ready``, ``wait_until_ready``)."""
 
     def __init__(self, napari_viewer: napari.Viewer, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -176,7 +186,14 @@ class DebuggerDock(QWidget):
         layout.addWidget(self.status_label)
         layout.addWidget(self.plots, 1)
 
-        self._refresh_backends()
+        self.cores_gate = CoreGate(
+            "the registration models",
+            REGISTRATION_MODULES,
+            [self.backend_a, self.backend_b, self.compute_button],
+            self.status_label,
+            self._refresh_backends,
+            self,
+        )
         viewer.layers.events.inserted.connect(self._refresh_layers)
         viewer.layers.events.removed.connect(self._refresh_layers)
         viewer.dims.events.current_step.connect(self._on_step)
@@ -236,6 +253,8 @@ class DebuggerDock(QWidget):
     def compute(self) -> None:
         """Start the worker for the chosen pairs and backends."""
         from napari.qt.threading import create_worker
+
+        from echo_napari.widgets.debug_layers import DebugLayers
 
         if self.worker is not None:
             return

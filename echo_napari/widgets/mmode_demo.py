@@ -56,6 +56,7 @@ def main(argv: list[str] | None = None) -> None:
         getattr(viewer, f"add_{kind}")(data, **kwargs)
     dock = MModeDock(viewer)
     viewer.window.add_dock_widget(dock, name="M-mode", area="right")
+    dock.wait_until_ready()  # its buttons are enabled once the M-mode core is imported
     viewer.window.resize(1500, 900)
     app = QApplication.instance()
     dock.use_default_line()

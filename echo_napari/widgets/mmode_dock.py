@@ -5,7 +5,9 @@ no line sampling. "Edit traces" puts the traces as two editable paths into the v
 (:mod:`echo_napari.widgets.mmode_edit`); edits update the band, curve, measurements and
 CSV; "Fine-tune on edited traces" (:mod:`echo_napari.widgets.mmode_finetune`) trains a new
 user version of the band network on them and re-segments with it. Numerics live in
-:mod:`echo_napari.mmode`; this module only draws.
+:mod:`echo_napari.mmode`; this module only draws. They import torch and scipy.signal
+(~1.4 s), so the dock opens without them and imports them in the background
+(:class:`~echo_napari.widgets.job_cores.CoreGate`): its buttons are enabled then.
 """
 
 from __future__ import annotations
@@ -26,19 +28,11 @@ from qtpy.QtWidgets import (
 )
 
 from echo_napari.errors import EchoNapariError
-from echo_napari.mmode.analysis import MModeResult, sequence_line
-from echo_napari.mmode.layers import read_mmode_layers, strip_from_layer
-from echo_napari.mmode.measure import (
-    MModeMeasurements,
-    measure_band,
-    measure_traces,
-    write_diameter_csv,
-)
 from echo_napari.mmode.quality import poor_columns
-from echo_napari.mmode.sampling import MModeImage, MModeLine, sample_mmode
 from echo_napari.mmode.traces import subsample_traces, traces_to_band
 from echo_napari.sequence import EchoSequence
 from echo_napari.widgets._notify import notify_error, notify_info
+from echo_napari.widgets.job_cores import CoreGate, WaitsForCores
 from echo_napari.widgets.mmode_edit import STRIP_LAYER, TraceEditor
 from echo_napari.widgets.mmode_finetune import FineTuneControls, FineTuneOutcome, analyse_with
 from echo_napari.widgets.mmode_summary import summary_text
@@ -46,15 +40,28 @@ from echo_napari.widgets.mmode_summary import summary_text
 if TYPE_CHECKING:
     import napari
 
+    from echo_napari.mmode.analysis import MModeResult
+    from echo_napari.mmode.measure import MModeMeasurements
+    from echo_napari.mmode.sampling import MModeImage, MModeLine
+
 LINE_LAYER = "M-mode line"
 LABEL_PEN = pg.mkPen((255, 80, 80), width=2)
 NETWORK_PEN = pg.mkPen((80, 220, 255), width=2)
 EDITED_PEN = pg.mkPen((120, 255, 120), width=2)
 CURSOR_PEN = pg.mkPen((255, 220, 0), width=2)
+#: What the buttons need: torch (band network), scipy.signal (beats), scipy.ndimage and
+#: the readers; imported in the background as the dock opens.
+MMODE_MODULES = (
+    "echo_napari.mmode.analysis",
+    "echo_napari.mmode.layers",
+    "echo_napari.mmode.measure",
+    "echo_napari.mmode.sampling",
+)
 
 
-class MModeDock(QWidget):
-    """Anatomical M-mode of the selected image layer along the "M-mode line" shape."""
+class MModeDock(WaitsForCores, QWidget):
+    """Anatomical M-mode of the selected image layer along the "M-mode line" shape; its
+    buttons are usable once the M-mode core is imported (``ready``, ``wait_until_ready``)."""
 
     def __init__(self, viewer: napari.viewer.Viewer, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -72,6 +79,8 @@ class MModeDock(QWidget):
         self.model_path: Path | None = None
         self.finetune_note = ""
         self.finetune = FineTuneControls(self._finetune_job, self._on_finetuned)
+        #: a line or layer changed before the core was imported: resample when it is
+        self._update_when_ready = False
 
         self.image_combo = QComboBox()
         self.labels_combo = QComboBox()
@@ -115,6 +124,10 @@ class MModeDock(QWidget):
             row.addWidget(QLabel(text))
             row.addWidget(combo, 1)
             layout.addLayout(row)
+        # One container, disabled while the core loads (the buttons keep their own state).
+        self.buttons = QWidget()
+        buttons_layout = QVBoxLayout(self.buttons)
+        buttons_layout.setContentsMargins(0, 0, 0, 0)
         for row_buttons in (
             (self.default_button, self.segment_button, self.edit_button),
             (self.open_button, self.export_button),
@@ -122,11 +135,15 @@ class MModeDock(QWidget):
             buttons = QHBoxLayout()
             for button in row_buttons:
                 buttons.addWidget(button)
-            layout.addLayout(buttons)
-        layout.addWidget(self.finetune)
+            buttons_layout.addLayout(buttons)
+        buttons_layout.addWidget(self.finetune)
+        layout.addWidget(self.buttons)
         layout.addWidget(self.strip_plot, 3)
         layout.addWidget(self.curve_plot, 2)
         layout.addWidget(self.summary)
+        self.cores_gate = CoreGate(
+            "the M-mode models", MMODE_MODULES, [self.buttons], self.summary, self._on_loaded, self
+        )
 
         self.default_button.clicked.connect(self.use_default_line)
         self.segment_button.clicked.connect(self.segment)
@@ -141,6 +158,10 @@ class MModeDock(QWidget):
         self.image_combo.currentIndexChanged.connect(self._on_inputs_changed)
         self.labels_combo.currentIndexChanged.connect(self._on_inputs_changed)
         self._refresh_layers()
+
+    def _on_loaded(self) -> None:
+        if self._update_when_ready and (self.strip_mode() or self.current_line() is not None):
+            self.update_strip()
 
     # -- layers ----------------------------------------------------------------
     def _layers(self, kind: str) -> list:
@@ -228,6 +249,8 @@ class MModeDock(QWidget):
     # -- actions ----------------------------------------------------------------
     def current_line(self) -> MModeLine | None:
         """The last line shape of the line layer, in frame pixels (None when absent)."""
+        from echo_napari.mmode.sampling import MModeLine
+
         layer = self._line_layer(create=False)
         if layer is None or not len(layer.data):
             return None
@@ -237,6 +260,8 @@ class MModeDock(QWidget):
 
     def use_default_line(self) -> None:
         """Put the default line (from the ED labels) into the line layer."""
+        from echo_napari.mmode.analysis import sequence_line
+
         try:
             line = sequence_line(self.sequence())
         except EchoNapariError as exc:
@@ -248,17 +273,27 @@ class MModeDock(QWidget):
         self.update_strip()
 
     def _on_line_changed(self, *_: object) -> None:
+        if not self.ready:  # resampling would import the core on the GUI thread
+            self._update_when_ready = True
+            return
         self.update_strip()
 
     def _on_inputs_changed(self, *_: object) -> None:
         self._frames_cache = None
         self.default_button.setEnabled(not self.strip_mode())
+        if not self.ready:
+            self._update_when_ready = True
+            return
         if self.strip_mode() or self.current_line() is not None:
             self.update_strip()
 
     def update_strip(self) -> None:
         """Resample the strip along the current line (or take the selected 2D M-mode
         layer as it is) and redraw (fast: no network)."""
+        from echo_napari.mmode.layers import strip_from_layer
+        from echo_napari.mmode.measure import measure_band
+        from echo_napari.mmode.sampling import sample_mmode
+
         try:
             if self.strip_mode():
                 image = self._image_layer()
@@ -350,6 +385,8 @@ class MModeDock(QWidget):
             self.edit_button.blockSignals(False)
 
     def _on_traces_edited(self, upper: np.ndarray, lower: np.ndarray) -> None:
+        from echo_napari.mmode.measure import measure_traces
+
         strip = self.strip
         if strip is None or upper.shape != (strip.image.shape[1],):
             return
@@ -400,6 +437,8 @@ class MModeDock(QWidget):
     def open_mmode(self, path: str | Path):
         """Read a real M-mode file (PNG/TIFF strip or DICOM) into a 2D Image layer and
         select it."""
+        from echo_napari.mmode.layers import read_mmode_layers
+
         data, kwargs, _ = read_mmode_layers(str(path))[0]
         layer = self.viewer.add_image(data, **kwargs)
         self.image_combo.setCurrentText(layer.name)
@@ -417,6 +456,8 @@ class MModeDock(QWidget):
 
     def export_csv(self, path: str | Path) -> Path:
         """Write ``time_s,lvid_mm`` of the current measurements."""
+        from echo_napari.mmode.measure import write_diameter_csv
+
         if self.measurements is None:
             raise EchoNapariError("no M-mode measurements yet: draw a line (and segment)")
         return write_diameter_csv(path, self.measurements)

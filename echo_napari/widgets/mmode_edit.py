@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from echo_napari.errors import EchoNapariError
-from echo_napari.mmode.layers import mmode_layer_data
-from echo_napari.mmode.sampling import MModeImage
 from echo_napari.mmode.traces import paths_to_traces, traces_to_paths
 
 if TYPE_CHECKING:
     import napari
+
+    from echo_napari.mmode.sampling import MModeImage
 
 STRIP_LAYER = "M-mode strip"
 TRACES_LAYER = "M-mode traces"
@@ -85,6 +85,9 @@ class TraceEditor:
                 "or press Segment band first)"
             )
         if host is None:
+            # Imported here: the M-mode dock is built before scipy / the readers load.
+            from echo_napari.mmode.layers import mmode_layer_data
+
             data, kwargs, _ = mmode_layer_data(strip, STRIP_LAYER)[0]
             self._remove(STRIP_LAYER)
             host = self.viewer.add_image(data, **kwargs)

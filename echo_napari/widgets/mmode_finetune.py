@@ -17,13 +17,12 @@ import numpy as np
 from qtpy.QtWidgets import QHBoxLayout, QProgressBar, QPushButton, QSpinBox, QWidget
 
 from echo_napari.errors import EchoNapariError
-from echo_napari.metrics import dice_coefficient
-from echo_napari.mmode.sampling import MModeImage
 from echo_napari.widgets._notify import notify_error, notify_info
 
 if TYPE_CHECKING:
     from echo_napari.mmode.analysis import MModeResult
     from echo_napari.mmode.model import MModeNet
+    from echo_napari.mmode.sampling import MModeImage
 
 #: Optimisation steps offered by default: a few dozen keep it to seconds on a CPU.
 DEFAULT_STEPS = 40
@@ -52,6 +51,7 @@ class FineTuneOutcome:
 
 def network_band_dice(strip: MModeImage, band: np.ndarray, network: MModeNet) -> float:
     """Dice of the network's cleaned band on ``strip`` against ``band`` (D, N) uint8."""
+    from echo_napari.metrics import dice_coefficient
     from echo_napari.mmode.inference import clean_band, predict_band_probability
 
     predicted = clean_band(predict_band_probability(strip, network) >= 0.5)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from echo_napari.mmode.measure import MModeMeasurements
-from echo_napari.mmode.quality import WindowQuality
-from echo_napari.mmode.sampling import MModeImage
+if TYPE_CHECKING:  # scipy.signal behind measure: imported by the dock in the background
+    from echo_napari.mmode.measure import MModeMeasurements
+    from echo_napari.mmode.quality import WindowQuality
+    from echo_napari.mmode.sampling import MModeImage
 
 
 def calibration_note(strip: MModeImage) -> str:

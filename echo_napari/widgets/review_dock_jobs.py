@@ -22,7 +22,7 @@ class JobPanelsMixin:
     def _add_job_panels(self) -> None:
         """The Session tab now; the Propagate / Predict tabs once their cores are imported
         in the background (:mod:`echo_napari.widgets.job_cores`), when installed."""
-        from echo_napari.widgets.job_cores import CoreLoader
+        from echo_napari.widgets.job_cores import CORE_MODULES, EXTRA_MODULES, CoreLoader
         from echo_napari.widgets.session_panel import SessionPanel
 
         # One panel at a time: tabs keep the area curve tall.
@@ -36,7 +36,7 @@ class JobPanelsMixin:
         self.jobs_tabs.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
         self.jobs_layout.addWidget(self.jobs_tabs)
         self._job_panels_built = False
-        self._cores = CoreLoader(self)
+        self._cores = CoreLoader(CORE_MODULES, EXTRA_MODULES, parent=self)
         self._cores.loaded.connect(self._build_job_panels)
         # Started from the event loop, so after the dock is built and bound: the import
         # thread would otherwise share the GIL with them (the GUI thread held 0.65 s, not

@@ -4,7 +4,9 @@ version lists with metrics, select and roll back.
 
 Numerics live in the core (:mod:`echo_napari.segmentation.finetune`,
 :mod:`echo_napari.registration.training`) and :mod:`~echo_napari.widgets.train_dir_job`;
-this module only wires them to Qt.
+this module only wires them to Qt. They import torch (~1.2 s), so the dock opens without
+them and imports them in the background (:class:`~echo_napari.widgets.job_cores.CoreGate`):
+both job panels stay disabled ("Loading the models…") until then.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from qtpy.QtWidgets import (
 
 from echo_napari.errors import EchoNapariError, ModelError, SequenceError
 from echo_napari.widgets._notify import notify_error, notify_info
+from echo_napari.widgets.job_cores import CoreGate, WaitsForCores
 from echo_napari.widgets.train_panel import TrainJobPanel
 
 if TYPE_CHECKING:
@@ -38,6 +41,8 @@ logger = logging.getLogger(__name__)
 
 SEG_COLUMNS = ("version", "parent", "created", "Dice before → after (corrected frames)")
 DIR_COLUMNS = ("version", "parent", "steps", "local NCC parent → new", "folding %")
+#: What the job panels need: torch, the DIR training and the segmentation versions.
+MODEL_MODULES = ("echo_napari.widgets.train_dir_job", "echo_napari.segmentation")
 
 
 def _fmt(value: Any, digits: int = 3) -> str:
@@ -57,8 +62,9 @@ def dice_summary(card: dict[str, Any]) -> str:
     return f"{_fmt(mean(dice['before']))} → {_fmt(mean(dice['after']))}"
 
 
-class TrainingDock(QWidget):
-    """Dock widget of the training jobs and model versions (one per viewer)."""
+class TrainingDock(WaitsForCores, QWidget):
+    """Dock widget of the training jobs and model versions (one per viewer); usable once
+    its models are imported (``ready``, ``wait_until_ready``)."""
 
     def __init__(self, napari_viewer: napari.Viewer, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -74,8 +80,9 @@ class TrainingDock(QWidget):
         # DIR training
         self.dir_base_combo = QComboBox()
         self.dir_steps = QSpinBox()
-        self.dir_steps.setRange(1, 100_000)
-        self.dir_steps.setValue(_default_dir_steps())
+        # 0 shows "…" until the models are imported: the default depends on the device.
+        self.dir_steps.setRange(0, 100_000)
+        self.dir_steps.setSpecialValueText("…")
         self.dir_panel = TrainJobPanel(
             "Train the DIR model (unsupervised, open sequences)", "Train DIR", self._dir_job
         )
@@ -115,8 +122,11 @@ class TrainingDock(QWidget):
         seg_layout.addLayout(row)
         seg_layout.addWidget(self.comparison_label)
 
+        self.loading_label = QLabel("")
+        self.loading_label.setWordWrap(True)
         content = QWidget()
         layout = QVBoxLayout(content)
+        layout.addWidget(self.loading_label)
         layout.addLayout(picks)
         layout.addWidget(self.dir_panel)
         layout.addWidget(self.seg_panel)
@@ -131,6 +141,19 @@ class TrainingDock(QWidget):
         viewer.layers.events.inserted.connect(self._refresh_layers)
         viewer.layers.events.removed.connect(self._refresh_layers)
         self._refresh_layers()
+        self.cores_gate = CoreGate(
+            "the models",
+            MODEL_MODULES,
+            [self.dir_panel, self.seg_panel],
+            self.loading_label,
+            self._on_models_loaded,
+            self,
+        )
+
+    def _on_models_loaded(self) -> None:
+        self.dir_steps.setSpecialValueText("")
+        self.dir_steps.setMinimum(1)
+        self.dir_steps.setValue(_default_dir_steps())
         self.refresh_versions()
 
     # -- layers ----------------------------------------------------------------------------
