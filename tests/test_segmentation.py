@@ -113,8 +113,8 @@ def test_lazy_frames_and_progress():
     lazy = da.from_array(frames, chunks=(4, 32, 32))
     labels = predict_sequence(lazy, model, progress=lambda d, t: calls.append((d, t)))
     np.testing.assert_array_equal(labels, predict_sequence(frames, model))
-    # every window, then one report per 32 frames of the boundary refinement
-    assert calls[-1][0] == calls[-1][1] == len(window_starts(20, 8, 0.5)) + 1
+    # every window forwards and backwards, then one report per 32 frames of the refinement
+    assert calls[-1][0] == calls[-1][1] == 2 * len(window_starts(20, 8, 0.5)) + 1
     assert [done for done, _ in calls] == list(range(1, calls[-1][1] + 1))
 
 
@@ -400,3 +400,32 @@ def test_frames_with_no_heart_in_view_are_left_unlabelled(monkeypatch):
     np.testing.assert_array_equal(
         np.delete(labels, range(10, 14), 0), np.delete(kept, range(10, 14), 0)
     )
+
+
+def test_both_directions_average_the_forward_and_backward_probabilities(monkeypatch):
+    from echo_napari.segmentation import inference
+
+    frames = np.random.default_rng(2).random((12, 32, 32), dtype=np.float32)
+    model = tiny_model()
+    forward = inference.predict_probabilities(frames, model)
+    backward = inference.predict_probabilities(frames[::-1].copy(), model)[::-1]
+    seen = []
+    original = inference.probabilities_to_labels
+
+    def to_labels(probs, shape, chunk=64):
+        seen.append(probs.copy())
+        return original(probs, shape, chunk)
+
+    monkeypatch.setattr(inference, "probabilities_to_labels", to_labels)
+    predict_sequence(frames, model, postprocess=False, refine=False, clear_lost_view=False)
+    np.testing.assert_allclose(seen[0], (forward + backward) / 2, atol=1e-5)
+    one_way = predict_sequence(
+        frames,
+        model,
+        postprocess=False,
+        refine=False,
+        clear_lost_view=False,
+        both_directions=False,
+    )
+    np.testing.assert_allclose(seen[1], forward, atol=1e-5)
+    assert one_way.shape == frames.shape

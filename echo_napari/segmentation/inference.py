@@ -298,6 +298,7 @@ def predict_sequence(
     postprocess: bool = True,
     refine: bool = True,
     clear_lost_view: bool = True,
+    both_directions: bool = True,
 ) -> np.ndarray:
     """Segment every frame of a sequence.
 
@@ -324,6 +325,12 @@ def predict_sequence(
         Leave unlabelled the frames on which the model found no heart
         (:func:`echo_napari.metrics_plausibility.view_lost_frames`: probe off the chest, a
         changed view), rather than keep the specks it drew there.
+    both_directions : bool
+        Average the class probabilities of the frames played forwards and backwards (the
+        model is trained on clips in both directions, so each frame sees its context from
+        both sides; twice the network time). On the 18 training EchoNet videos, EF MAE
+        over five models' masks 7.05 → 6.70 (the bundled one 7.55 → 6.35); the 6 held out,
+        measured once after the choice: 9.34 → 8.80 (9.36 → 8.05).
 
     Returns
     -------
@@ -336,7 +343,8 @@ def predict_sequence(
         model = load_model("selected")
     n_frames, height, width = check_frames(frames)
     windows = n_windows(n_frames, int(clip_len or model.config.clip_len), overlap)
-    total = windows + (n_reports(n_frames) if refine else 0)
+    passes = 2 if both_directions else 1
+    total = passes * windows + (n_reports(n_frames) if refine else 0)
 
     def report(done: int, stage_offset: int) -> None:
         if progress is not None:
@@ -345,13 +353,21 @@ def predict_sequence(
     probs = predict_probabilities(
         frames, model, clip_len, overlap, lambda done, _: report(done, 0)
     )
+    if both_directions:
+        backwards = predict_probabilities(
+            frames[::-1], model, clip_len, overlap, lambda done, _: report(done, windows)
+        )
+        probs += backwards[::-1]
+        probs *= 0.5
     labels = probabilities_to_labels(probs, (height, width))
     if postprocess:
         labels = postprocess_labels(drop_misplaced_lv(labels, probs))
     if clear_lost_view and n_frames > 1:
         labels[view_lost_frames(labels)] = LabelClass.BACKGROUND
     if refine:
-        labels = refine_lv_boundary(frames, labels, progress=lambda done, _: report(done, windows))
+        labels = refine_lv_boundary(
+            frames, labels, progress=lambda done, _: report(done, passes * windows)
+        )
     return labels
 
 
