@@ -77,6 +77,20 @@ def test_undo_restores_the_curve(docked):
     np.testing.assert_array_equal(dock.curve.curve_data(3), before)
 
 
+def test_undo_of_every_frame_updates_the_summary_after_the_repaint(docked, qtbot):
+    viewer, dock = docked
+    labels = dock.session.labels
+    labels[labels == 1] = 0  # the LV erased on every frame
+    dock.session.refresh_areas(range(labels.shape[0]))
+    dock.link.commit("edit", list(range(labels.shape[0])))
+    dock._update_info()
+    erased = dock.info_label.text()
+    dock.link.undo()
+    # the whole-clip summary (checks of every frame, EF) waits for the debounce timer
+    assert dock._summary_timer.isActive() and dock.info_label.text() == erased
+    qtbot.waitUntil(lambda: dock.info_label.text() != erased, timeout=2000)
+
+
 def test_time_slider_and_plot_cursor_stay_linked(docked, qtbot):
     viewer, dock = docked
     viewer.dims.set_current_step(0, 11)
