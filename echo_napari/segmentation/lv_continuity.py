@@ -25,7 +25,7 @@ import numpy as np
 from scipy import ndimage
 
 from echo_napari.metrics_plausibility import COLLAPSE_FRACTION
-from echo_napari.segmentation.masks import _frame_structure
+from echo_napari.segmentation.masks import label_per_frame
 from echo_napari.sequence import LabelClass
 
 #: frames either side that define where the LV "usually" is (~1 s at EchoNet's 50 fps:
@@ -55,7 +55,7 @@ def misplaced_lv_pieces(labels: np.ndarray, window: int = WINDOW_FRAMES) -> np.n
     dropped = np.zeros(lv.shape, dtype=bool)
     if lv.shape[0] < 2:
         return dropped
-    pieces, n = ndimage.label(lv, structure=_frame_structure())
+    pieces, n = label_per_frame(lv)
     if n < 2:
         return dropped
     frame_of = np.zeros(n + 1, dtype=np.int64)

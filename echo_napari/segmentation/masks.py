@@ -14,6 +14,12 @@ def _frame_structure() -> np.ndarray:
     return structure
 
 
+def label_per_frame(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    """Label the 2D components of every frame of a (T, H, W) bool mask at once: (T, H, W)
+    int32 labels, unique over the stack (a component never spans frames), and their count."""
+    return ndimage.label(mask, structure=_frame_structure())
+
+
 def largest_component_per_frame(mask: np.ndarray) -> np.ndarray:
     """Keep, in every frame of a (T, H, W) bool mask, only its largest 2D component."""
     components, n = ndimage.label(mask, structure=_frame_structure())
@@ -59,4 +65,9 @@ def components_near_per_frame(mask: np.ndarray, anchor: np.ndarray, reach_px: in
     return keep[components]
 
 
-__all__ = ["components_near_per_frame", "fill_holes_per_frame", "largest_component_per_frame"]
+__all__ = [
+    "components_near_per_frame",
+    "fill_holes_per_frame",
+    "label_per_frame",
+    "largest_component_per_frame",
+]
