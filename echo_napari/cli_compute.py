@@ -168,7 +168,10 @@ def predict_one(item: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
         "lv_frames": int((lv > 0).sum()),
         "no_view": int(np.count_nonzero(labels.reshape(seq.n_frames, -1).max(axis=1) == 0)),
         "ef": round(ef, 1),
-        "plausible_pct": round(100.0 * frame_plausibility(labels).plausible_share(), 1),
+        # no LV anywhere: nothing the checks could judge (not "100 % plausible")
+        "plausible_pct": round(100.0 * frame_plausibility(labels).plausible_share(), 1)
+        if lv.any()
+        else float("nan"),
         **({"refined": moved} if refine else {}),
         **({"repaired": len(repaired)} if options.get("repair") else {}),
         "output": dst,

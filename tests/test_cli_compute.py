@@ -105,7 +105,28 @@ def test_predict_summary_reports_ef_and_plausibility(tmp_path):
     item = (str(tmp_path / "p.h5"), str(tmp_path / "o.h5"), {"model": f"{stem}.safetensors"})
     row = predict_one(item)
     assert 30.0 < row["ef"] < 80.0
-    assert row["plausible_pct"] > 90.0
+    assert row["plausible_pct"] > 90.0 and row["no_view"] == 0
+
+
+def test_predict_summary_of_a_clip_without_a_heart(tmp_path, monkeypatch):
+    import echo_napari.segmentation as segmentation
+    from echo_napari.cli_compute import predict_one
+    from echo_napari.sequence import EchoSequence
+
+    # a model that finds no heart anywhere (as on a non-cardiac scan)
+    monkeypatch.setattr(segmentation, "load_model", lambda *a, **k: _Named())
+    monkeypatch.setattr(
+        segmentation, "predict_sequence", lambda frames, *a, **k: np.zeros(frames.shape, np.uint8)
+    )
+    blank = np.zeros((8, 32, 32), np.float32)
+    write_sequence(EchoSequence(frames=blank, spacing=(0.5, 0.5)), tmp_path / "b.h5")
+    row = predict_one((str(tmp_path / "b.h5"), str(tmp_path / "ob.h5"), {"refine": False}))
+    assert row["lv_frames"] == 0 and row["no_view"] == 8
+    assert np.isnan(row["plausible_pct"])  # nothing judged: not "100 % plausible"
+
+
+class _Named:
+    name, version = "seg", "none"
 
 
 def test_predict_refines_the_lv_border_unless_told_not_to(tmp_path, monkeypatch, capsys):
