@@ -113,15 +113,18 @@ def test_predict_summary_of_a_clip_without_a_heart(tmp_path, monkeypatch):
     from echo_napari.cli_compute import predict_one
     from echo_napari.sequence import EchoSequence
 
-    # a model that finds no heart anywhere (as on a non-cardiac scan)
+    # a model that finds no LV anywhere, only a patch of "wall" (as on a non-cardiac scan)
+    def no_lv(frames, *args, **kwargs):
+        labels = np.zeros(frames.shape, np.uint8)
+        labels[:, 10:20, 10:20] = 2
+        return labels
+
     monkeypatch.setattr(segmentation, "load_model", lambda *a, **k: _Named())
-    monkeypatch.setattr(
-        segmentation, "predict_sequence", lambda frames, *a, **k: np.zeros(frames.shape, np.uint8)
-    )
+    monkeypatch.setattr(segmentation, "predict_sequence", no_lv)
     blank = np.zeros((8, 32, 32), np.float32)
     write_sequence(EchoSequence(frames=blank, spacing=(0.5, 0.5)), tmp_path / "b.h5")
     row = predict_one((str(tmp_path / "b.h5"), str(tmp_path / "ob.h5"), {"refine": False}))
-    assert row["lv_frames"] == 0 and row["no_view"] == 8
+    assert row["lv_frames"] == 0 and row["no_view"] == 0
     assert np.isnan(row["plausible_pct"])  # nothing judged: not "100 % plausible"
 
 
