@@ -113,7 +113,8 @@ def predict_one(item: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
     ``refined`` counts the frames it moved). With ``options["repair"]`` the frames failing
     the checks are re-drawn from the passing ones by registration
     (:func:`echo_napari.registration.repair.repair_implausible_frames`; ``repaired``
-    counts them, recorded as propagated frames).
+    counts them, recorded as propagated frames). ``options["both_directions"]`` False runs
+    the network on the clip played forwards only (half the network time).
     """
     from echo_napari.io import write_sequence
     from echo_napari.metrics_ef import ef_by_beats
@@ -128,7 +129,8 @@ def predict_one(item: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
     seq = _read(src)
     model = load_model(options.get("model") or "bundled", device=options.get("device"))
     frames = seq.frames_array()
-    labels = predict_sequence(frames, model, refine=False)
+    both = options.get("both_directions", True)
+    labels = predict_sequence(frames, model, refine=False, both_directions=both)
     refine = options.get("refine", True)
     version = model.version
     if refine:

@@ -167,7 +167,7 @@ def test_predict_repair_redraws_the_implausible_frames(tmp_path, monkeypatch, ca
     broken = seq.labels.copy()
     broken[7] = np.flip(seq.labels[7], axis=0)  # the "model" drew the LA above the LV
     monkeypatch.setattr(
-        segmentation, "predict_sequence", lambda frames, model, refine: broken.copy()
+        segmentation, "predict_sequence", lambda frames, model, **kwargs: broken.copy()
     )
     monkeypatch.setattr(
         segmentation,
@@ -268,3 +268,25 @@ def test_fine_tune_without_corrected_frames_is_a_clear_error(tmp_path, monkeypat
     assert main([*args, "--steps", "1"]) == 2
     assert "needs a sequence with labels" in capsys.readouterr().err
     assert not list((tmp_path / "user").rglob("seg_v*"))
+
+
+def test_predict_one_direction_halves_the_network_passes(tmp_path, monkeypatch):
+    import echo_napari.segmentation as segmentation
+    from echo_napari.cli import main
+
+    seen = []
+
+    def record(frames, *args, **kwargs):
+        seen.append(kwargs.get("both_directions", True))
+        labels = np.zeros(frames.shape, np.uint8)
+        labels[:, 8:20, 10:20] = 1
+        return labels
+
+    monkeypatch.setattr(segmentation, "load_model", lambda *a, **k: _Named())
+    monkeypatch.setattr(segmentation, "predict_sequence", record)
+    write_sequence(make_sequence(n_frames=6, size=32), tmp_path / "clip.h5")
+    for flag, expected in (([], True), (["--one-direction"], False)):
+        out = tmp_path / f"out{len(flag)}"
+        args = ["predict", str(tmp_path / "clip.h5"), "-o", str(out), "--no-refine", *flag]
+        assert main(args) == 0
+        assert seen[-1] is expected
