@@ -135,6 +135,27 @@ def test_refine_checkbox_reaches_the_job(dock, qtbot, monkeypatch):
     assert "refined" not in panel.status_label.text()
 
 
+def test_both_directions_checkbox_reaches_the_network(dock, qtbot, monkeypatch):
+    from echo_napari.segmentation import inference
+
+    _, widget = dock
+    panel = widget.predict_panel
+    seen = []
+    real = inference.predict_sequence
+
+    def recording(*args, both_directions=True, **kwargs):
+        seen.append(both_directions)
+        return real(*args, both_directions=both_directions, **kwargs)
+
+    monkeypatch.setattr(inference, "predict_sequence", recording)
+    assert panel.directions_check.isChecked()  # on by default
+    for checked in (True, False):
+        panel.directions_check.setChecked(checked)
+        panel.predict_button.click()
+        qtbot.waitUntil(lambda: panel.worker is None, timeout=30000)
+    assert seen == [True, False]
+
+
 def test_run_prediction_counts_the_frames_the_refinement_moved(monkeypatch):
     from scipy import ndimage
     from test_segmentation_boundary import heart
