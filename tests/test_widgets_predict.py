@@ -114,46 +114,35 @@ def test_cancel_prediction(dock, qtbot):
     assert "Cancelled" in panel.status_label.text()
 
 
-def test_refine_checkbox_reaches_the_job(dock, qtbot, monkeypatch):
+def test_panel_checkboxes_reach_the_job(dock, qtbot, monkeypatch):
+    from echo_napari.segmentation import inference
     from echo_napari.widgets import predict_panel as module
 
     _, widget = dock
     panel = widget.predict_panel
-    seen = []
-    real = module.run_prediction
+    refines, directions = [], []
+    run, predict = module.run_prediction, inference.predict_sequence
 
-    def recording(*args, refine=True, **kwargs):
-        seen.append(refine)
-        return real(*args, refine=refine, **kwargs)
+    def recording_job(*args, refine=True, **kwargs):
+        refines.append(refine)
+        return run(*args, refine=refine, **kwargs)
 
-    monkeypatch.setattr(module, "run_prediction", recording)
-    assert panel.refine_check.isChecked()  # on by default
-    panel.refine_check.setChecked(False)
-    panel.predict_button.click()
-    qtbot.waitUntil(lambda: panel.worker is None, timeout=30000)
-    assert seen == [False] and widget.session.second_source is not None
-    assert "refined" not in panel.status_label.text()
+    def recording_network(*args, both_directions=True, **kwargs):
+        directions.append(both_directions)
+        return predict(*args, both_directions=both_directions, **kwargs)
 
-
-def test_both_directions_checkbox_reaches_the_network(dock, qtbot, monkeypatch):
-    from echo_napari.segmentation import inference
-
-    _, widget = dock
-    panel = widget.predict_panel
-    seen = []
-    real = inference.predict_sequence
-
-    def recording(*args, both_directions=True, **kwargs):
-        seen.append(both_directions)
-        return real(*args, both_directions=both_directions, **kwargs)
-
-    monkeypatch.setattr(inference, "predict_sequence", recording)
-    assert panel.directions_check.isChecked()  # on by default
+    monkeypatch.setattr(module, "run_prediction", recording_job)
+    monkeypatch.setattr(inference, "predict_sequence", recording_network)
+    # both on by default
+    assert panel.refine_check.isChecked() and panel.directions_check.isChecked()
     for checked in (True, False):
+        panel.refine_check.setChecked(checked)
         panel.directions_check.setChecked(checked)
         panel.predict_button.click()
         qtbot.waitUntil(lambda: panel.worker is None, timeout=30000)
-    assert seen == [True, False]
+    assert refines == [True, False] and directions == [True, False]
+    assert widget.session.second_source is not None
+    assert "refined" not in panel.status_label.text()
 
 
 def test_run_prediction_counts_the_frames_the_refinement_moved(monkeypatch):
