@@ -99,6 +99,9 @@ class MModeDock(WaitsForCores, QWidget):
         self.strip_plot = pg.PlotWidget()
         self.strip_plot.invertY(True)
         self.strip_plot.setLabel("left", "depth", units="mm")
+        # millimetres stay millimetres (pyqtgraph's SI prefixes made an empty strip's axis
+        # read "mmm")
+        self.strip_plot.getAxis("left").enableAutoSIPrefix(False)
         self.strip_plot.setLabel("bottom", "time", units="s")
         self.strip_image = pg.ImageItem()
         self.strip_plot.addItem(self.strip_image)
@@ -109,6 +112,7 @@ class MModeDock(WaitsForCores, QWidget):
 
         self.curve_plot = pg.PlotWidget()
         self.curve_plot.setLabel("left", "LVID", units="mm")
+        self.curve_plot.getAxis("left").enableAutoSIPrefix(False)
         self.curve_plot.setLabel("bottom", "time", units="s")
         self.curve_plot.addLegend(offset=(5, 5))
         self.label_curve = self.curve_plot.plot(pen=LABEL_PEN, name="labels")
@@ -119,6 +123,10 @@ class MModeDock(WaitsForCores, QWidget):
         self.curve_plot.addItem(self.cursors[1])
 
         layout = QVBoxLayout(self)
+        # at the top, where the greyed buttons are: "Loading the M-mode models…" (hidden after)
+        self.loading_label = QLabel("")
+        self.loading_label.setWordWrap(True)
+        layout.addWidget(self.loading_label)
         for text, combo in (("image", self.image_combo), ("labels", self.labels_combo)):
             row = QHBoxLayout()
             row.addWidget(QLabel(text))
@@ -142,7 +150,12 @@ class MModeDock(WaitsForCores, QWidget):
         layout.addWidget(self.curve_plot, 2)
         layout.addWidget(self.summary)
         self.cores_gate = CoreGate(
-            "the M-mode models", MMODE_MODULES, [self.buttons], self.summary, self._on_loaded, self
+            "the M-mode models",
+            MMODE_MODULES,
+            [self.buttons],
+            self.loading_label,
+            self._on_loaded,
+            self,
         )
 
         self.default_button.clicked.connect(self.use_default_line)
