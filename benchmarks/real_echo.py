@@ -101,7 +101,7 @@ def real_table(
         result = ef_by_beats(pred)
         checks = frame_plausibility(pred)
         # frames left unlabelled because the model found no heart there (view lost)
-        n_lost = int(np.count_nonzero(pred.reshape(len(pred), -1).max(axis=1) == 0))
+        n_lost = int(np.count_nonzero(~checks.labelled))
         extra = {}
         if repair is not None:
             fixed = repair_implausible_frames(frames, pred, repair).labels

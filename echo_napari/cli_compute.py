@@ -164,16 +164,15 @@ def predict_one(item: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
     write_sequence(out, dst)
     lv = (labels == 1).reshape(seq.n_frames, -1).sum(axis=1)
     ef = ef_by_beats(labels, seq.spacing).ef if seq.n_frames >= 3 and lv.any() else float("nan")
+    checks = frame_plausibility(labels)
     return {
         "frames": seq.n_frames,
         "model": model.version,
         "lv_frames": int((lv > 0).sum()),
-        "no_view": int(np.count_nonzero(labels.reshape(seq.n_frames, -1).max(axis=1) == 0)),
+        "no_view": int(np.count_nonzero(~checks.labelled)),
         "ef": round(ef, 1),
         # no LV anywhere: nothing the checks could judge (not "100 % plausible")
-        "plausible_pct": round(100.0 * frame_plausibility(labels).plausible_share(), 1)
-        if lv.any()
-        else float("nan"),
+        "plausible_pct": round(100.0 * checks.plausible_share(), 1) if lv.any() else float("nan"),
         **({"refined": moved} if refine else {}),
         **({"repaired": len(repaired)} if options.get("repair") else {}),
         "output": dst,
