@@ -1,7 +1,7 @@
 """Anatomical plausibility of a label sequence, frame by frame, without any reference.
 
 A full-cycle segmentation of a real echo can look smooth over time and still be wrong in
-ways a cardiologist sees at a glance. Three checks, each scored 0 (fine) … 1 (implausible)
+ways a cardiologist sees at a glance. Four checks, each scored 0 (fine) … 1 (implausible)
 per frame:
 
 * **collapse** — the LV cavity is missing, or smaller than ``collapse_fraction`` of the
@@ -13,7 +13,14 @@ per frame:
   septum cut into it is lower). The score rises linearly to 1 at ``min_solidity − 0.2``;
 * **atrium side** — the LA lies on another side of the LV than in the rest of the
   sequence (angle of the LV→LA centroid direction more than 90° from its median over the
-  frames). Orientation-free, so it holds for any probe orientation or image flip.
+  frames). Orientation-free, so it holds for any probe orientation or image flip;
+* **displaced** — the cavity lies away from where the LV is on the frames around it: less
+  than ``MIN_IN_PLACE`` of it (on a coarse grid, :data:`PLACE_GRID` cells a side) lies
+  where at least half of the LV frames within :data:`PLACE_WINDOW` frames either side have
+  LV (the LV drawn over the atrium or a neighbouring chamber, a fragment in fog). The score
+  rises linearly from 0 at ``MIN_IN_PLACE + 0.2`` to 1 at ``MIN_IN_PLACE − 0.2``; frames
+  with fewer than :data:`PLACE_MIN_NEIGHBOURS` LV frames around them are not judged (a
+  sparsely keyframed session).
 
 Separately, :func:`view_lost_frames` finds the frames of a prediction on which the model
 found no heart at all (probe off the chest, a changed view); the prediction leaves them
@@ -45,6 +52,23 @@ COLLAPSE_FRACTION = 0.25
 #: probe-off frames of 0X3981… and the changed view of 0X78A2… fall to 0.00–0.23.
 VIEW_LOST_FRACTION = 0.3
 
+#: cells per side of the coarse LV grid the **displaced** check compares frames on (a
+#: cell counts as LV when any of its pixels is: where the LV lies, not its exact border)
+PLACE_GRID = 32
+
+#: frames either side that define where the LV usually is (~1 s at 50 fps: longer than
+#: the few end-systolic frames a misplaced cavity lasts, shorter than a change of view)
+PLACE_WINDOW = 25
+
+#: LV frames around a frame needed to judge where the LV usually is
+PLACE_MIN_NEIGHBOURS = 5
+
+#: share of a frame's LV that must lie where the LV usually is. Chosen on the 18 training
+#: EchoNet videos (seg_v3 predictions, 112 × 112): frames with the LV on the ventricle keep
+#: ≥ 0.48 of it in place; the LV drawn over the atrium (0X1059…) or on a neighbouring
+#: chamber after a probe slip (0X64E2…) keep ≤ 0.21, fragments in fog (0X3981…) 0.11–0.44.
+MIN_IN_PLACE = 0.4
+
 
 @dataclass(frozen=True)
 class Plausibility:
@@ -52,7 +76,8 @@ class Plausibility:
 
     Attributes
     ----------
-    collapse, concavity, atrium_side : the three checks (see the module docstring)
+    collapse, concavity, atrium_side, displaced : the four checks (see the module
+        docstring); ``displaced`` None: not computed (all zeros)
     labelled : (T,) bool frames with any label (the judged ones), or None (all judged)
     """
 
@@ -60,11 +85,13 @@ class Plausibility:
     concavity: np.ndarray
     atrium_side: np.ndarray
     labelled: np.ndarray | None = None
+    displaced: np.ndarray | None = None
 
     @property
     def score(self) -> np.ndarray:
-        """(T,) worst of the three checks per frame."""
-        return np.maximum(np.maximum(self.collapse, self.concavity), self.atrium_side)
+        """(T,) worst of the four checks per frame."""
+        worst = np.maximum(np.maximum(self.collapse, self.concavity), self.atrium_side)
+        return worst if self.displaced is None else np.maximum(worst, self.displaced)
 
     def reasons(self, frame: int, threshold: float = 0.5) -> list[str]:
         """What is implausible on ``frame``, in words (empty when nothing is)."""
@@ -72,8 +99,11 @@ class Plausibility:
             (self.collapse, "LV cavity collapsed or missing"),
             (self.concavity, "LV cavity concave (a wall cut into it?)"),
             (self.atrium_side, "LA on another side of the LV than in the other frames"),
+            (self.displaced, "LV away from where it is on the frames around it"),
         )
-        return [text for values, text in checks if values[frame] >= threshold]
+        return [
+            text for values, text in checks if values is not None and values[frame] >= threshold
+        ]
 
     def plausible_share(self, threshold: float = 0.5, among: np.ndarray | None = None) -> float:
         """Share (0–1) of frames whose :attr:`score` is below ``threshold``, over the
@@ -133,12 +163,14 @@ class ShapeFeatures:
     lv_pixels : (T,) float64, LV cavity pixels
     solidity : (T,) float64, LV solidity (1 where there is no LV)
     la_direction : (T, 2) float64, unit LV→LA centroid direction (NaN without an LA)
+    lv_grid : (T, PLACE_GRID, PLACE_GRID) bool, where the LV lies (:func:`coarse_grid`)
     """
 
     labelled: np.ndarray
     lv_pixels: np.ndarray
     solidity: np.ndarray
     la_direction: np.ndarray
+    lv_grid: np.ndarray
 
     @classmethod
     def blank(cls, n: int) -> ShapeFeatures:
@@ -148,6 +180,7 @@ class ShapeFeatures:
             lv_pixels=np.zeros(n),
             solidity=np.ones(n),
             la_direction=np.full((n, 2), np.nan),
+            lv_grid=np.zeros((n, PLACE_GRID, PLACE_GRID), bool),
         )
 
     def update(self, frames: np.ndarray, other: ShapeFeatures) -> None:
@@ -160,7 +193,82 @@ class ShapeFeatures:
         return ShapeFeatures(*(getattr(self, name)[frames].copy() for name in _FEATURES))
 
 
-_FEATURES = ("labelled", "lv_pixels", "solidity", "la_direction")
+_FEATURES = ("labelled", "lv_pixels", "solidity", "la_direction", "lv_grid")
+
+
+def coarse_grid(masks: np.ndarray, cells: int = PLACE_GRID) -> np.ndarray:
+    """(T, cells, cells) bool: which cells of a ``cells`` × ``cells`` grid laid over each
+    (H, W) frame of ``masks`` (T, H, W) bool hold any pixel of the mask (frames of any
+    size and aspect map onto the same grid)."""
+    masks = np.asarray(masks, bool)
+    rows = (np.arange(min(cells, masks.shape[1])) * masks.shape[1]) // min(cells, masks.shape[1])
+    cols = (np.arange(min(cells, masks.shape[2])) * masks.shape[2]) // min(cells, masks.shape[2])
+    hits = np.logical_or.reduceat(np.logical_or.reduceat(masks, rows, axis=1), cols, axis=2)
+    if hits.shape[1:] == (cells, cells):
+        return hits
+    # Frames smaller than the grid: repeat their pixels to fill it.
+    r = (np.arange(cells) * hits.shape[1]) // cells
+    c = (np.arange(cells) * hits.shape[2]) // cells
+    return hits[:, r][:, :, c]
+
+
+def in_place_share(
+    lv_grid: np.ndarray,
+    present: np.ndarray,
+    window: int = PLACE_WINDOW,
+    min_neighbours: int = PLACE_MIN_NEIGHBOURS,
+) -> np.ndarray:
+    """(T,) float64: share of each frame's LV cells that are LV on at least half of the
+    other LV frames within ``window`` frames either side; NaN where the frame has no LV or
+    fewer than ``min_neighbours`` LV frames around it.
+
+    Parameters
+    ----------
+    lv_grid : (T, G, G) bool, :func:`coarse_grid` of the LV cavity
+    present : (T,) bool, frames that have an LV
+    """
+    present = np.asarray(present, bool)
+    grid = np.asarray(lv_grid, bool) & present[:, None, None]
+    n = present.size
+    share = np.full(n, np.nan)
+    # Running counts: the count over any window is a difference of two of them.
+    counts = np.zeros((n + 1, *grid.shape[1:]), np.int32)
+    np.cumsum(grid, axis=0, out=counts[1:])
+    frames = np.concatenate([[0], np.cumsum(present)])
+    for t in np.flatnonzero(present & grid.any(axis=(1, 2))):
+        lo, hi = max(0, t - window), min(n, t + window + 1)
+        others = int(frames[hi] - frames[lo]) - 1
+        if others < min_neighbours:
+            continue
+        usual = 2 * (counts[hi] - counts[lo] - grid[t]) >= others
+        share[t] = float(np.count_nonzero(usual & grid[t])) / np.count_nonzero(grid[t])
+    return share
+
+
+def displaced_frames(
+    lv_grid: np.ndarray, present: np.ndarray, min_in_place: float = MIN_IN_PLACE
+) -> np.ndarray:
+    """(T,) float64 **displaced** score (module docstring): 0 from ``min_in_place + 0.2``
+    of the LV in place, 1 at ``min_in_place − 0.2`` and below; 0 where not judged."""
+    share = in_place_share(lv_grid, present)
+    score = np.clip((min_in_place + 0.2 - share) / 0.4, 0.0, 1.0)
+    return np.where(np.isfinite(share), score, 0.0)
+
+
+def displaced_lv_frames(labels: np.ndarray, min_pixels: int = 10) -> np.ndarray:
+    """(T,) bool: frames of a label sequence that fail the **displaced** check (less than
+    :data:`MIN_IN_PLACE` of the LV where the LV is on the frames around it).
+
+    Parameters
+    ----------
+    labels : (T, H, W) uint8, LabelClass values
+    """
+    labels = np.asarray(labels)
+    if labels.ndim != 3:
+        raise SequenceError(f"labels must be (T, H, W); got shape {labels.shape}")
+    lv = labels == int(LabelClass.LV_CAVITY)
+    present = lv.sum(axis=(1, 2)) >= min_pixels
+    return displaced_frames(coarse_grid(lv), present) >= 0.5
 
 
 def shape_features(labels: np.ndarray, min_pixels: int = 10) -> ShapeFeatures:
@@ -174,6 +282,8 @@ def shape_features(labels: np.ndarray, min_pixels: int = 10) -> ShapeFeatures:
     features = ShapeFeatures.blank(n)
     features.labelled[:] = labels.reshape(n, -1).any(axis=1)
     features.lv_pixels[:] = lv.sum(axis=(1, 2))
+    if n:
+        features.lv_grid[:] = coarse_grid(lv)
     for t in np.flatnonzero(features.lv_pixels >= min_pixels):
         features.solidity[t] = _solidity(lv[t])
         if la[t].sum() >= min_pixels:
@@ -235,13 +345,13 @@ def plausibility_from_features(
     min_solidity: float = 0.8,
     min_pixels: int = 10,
 ) -> Plausibility:
-    """The three checks from per-frame features (see :func:`frame_plausibility`)."""
+    """The four checks from per-frame features (see :func:`frame_plausibility`)."""
     n = features.lv_pixels.size
     atrium_side = np.zeros(n)
     present = features.lv_pixels >= min_pixels
     labelled = np.asarray(features.labelled, bool)
     if not present.any():
-        return Plausibility(np.zeros(n), np.zeros(n), atrium_side, labelled)
+        return Plausibility(np.zeros(n), np.zeros(n), atrium_side, labelled, np.zeros(n))
     collapse = collapsed_frames(
         features.lv_pixels, features.labelled, collapse_fraction, min_pixels
     ).astype(np.float64)
@@ -253,7 +363,8 @@ def plausibility_from_features(
         if np.hypot(*median) > 0:
             cosine = directions[known] @ (median / np.hypot(*median))
             atrium_side[known] = (cosine < 0.0).astype(np.float64)
-    return Plausibility(collapse, concavity, atrium_side, labelled)
+    displaced = displaced_frames(features.lv_grid, present)
+    return Plausibility(collapse, concavity, atrium_side, labelled, displaced)
 
 
 def frame_plausibility(

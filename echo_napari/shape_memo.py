@@ -16,7 +16,8 @@ import numpy as np
 
 from echo_napari.metrics_plausibility import ShapeFeatures, shape_features
 
-#: Frames remembered (least recently used dropped first): ~50 bytes of features each.
+#: Frames remembered (least recently used dropped first): ~200 bytes of features each
+#: (the coarse LV grid packed to bits).
 DEFAULT_CAPACITY = 8192
 
 
@@ -37,7 +38,7 @@ class ShapeMemo:
 
     def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
         self.capacity = int(capacity)
-        self._rows: OrderedDict[bytes, tuple[bool, float, float, float, float]] = OrderedDict()
+        self._rows: OrderedDict[bytes, tuple] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -52,6 +53,7 @@ class ShapeMemo:
         """
         keys = frame_digests(labels)
         out = ShapeFeatures.blank(len(keys))
+        grid = out.lv_grid[0] if len(keys) else None
         missing = []
         for i, key in enumerate(keys):
             row = self._rows.get(key)
@@ -60,7 +62,10 @@ class ShapeMemo:
                 continue
             self._rows.move_to_end(key)
             out.labelled[i], out.lv_pixels[i], out.solidity[i] = row[0], row[1], row[2]
-            out.la_direction[i] = row[3:]
+            out.la_direction[i] = row[3:5]
+            out.lv_grid[i] = (
+                np.unpackbits(row[5], count=grid.size).reshape(grid.shape).astype(bool)
+            )
         if missing:
             index = np.array(missing)
             computed = shape_features(np.asarray(labels)[index])
@@ -71,6 +76,7 @@ class ShapeMemo:
                     float(computed.lv_pixels[j]),
                     float(computed.solidity[j]),
                     *(float(v) for v in computed.la_direction[j]),
+                    np.packbits(computed.lv_grid[j]),
                 )
             while len(self._rows) > self.capacity:
                 self._rows.popitem(last=False)

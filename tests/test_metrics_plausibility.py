@@ -103,3 +103,46 @@ def test_plausible_share_is_over_the_labelled_frames():
     result = frame_plausibility(labels)
     assert result.plausible_share() == pytest.approx(9 / 10)
     assert result.plausible_share(among=np.ones(12, bool)) == pytest.approx(11 / 12)
+
+
+def _long_heart(n: int = 40) -> np.ndarray:
+    """Two beats of :func:`_heart`, long enough for the displaced check to judge."""
+    beat = _heart(n // 2)
+    return np.concatenate([beat, beat[::-1]])
+
+
+def test_an_lv_drawn_over_the_atrium_is_displaced():
+    from echo_napari.metrics_plausibility import displaced_lv_frames
+
+    labels = _long_heart()
+    for t in (17, 18, 19):  # the atrium taken for the ventricle: labels swapped
+        lv, la = labels[t] == 1, labels[t] == 3
+        labels[t][lv], labels[t][la] = 3, 1
+    result = frame_plausibility(labels)
+    assert np.flatnonzero(result.displaced >= 0.5).tolist() == [17, 18, 19]
+    assert np.flatnonzero(displaced_lv_frames(labels)).tolist() == [17, 18, 19]
+    assert "LV away from where it is on the frames around it" in result.reasons(18)
+    # a ventricle that moves a few pixels with the probe stays in place
+    shifted = np.roll(_long_heart(), 3, axis=2)
+    shifted[20:] = np.roll(shifted[20:], 3, axis=1)
+    assert frame_plausibility(shifted).displaced.max() < 0.5
+
+
+def test_a_few_keyframes_are_not_judged_for_place():
+    labels = np.zeros((40, 64, 64), np.uint8)
+    heart = _long_heart()
+    labels[[0, 19]] = heart[[0, 19]]
+    labels[19] = np.roll(labels[19], 20, axis=1)  # far away, but with one neighbour only
+    assert frame_plausibility(labels).displaced.sum() == 0.0
+
+
+def test_coarse_grid_covers_frames_of_any_size():
+    from echo_napari.metrics_plausibility import PLACE_GRID, coarse_grid
+
+    for shape in ((600, 800), (112, 112), (20, 50), (7, 7)):
+        mask = np.zeros((1, *shape), bool)
+        mask[0, shape[0] // 2, -1] = True  # one pixel, middle row, last column
+        grid = coarse_grid(mask)
+        assert grid.shape == (1, PLACE_GRID, PLACE_GRID)
+        assert grid[0, :, -1].any() and grid[0, :, :-1].sum() <= 4 * PLACE_GRID
+        assert grid.sum() >= 1

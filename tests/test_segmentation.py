@@ -402,6 +402,22 @@ def test_frames_with_no_heart_in_view_are_left_unlabelled(monkeypatch):
     )
 
 
+def test_frames_whose_lv_lies_over_the_atrium_are_left_unlabelled(monkeypatch):
+    from echo_napari.segmentation import inference
+
+    frames, truth = phantom(40, 32)
+    for t in (20, 21):  # the network takes the atrium for the ventricle
+        lv, la = truth[t] == LabelClass.LV_CAVITY, truth[t] == LabelClass.LA
+        truth[t][lv], truth[t][la] = LabelClass.LA, LabelClass.LV_CAVITY
+    onehot = (truth[:, None] == np.arange(4)[None, :, None, None]).astype(np.float32)
+    monkeypatch.setattr(inference, "predict_probabilities", lambda *a, **k: onehot)
+    once = {"refine": False, "both_directions": False}  # the mock ignores the time order
+    kept = predict_sequence(frames, tiny_model(), clear_lost_view=False, **once)
+    labels = predict_sequence(frames, tiny_model(), **once)
+    assert (kept[20:22] == LabelClass.LV_CAVITY).any() and not labels[20:22].any()
+    np.testing.assert_array_equal(np.delete(labels, [20, 21], 0), np.delete(kept, [20, 21], 0))
+
+
 def test_both_directions_average_the_forward_and_backward_probabilities(monkeypatch):
     from echo_napari.segmentation import inference
 

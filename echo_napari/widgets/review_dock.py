@@ -468,8 +468,12 @@ class ReviewDock(JobPanelsMixin, SessionDockMixin, QWidget):
         key = " · keyframe" if frame in seq.keyframes else ""
         reasons = "".join(f" · {r}" for r in self.session.implausibility_reasons(frame))
         if kind == "predicted" and not areas[1:].any():
-            # predict_sequence leaves a frame empty when the model found no heart on it
-            reasons += " · no heart found here (probe off the chest, or the view changed?)"
+            # predict_sequence leaves a frame empty when the model found no heart on it, or
+            # an LV only away from where it is on the frames around it
+            reasons += (
+                " · no heart found here, or none where the LV is on the frames around it"
+                " (probe off the chest, or the view changed?): paint it, or propagate"
+            )
         self.frame_label.setText(
             f"Frame {frame}/{seq.n_frames - 1} ({kind}{key}): LV {areas[1]:.1f} {unit}, "
             f"myocardium {areas[2]:.1f} {unit}, LA {areas[3]:.1f} {unit}{reasons}"
