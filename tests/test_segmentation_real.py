@@ -200,6 +200,9 @@ def test_bundled_model_gives_a_beating_lv_on_a_real_video():
     frames = read_echonet_video(path, lazy=False).frames_array()[:100]
     pred = predict_sequence(frames, load_model("bundled", "cpu"))
     area = (pred == LabelClass.LV_CAVITY).sum((1, 2))
-    assert area.min() > 200  # an LV on every frame
+    # an LV on every frame but the few end-systolic ones where the network draws it over the
+    # atrium: those are left unlabelled (displaced_lv_frames), not drawn on the wrong chamber
+    labelled = pred.reshape(len(pred), -1).any(axis=1)
+    assert labelled.mean() >= 0.9 and area[labelled].min() > 200
     result = ef_by_beats(pred)
     assert 10.0 < result.ef < 90.0
