@@ -65,8 +65,57 @@ def components_near_per_frame(mask: np.ndarray, anchor: np.ndarray, reach_px: in
     return keep[components]
 
 
+def _convex_rows(corners: np.ndarray, n_rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows a convex polygon covers and each row's first and last column (float), from
+    its (N, 2) (row, col) corners: every edge's column at each row it crosses."""
+    lo, hi = int(np.ceil(corners[:, 0].min())), int(np.floor(corners[:, 0].max()))
+    rows = np.arange(max(lo, 0), min(hi, n_rows - 1) + 1)
+    left = np.full(rows.size, np.inf)
+    right = np.full(rows.size, -np.inf)
+    for (r0, c0), (r1, c1) in zip(corners, np.roll(corners, -1, axis=0), strict=True):
+        a, b = min(r0, r1), max(r0, r1)
+        crossed = (rows >= a) & (rows <= b)
+        if not crossed.any():
+            continue
+        cols = c0 if b == a else c0 + (rows[crossed] - r0) * (c1 - c0) / (r1 - r0)
+        left[crossed] = np.minimum(left[crossed], np.minimum(cols, c1 if b == a else cols))
+        right[crossed] = np.maximum(right[crossed], np.maximum(cols, c1 if b == a else cols))
+    return rows, left, right
+
+
+def convex_hull_per_frame(mask: np.ndarray) -> np.ndarray:
+    """(T, H, W) bool: each frame's mask with the convex hull of its pixel centres filled
+    (all its pixels, whatever their components; empty frames stay empty).
+
+    The hull is taken over the first and last pixel of each row (every other pixel lies
+    between two of them) and filled row by row: ~30x faster than
+    :func:`skimage.morphology.convex_hull_image` on 600 × 600 frames.
+    """
+    from scipy.spatial import ConvexHull, QhullError
+
+    hull = np.array(mask, dtype=bool, copy=True)
+    columns = np.arange(mask.shape[2])
+    for t in np.flatnonzero(mask.any(axis=(1, 2))):
+        rows = np.flatnonzero(mask[t].any(axis=1))
+        band = mask[t, rows]
+        first = np.argmax(band, axis=1)
+        last = band.shape[1] - 1 - np.argmax(band[:, ::-1], axis=1)
+        points = np.concatenate([np.stack([rows, first], 1), np.stack([rows, last], 1)])
+        try:
+            corners = points[ConvexHull(points).vertices].astype(np.float64)
+        except QhullError:  # all on one line: the mask is its own hull
+            continue
+        rows, left, right = _convex_rows(corners, mask.shape[1])
+        inside = (columns >= np.ceil(left - 1e-9)[:, None]) & (
+            columns <= np.floor(right + 1e-9)[:, None]
+        )
+        hull[t, rows] |= inside
+    return hull
+
+
 __all__ = [
     "components_near_per_frame",
+    "convex_hull_per_frame",
     "fill_holes_per_frame",
     "label_per_frame",
     "largest_component_per_frame",

@@ -1,0 +1,72 @@
+"""Per-frame mask operations and the cavity-bite filling of predictions."""
+
+from __future__ import annotations
+
+import numpy as np
+from skimage.draw import ellipse
+from skimage.morphology import convex_hull_image
+
+from echo_napari.segmentation.inference import fill_lv_bites
+from echo_napari.segmentation.masks import convex_hull_per_frame
+from echo_napari.sequence import LabelClass
+
+
+def test_convex_hull_covers_the_mask_within_the_hull_of_its_pixel_squares():
+    rng = np.random.default_rng(5)
+    for _ in range(60):
+        mask = np.zeros((50, 64), bool)
+        for _ in range(rng.integers(1, 4)):
+            centre, radii = rng.uniform(5, 45, 2), rng.uniform(1, 18, 2)
+            rr, cc = ellipse(*centre, *radii, mask.shape, rotation=rng.uniform(0, np.pi))
+            mask[rr, cc] = True
+        if not mask.any():
+            continue
+        hull = convex_hull_per_frame(mask[None])[0]
+        assert not (mask & ~hull).any()
+        # the hull of pixel centres: inside skimage's hull of pixel squares, and close to it
+        reference = convex_hull_image(mask)
+        assert not (hull & ~reference).any()
+        assert hull.sum() >= 0.85 * reference.sum() - 2 * mask.shape[0]
+
+
+def test_convex_hull_of_a_line_and_of_empty_frames():
+    mask = np.zeros((3, 20, 20), bool)
+    mask[0, 5, 2:15] = True  # one row: its own hull
+    mask[1, 3, 3] = mask[1, 15, 15] = True  # two points: the segment between them
+    hull = convex_hull_per_frame(mask)
+    np.testing.assert_array_equal(hull[0], mask[0])
+    assert hull[1].sum() >= 2 and not hull[2].any()
+
+
+def _ventricle_with_a_bite() -> tuple[np.ndarray, np.ndarray]:
+    yy, xx = np.mgrid[0:64, 0:64]
+    cavity = ((yy - 28) / 20) ** 2 + ((xx - 32) / 11) ** 2 <= 1
+    wall = (((yy - 28) / 24) ** 2 + ((xx - 32) / 15) ** 2 <= 1) & ~cavity
+    labels = np.zeros((2, 64, 64), np.uint8)
+    labels[:, wall] = LabelClass.MYOCARDIUM
+    labels[:, cavity] = LabelClass.LV_CAVITY
+    labels[:, 52:60, 24:40] = LabelClass.LA
+    bite = cavity & (yy > 34) & (xx > 34)
+    labels[0][bite] = LabelClass.BACKGROUND  # blood the network left out at the base
+    return labels, bite
+
+
+def test_background_bitten_out_of_the_cavity_becomes_cavity():
+    labels, bite = _ventricle_with_a_bite()
+    out = fill_lv_bites(labels)
+    # filled up to the chord across it: the hull of what the network left of the cavity
+    filled = bite & (out[0] == LabelClass.LV_CAVITY)
+    chord = convex_hull_image(labels[0] == LabelClass.LV_CAVITY) & bite
+    # (skimage hulls pixel squares: a few more pixels along the chord)
+    assert not (filled & ~chord).any() and filled.sum() >= 0.8 * chord.sum()
+    np.testing.assert_array_equal(out[1], labels[1])  # a convex cavity is left as it was
+    # wall and atrium keep their labels, and so does background outside the cavity
+    changed = out != labels
+    assert (labels[changed] == LabelClass.BACKGROUND).all() and not (changed[0] & ~bite).any()
+
+
+def test_a_wall_cut_into_the_cavity_stays_wall():
+    labels, _ = _ventricle_with_a_bite()
+    labels[1, 10:30, 30:34] = LabelClass.MYOCARDIUM  # wall drawn into the cavity
+    out = fill_lv_bites(labels)
+    assert (out[1, 10:30, 30:34] == LabelClass.MYOCARDIUM).all()
