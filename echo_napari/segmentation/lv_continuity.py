@@ -18,7 +18,9 @@ or view change) keeps its one piece, and a speck left where it was is not taken 
 On the 24 shared EchoNet videos with ``seg_v3`` this changes 42 frames of 0X1059… (the LV
 no longer jumps onto the atrium at end-systole) and 2 of 0X64E2…, no others (28 and 1 with
 the probabilities of both directions averaged, ``predict_sequence``'s default). A frame
-whose only LV piece lies over the atrium (0X1059…: 14 such frames) is beyond it.
+whose only LV piece lies over the atrium (0X1059…: 14 such frames) is beyond it: the
+**displaced** check (:func:`echo_napari.metrics_plausibility.displaced_lv_frames`) finds
+it, and the prediction leaves it unlabelled.
 """
 
 from __future__ import annotations

@@ -65,6 +65,11 @@ def components_near_per_frame(mask: np.ndarray, anchor: np.ndarray, reach_px: in
     return keep[components]
 
 
+#: midpoints of a pixel square's sides: the hull of these over the pixels is
+#: skimage's ``convex_hull_image`` polygon
+_SIDE_MIDPOINTS = np.array([[-0.5, 0.0], [0.5, 0.0], [0.0, -0.5], [0.0, 0.5]])
+
+
 def _convex_rows(corners: np.ndarray, n_rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Rows a convex polygon covers and each row's first and last column (float), from
     its (N, 2) (row, col) corners: every edge's column at each row it crosses."""
@@ -84,12 +89,14 @@ def _convex_rows(corners: np.ndarray, n_rows: int) -> tuple[np.ndarray, np.ndarr
 
 
 def convex_hull_per_frame(mask: np.ndarray) -> np.ndarray:
-    """(T, H, W) bool: each frame's mask with the convex hull of its pixel centres filled
-    (all its pixels, whatever their components; empty frames stay empty).
+    """(T, H, W) bool: each frame's mask with its convex hull filled (all its pixels,
+    whatever their components; empty frames stay empty) — the pixels whose centres lie
+    in the hull of the midpoints of the pixels' sides, as
+    :func:`skimage.morphology.convex_hull_image` frame by frame.
 
     The hull is taken over the first and last pixel of each row (every other pixel lies
-    between two of them) and filled row by row: ~30x faster than
-    :func:`skimage.morphology.convex_hull_image` on 600 × 600 frames.
+    between two of them) and filled row by row: ~15x faster than skimage's on 600 × 600
+    frames.
     """
     from scipy.spatial import ConvexHull, QhullError
 
@@ -101,8 +108,9 @@ def convex_hull_per_frame(mask: np.ndarray) -> np.ndarray:
         first = np.argmax(band, axis=1)
         last = band.shape[1] - 1 - np.argmax(band[:, ::-1], axis=1)
         points = np.concatenate([np.stack([rows, first], 1), np.stack([rows, last], 1)])
+        points = (points[:, None, :] + _SIDE_MIDPOINTS[None]).reshape(-1, 2)
         try:
-            corners = points[ConvexHull(points).vertices].astype(np.float64)
+            corners = points[ConvexHull(points).vertices]
         except QhullError:  # all on one line: the mask is its own hull
             continue
         rows, left, right = _convex_rows(corners, mask.shape[1])

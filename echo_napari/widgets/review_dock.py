@@ -114,6 +114,7 @@ class ReviewDock(JobPanelsMixin, SessionDockMixin, QWidget):
         self.info_label = QLabel()
         self.info_label.setWordWrap(True)
         self.frame_label = QLabel()
+        self.frame_label.setWordWrap(True)  # the implausibility reasons can be long
         self.curve = AreaCurveWidget()
         self.curve.set_session(self.session)
 
@@ -472,7 +473,7 @@ class ReviewDock(JobPanelsMixin, SessionDockMixin, QWidget):
             # an LV only away from where it is on the frames around it
             reasons += (
                 " · no heart found here, or none where the LV is on the frames around it"
-                " (probe off the chest, or the view changed?): paint it, or propagate"
+                " (probe off the chest, or the view changed?)"
             )
         self.frame_label.setText(
             f"Frame {frame}/{seq.n_frames - 1} ({kind}{key}): LV {areas[1]:.1f} {unit}, "
