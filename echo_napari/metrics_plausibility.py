@@ -198,11 +198,17 @@ _FEATURES = ("labelled", "lv_pixels", "solidity", "la_direction", "lv_grid")
 
 def coarse_grid(masks: np.ndarray, cells: int = PLACE_GRID) -> np.ndarray:
     """(T, cells, cells) bool: which cells of a ``cells`` × ``cells`` grid laid over each
-    (H, W) frame of ``masks`` (T, H, W) bool hold any pixel of the mask (frames of any
-    size and aspect map onto the same grid)."""
+    (H, W) frame of ``masks`` (T, H, W) bool hold any of the mask's pixels, looking at
+    every pixel up to 4 per cell along each axis and every few beyond (where the LV lies,
+    not its exact border: frames of any size and aspect map onto the same grid)."""
     masks = np.asarray(masks, bool)
-    rows = (np.arange(min(cells, masks.shape[1])) * masks.shape[1]) // min(cells, masks.shape[1])
-    cols = (np.arange(min(cells, masks.shape[2])) * masks.shape[2]) // min(cells, masks.shape[2])
+    # Sampled every `step` pixels: a 600 × 600 frame in ~0.1 ms instead of ~1 ms.
+    step_r = max(1, masks.shape[1] // (4 * cells))
+    step_c = max(1, masks.shape[2] // (4 * cells))
+    masks = masks[:, ::step_r, ::step_c]
+    n_r, n_c = min(cells, masks.shape[1]), min(cells, masks.shape[2])
+    rows = (np.arange(n_r) * masks.shape[1]) // n_r
+    cols = (np.arange(n_c) * masks.shape[2]) // n_c
     hits = np.logical_or.reduceat(np.logical_or.reduceat(masks, rows, axis=1), cols, axis=2)
     if hits.shape[1:] == (cells, cells):
         return hits
