@@ -107,7 +107,9 @@ def predict_one(item: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
     whose labels pass the anatomical checks (``plausible_pct``, over the labelled frames): a
     low share says the EF is not to be trusted before review. ``no_view`` counts the frames
     left unlabelled because the model found no heart there (probe off the chest, a changed
-    view: :func:`echo_napari.metrics_plausibility.view_lost_frames`). Unless
+    view: :func:`echo_napari.metrics_plausibility.view_lost_frames`) or found the LV only
+    away from where it is on the frames around them
+    (:func:`echo_napari.metrics_plausibility.displaced_lv_frames`). Unless
     ``options["refine"]`` is False, each frame's LV border is moved to the image's
     blood/wall border (:func:`echo_napari.segmentation.boundary.refine_lv_boundary`;
     ``refined`` counts the frames it moved). With ``options["repair"]`` the frames failing

@@ -347,8 +347,11 @@ def predict_sequence(
     postprocess : bool
         Drop LV pieces away from the LV's place on the frames around them
         (:func:`drop_misplaced_lv`), then the largest component per class and hole
-        filling; after the frames are cleared (``clear_lost_view``), the background cut
-        into each cavity becomes cavity (:func:`fill_lv_bites`).
+        filling; with ``refine``, after the frames are cleared (``clear_lost_view``), the
+        background cut into each cavity also becomes cavity (:func:`fill_lv_bites`)
+        before the refinement moves its border (without the refinement that only
+        enlarged the network's end-systolic cavities: EF MAE on the 24 EchoNet videos
+        10.5 → 11.4).
     refine : bool
         Move each frame's LV cavity border to the image's blood/wall border
         (:func:`echo_napari.segmentation.boundary.refine_lv_boundary`).
@@ -401,9 +404,9 @@ def predict_sequence(
     if clear_lost_view and n_frames > 1:
         labels[view_lost_frames(labels)] = LabelClass.BACKGROUND
         labels[displaced_lv_frames(labels)] = LabelClass.BACKGROUND
-    if postprocess:
-        labels = fill_lv_bites(labels)
     if refine:
+        if postprocess:
+            labels = fill_lv_bites(labels)
         labels = refine_lv_boundary(
             frames, labels, progress=lambda done, _: report(done, passes * windows)
         )
