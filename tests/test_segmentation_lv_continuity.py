@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from echo_napari.segmentation.inference import drop_misplaced_lv, postprocess_labels
-from echo_napari.segmentation.lv_continuity import misplaced_lv_pieces
+from echo_napari.segmentation.lv_continuity import atrium_pieces_in_lv_place, misplaced_lv_pieces
 from echo_napari.sequence import LabelClass
 
 LV, LA = int(LabelClass.LV_CAVITY), int(LabelClass.LA)
@@ -63,3 +63,29 @@ def test_a_ventricle_that_moves_for_good_keeps_its_place_after_the_window():
     labels[60:, 8:10, 30:32] = LV  # a speck left where the LV used to be
     dropped = misplaced_lv_pieces(labels, window=10)
     assert not dropped.any()
+
+
+def _ventricle_and_atrium(n_frames: int = 40) -> np.ndarray:
+    """A 20 x 14 px LV above a 10 x 12 px LA below its valve, on every frame."""
+    labels = np.zeros((n_frames, 64, 64), np.uint8)
+    labels[:, 8:28, 25:39] = LV
+    labels[:, 30:40, 26:38] = LA
+    return labels
+
+
+def test_an_atrium_blob_inside_the_ventricle_becomes_ventricle():
+    labels = _ventricle_and_atrium()
+    labels[18:21, 12:28, 28:39] = LA  # the network's "atrium" inside the LV, larger
+    moved = atrium_pieces_in_lv_place(labels)
+    assert set(np.flatnonzero(moved.any(axis=(1, 2)))) == {18, 19, 20}
+    assert moved[19, 12:28, 28:39].all() and not moved[19, 30:40, 26:38].any()
+    # the largest-piece rule alone keeps the blob and drops the real atrium
+    assert (postprocess_labels(labels)[19, 30:40, 26:38] == 0).all()
+    assert not atrium_pieces_in_lv_place(_ventricle_and_atrium()).any()
+
+
+def test_a_frames_only_atrium_piece_is_never_taken():
+    labels = _ventricle_and_atrium()
+    labels[18:21, 30:40, 26:38] = 0  # no atrium below the valve on these frames
+    labels[18:21, 12:28, 28:39] = LA
+    assert not atrium_pieces_in_lv_place(labels).any()

@@ -21,7 +21,7 @@ from scipy import ndimage
 from echo_napari.errors import ModelError, SequenceError
 from echo_napari.metrics_plausibility import displaced_lv_frames, view_lost_frames
 from echo_napari.segmentation.boundary import n_reports, refine_lv_boundary
-from echo_napari.segmentation.lv_continuity import misplaced_lv_pieces
+from echo_napari.segmentation.lv_continuity import atrium_pieces_in_lv_place, misplaced_lv_pieces
 from echo_napari.segmentation.masks import (
     components_near_per_frame,
     convex_hull_per_frame,
@@ -346,9 +346,12 @@ def predict_sequence(
         Called after each window, then every few frames of the boundary refinement.
     postprocess : bool
         Drop LV pieces away from the LV's place on the frames around them
-        (:func:`drop_misplaced_lv`), then the largest component per class and hole
-        filling; with ``refine``, after the frames are cleared (``clear_lost_view``), the
-        background cut into each cavity also becomes cavity (:func:`fill_lv_bites`)
+        (:func:`drop_misplaced_lv`), relabel as LV the atrium pieces lying where the LV
+        is on the frames around them
+        (:func:`~echo_napari.segmentation.lv_continuity.atrium_pieces_in_lv_place`),
+        then the largest component per class and hole filling; with ``refine``, after the
+        frames are cleared (``clear_lost_view``), the background cut into each cavity
+        also becomes cavity (:func:`fill_lv_bites`)
         before the refinement moves its border (without the refinement that only
         enlarged the network's end-systolic cavities: EF MAE on the 24 EchoNet videos
         10.5 → 11.4).
@@ -400,7 +403,9 @@ def predict_sequence(
         probs *= 0.5
     labels = probabilities_to_labels(probs, (height, width))
     if postprocess:
-        labels = postprocess_labels(drop_misplaced_lv(labels, probs))
+        labels = drop_misplaced_lv(labels, probs)
+        labels[atrium_pieces_in_lv_place(labels)] = LabelClass.LV_CAVITY
+        labels = postprocess_labels(labels)
     if clear_lost_view and n_frames > 1:
         labels[view_lost_frames(labels)] = LabelClass.BACKGROUND
         labels[displaced_lv_frames(labels)] = LabelClass.BACKGROUND

@@ -1,4 +1,5 @@
-"""Find the LV cavity piece that lies where the LV is not on the frames around it.
+"""Find the pieces of a prediction that lie where the LV is not, or is, on the frames
+around them: an LV piece drawn over the atrium, an atrium piece drawn inside the LV.
 
 Post-processing keeps the largest LV piece of each frame. On a foreshortened real view the
 network can split the end-systolic ventricle from a larger "LV" drawn over the atrium
@@ -21,6 +22,10 @@ the probabilities of both directions averaged, ``predict_sequence``'s default). 
 whose only LV piece lies over the atrium (0X1059…: 14 such frames) is beyond it: the
 **displaced** check (:func:`echo_napari.metrics_plausibility.displaced_lv_frames`) finds
 it, and the prediction leaves it unlabelled.
+
+The converse, an "atrium" blob the network draws inside the ventricle near the closing
+mitral valve, is found the same way (:func:`atrium_pieces_in_lv_place`) and given back to
+the LV.
 """
 
 from __future__ import annotations
@@ -91,4 +96,68 @@ def misplaced_lv_pieces(labels: np.ndarray, window: int = WINDOW_FRAMES) -> np.n
     return dropped
 
 
-__all__ = ["WINDOW_FRAMES", "misplaced_lv_pieces"]
+def _usual_lv(counts: np.ndarray, present: np.ndarray, grid: np.ndarray, t: int, window: int):
+    """(g, g) bool: grid pixels that are LV on at least half of the other LV frames within
+    ``window`` frames of ``t`` (None when fewer than 5 such frames), from the running
+    counts ``counts`` (T + 1, g, g) and ``present`` (T + 1,) of those frames."""
+    lo, hi = max(0, t - window), min(grid.shape[0], t + window + 1)
+    others = int(present[hi] - present[lo]) - int(grid[t].any())
+    if others < 5:
+        return None
+    return 2 * (counts[hi] - counts[lo] - grid[t]) >= others
+
+
+def atrium_pieces_in_lv_place(labels: np.ndarray, window: int = WINDOW_FRAMES) -> np.ndarray:
+    """LA pieces lying where the LV is on most of the frames around them, on frames that
+    keep another LA piece elsewhere: pixels to relabel as LV cavity.
+
+    On real echo the network sometimes draws a blob of "atrium" inside the ventricle near
+    the closing mitral valve (EchoNet 0X255B…, 0X3C1E…, 0X7D52…: a few frames of each
+    beat), while the true atrium below the valve is a smaller piece that the
+    largest-component rule then drops. A piece counts as lying in the LV's place when at
+    least half of its pixels are LV on at least half of the other LV frames within
+    ``window`` frames either side; it is relabelled only when the frame has another LA
+    piece that does not, so a frame's only atrium is never taken away (a ventricle drawn
+    over the atrium for long stretches would otherwise swallow it).
+
+    Parameters
+    ----------
+    labels : (T, H, W) uint8, :class:`~echo_napari.sequence.LabelClass` values
+    window : frames either side that define where the LV usually is
+
+    Returns
+    -------
+    (T, H, W) bool
+    """
+    labels = np.asarray(labels)
+    la = labels == LabelClass.LA
+    moved = np.zeros(la.shape, dtype=bool)
+    if la.shape[0] < 2 or not la.any():
+        return moved
+    pieces, n = label_per_frame(la)
+    frame_of = np.zeros(n + 1, dtype=np.int64)
+    frame_of[1:] = [s[0].start for s in ndimage.find_objects(pieces)]
+    several = np.flatnonzero(np.bincount(frame_of[1:], minlength=la.shape[0]) >= 2)
+    if several.size == 0:
+        return moved
+    step = max(1, -(-max(la.shape[1:]) // _GRID))
+    grid = (labels == LabelClass.LV_CAVITY)[:, ::step, ::step]
+    counts = np.zeros((grid.shape[0] + 1, *grid.shape[1:]), dtype=np.int32)
+    np.cumsum(grid, axis=0, out=counts[1:])
+    present = np.concatenate([[0], np.cumsum(grid.any(axis=(1, 2)))])
+    sizes = np.bincount(pieces[:, ::step, ::step].ravel(), minlength=n + 1)
+    for t in several:
+        usual = _usual_lv(counts, present, grid, int(t), window)
+        if usual is None or not grid[t].any():
+            continue
+        on_grid = pieces[t, ::step, ::step]
+        inside = np.bincount(on_grid.ravel(), weights=usual.ravel(), minlength=n + 1)
+        ids = np.flatnonzero(frame_of == t)
+        ids = ids[(ids > 0) & (sizes[ids] > 0)]
+        in_place = ids[2 * inside[ids] >= sizes[ids]]
+        if 0 < in_place.size < ids.size:
+            moved[t] = np.isin(pieces[t], in_place)
+    return moved
+
+
+__all__ = ["WINDOW_FRAMES", "atrium_pieces_in_lv_place", "misplaced_lv_pieces"]
