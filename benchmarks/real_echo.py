@@ -129,7 +129,11 @@ def real_table(
         )
         if tiles is not None:
             shown = result.beats or result.rejected
-            ed, es, _ = sorted(shown, key=lambda b: b[2])[len(shown) // 2]
+            if shown:
+                ed, es, _ = sorted(shown, key=lambda b: b[2])[len(shown) // 2]
+            else:  # no beat found: the largest and smallest cavity
+                area = (pred == LabelClass.LV_CAVITY).sum(axis=(1, 2))
+                ed, es = int(np.argmax(area)), int(np.argmin(np.where(area > 0, area, area.max())))
             tiles.append(np.concatenate([overlay(frames[t], pred[t]) for t in (ed, es)], 1))
     return pd.DataFrame(rows)
 
