@@ -6,7 +6,7 @@ import numpy as np
 from skimage.draw import ellipse
 from skimage.morphology import convex_hull_image
 
-from echo_napari.segmentation.inference import fill_lv_bites
+from echo_napari.segmentation.boundary import fill_lv_bites
 from echo_napari.segmentation.masks import convex_hull_per_frame
 from echo_napari.sequence import LabelClass
 
@@ -66,3 +66,14 @@ def test_a_wall_cut_into_the_cavity_stays_wall():
     labels[1, 10:30, 30:34] = LabelClass.MYOCARDIUM  # wall drawn into the cavity
     out = fill_lv_bites(labels)
     assert (out[1, 10:30, 30:34] == LabelClass.MYOCARDIUM).all()
+
+
+def test_the_border_refinement_starts_from_the_cavity_with_its_bites_filled():
+    from echo_napari.segmentation.boundary import refine_lv_boundary
+
+    labels, bite = _ventricle_with_a_bite()
+    image = np.where(labels[1] == LabelClass.LV_CAVITY, 0.1, 0.4)  # blood dark, bite too
+    image[labels[1] == LabelClass.MYOCARDIUM] = 0.8
+    frames = np.repeat(image[None].astype(np.float32), 2, axis=0)
+    refined = refine_lv_boundary(frames, labels)
+    assert (refined[0][bite] == LabelClass.LV_CAVITY).mean() > 0.5

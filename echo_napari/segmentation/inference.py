@@ -24,7 +24,6 @@ from echo_napari.segmentation.boundary import n_reports, refine_lv_boundary
 from echo_napari.segmentation.lv_continuity import atrium_pieces_in_lv_place, misplaced_lv_pieces
 from echo_napari.segmentation.masks import (
     components_near_per_frame,
-    convex_hull_per_frame,
     fill_holes_per_frame,
     largest_component_per_frame,
 )
@@ -245,35 +244,6 @@ def drop_misplaced_lv(labels: np.ndarray, probabilities: np.ndarray) -> np.ndarr
     return out
 
 
-def fill_lv_bites(labels: np.ndarray) -> np.ndarray:
-    """Background inside the convex hull of each frame's LV cavity, next to the cavity,
-    becomes cavity.
-
-    On real echo the network often leaves a "bite" of blood out of the cavity unlabelled
-    (the lateral base at end-systole, between the papillary muscles, a dark apex): neither
-    wall nor atrium, just background cut into a ventricle that is convex there. Myocardium
-    and atrium pixels keep their labels; the LV border refinement then moves the filled
-    border to the image's (:mod:`echo_napari.segmentation.boundary`).
-
-    On the 18 training EchoNet videos EF MAE 6.92 → 6.55 (seg_v3) and 7.25 → 6.91 (seg_v2
-    on 8-frame windows); the 6 held out, measured after the choice: 8.05 → 8.60 (seg_v3).
-
-    Parameters
-    ----------
-    labels : (T, H, W) uint8, LabelClass values
-
-    Returns
-    -------
-    (T, H, W) uint8, a copy
-    """
-    lv = labels == LabelClass.LV_CAVITY
-    bites = convex_hull_per_frame(lv) & (labels == LabelClass.BACKGROUND)
-    bites = components_near_per_frame(bites, lv, 1)
-    out = labels.copy()
-    out[bites] = LabelClass.LV_CAVITY
-    return out
-
-
 def postprocess_labels(labels: np.ndarray) -> np.ndarray:
     """Largest connected component per class and frame, holes filled.
 
@@ -349,14 +319,10 @@ def predict_sequence(
         (:func:`drop_misplaced_lv`), relabel as LV the atrium pieces lying where the LV
         is on the frames around them
         (:func:`~echo_napari.segmentation.lv_continuity.atrium_pieces_in_lv_place`),
-        then the largest component per class and hole filling; with ``refine``, after the
-        frames are cleared (``clear_lost_view``), the background cut into each cavity
-        also becomes cavity (:func:`fill_lv_bites`)
-        before the refinement moves its border (without the refinement that only
-        enlarged the network's end-systolic cavities: EF MAE on the 24 EchoNet videos
-        10.5 → 11.4).
+        then the largest component per class and hole filling.
     refine : bool
-        Move each frame's LV cavity border to the image's blood/wall border
+        Move each frame's LV cavity border to the image's blood/wall border, after the
+        background cut into it is filled
         (:func:`echo_napari.segmentation.boundary.refine_lv_boundary`).
     clear_lost_view : bool
         Leave unlabelled the frames on which the model found no heart
@@ -410,8 +376,6 @@ def predict_sequence(
         labels[view_lost_frames(labels)] = LabelClass.BACKGROUND
         labels[displaced_lv_frames(labels)] = LabelClass.BACKGROUND
     if refine:
-        if postprocess:
-            labels = fill_lv_bites(labels)
         labels = refine_lv_boundary(
             frames, labels, progress=lambda done, _: report(done, passes * windows)
         )
