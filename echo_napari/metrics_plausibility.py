@@ -130,7 +130,7 @@ def _centroid(mask: np.ndarray) -> np.ndarray:
     return np.array([rows @ np.arange(rows.size) / total, cols @ np.arange(cols.size) / total])
 
 
-def _row_extremes(mask: np.ndarray) -> np.ndarray:
+def row_extremes(mask: np.ndarray) -> np.ndarray:
     """(2R, 2) float64 (row, col) of the first and last pixel of each of the R rows of
     ``mask`` that hold any: every other pixel lies between two of them on its row, so
     their squares span the same convex hull as all the pixels' squares."""
@@ -146,7 +146,7 @@ def _row_extremes(mask: np.ndarray) -> np.ndarray:
 def _solidity(mask: np.ndarray) -> float:
     """Pixel area / area of the convex hull of the pixel squares (1 for a filled convex
     region, up to discretisation)."""
-    points = _row_extremes(mask)
+    points = row_extremes(mask)
     corners = (points[:, None, :] + _CORNERS[None]).reshape(-1, 2)
     try:
         hull_area = ConvexHull(corners).volume

@@ -62,18 +62,14 @@ def test_bad_shape_is_an_error():
 def test_solidity_from_row_extremes_equals_the_hull_of_every_pixel():
     # The hull is taken over the first and last pixel of each row only (fast enough to
     # rank 128 frames on the GUI thread); it must be the hull of all pixel squares.
+    from mask_fixtures import random_ellipses
     from scipy.spatial import ConvexHull
-    from skimage.draw import ellipse
 
     from echo_napari.metrics_plausibility import _CORNERS, _solidity
 
     rng = np.random.default_rng(3)
     for trial in range(40):
-        mask = np.zeros((80, 80), bool)
-        for _ in range(rng.integers(1, 4)):
-            centre, radii = rng.uniform(15, 65, 2), rng.uniform(2, 25, 2)
-            rr, cc = ellipse(*centre, *radii, mask.shape, rotation=rng.uniform(0, np.pi))
-            mask[rr, cc] = True
+        mask = random_ellipses(rng, (80, 80), (15, 65), (2, 25))
         if trial % 2:
             mask &= rng.random(mask.shape) > 0.1  # holes and ragged edges
         points = np.argwhere(mask).astype(float)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from skimage.draw import ellipse
+from mask_fixtures import random_ellipses
 from skimage.morphology import convex_hull_image
 
 from echo_napari.segmentation.boundary import fill_lv_bites
@@ -14,11 +14,7 @@ from echo_napari.sequence import LabelClass
 def test_convex_hull_per_frame_is_skimages_convex_hull_image():
     rng = np.random.default_rng(5)
     for _ in range(60):
-        mask = np.zeros((50, 64), bool)
-        for _ in range(rng.integers(1, 4)):
-            centre, radii = rng.uniform(5, 45, 2), rng.uniform(1, 18, 2)
-            rr, cc = ellipse(*centre, *radii, mask.shape, rotation=rng.uniform(0, np.pi))
-            mask[rr, cc] = True
+        mask = random_ellipses(rng, (50, 64), (5, 45), (1, 18))
         if not mask.any():
             continue
         np.testing.assert_array_equal(

@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from echo_napari.metrics_plausibility import row_extremes
+
 
 def _frame_structure() -> np.ndarray:
     """4-connectivity within a frame, none across frames."""
@@ -103,12 +105,7 @@ def convex_hull_per_frame(mask: np.ndarray) -> np.ndarray:
     hull = np.array(mask, dtype=bool, copy=True)
     columns = np.arange(mask.shape[2])
     for t in np.flatnonzero(mask.any(axis=(1, 2))):
-        rows = np.flatnonzero(mask[t].any(axis=1))
-        band = mask[t, rows]
-        first = np.argmax(band, axis=1)
-        last = band.shape[1] - 1 - np.argmax(band[:, ::-1], axis=1)
-        points = np.concatenate([np.stack([rows, first], 1), np.stack([rows, last], 1)])
-        points = (points[:, None, :] + _SIDE_MIDPOINTS[None]).reshape(-1, 2)
+        points = (row_extremes(mask[t])[:, None, :] + _SIDE_MIDPOINTS[None]).reshape(-1, 2)
         try:
             corners = points[ConvexHull(points).vertices]
         except QhullError:  # all on one line: the mask is its own hull
