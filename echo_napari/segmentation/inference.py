@@ -331,9 +331,8 @@ def predict_sequence(
         LV lies away from where it is on the frames around them
         (:func:`echo_napari.metrics_plausibility.displaced_lv_frames`: the atrium or a
         neighbouring chamber taken for the ventricle, fragments in fog). On the 24 shared
-        EchoNet videos the second clears 14 frames of 0X1059…, 4 of 0X64E2…, 8 of
-        0X3981… and 7 of the held-out 0X5682… (its end-systolic apex lost in haze), no
-        others.
+        EchoNet videos the second clears 14 frames of 0X1059…, 4 of 0X64E2… and 8 of
+        0X3981…, no others.
     both_directions : bool
         Average the class probabilities of the frames played forwards and backwards (the
         model is trained on clips in both directions, so each frame sees its context from
