@@ -467,6 +467,7 @@ class ReviewDock(JobPanelsMixin, SessionDockMixin, QWidget):
         unit = self.session.area_unit
         kind = seq.provenance[frame].kind.value
         key = " · keyframe" if frame in seq.keyframes else ""
+        nbsp = "\u00a0"  # the label wraps: a value never parts from its unit
         reasons = "".join(f" · {r}" for r in self.session.implausibility_reasons(frame))
         if kind == "predicted" and not areas[1:].any():
             # predict_sequence leaves a frame empty when the model found no heart on it, or
@@ -476,8 +477,8 @@ class ReviewDock(JobPanelsMixin, SessionDockMixin, QWidget):
                 " (probe off the chest, or the view changed?)"
             )
         self.frame_label.setText(
-            f"Frame {frame}/{seq.n_frames - 1} ({kind}{key}): LV {areas[1]:.1f} {unit}, "
-            f"myocardium {areas[2]:.1f} {unit}, LA {areas[3]:.1f} {unit}{reasons}"
+            f"Frame {frame}/{seq.n_frames - 1} ({kind}{key}): LV {areas[1]:.1f}{nbsp}{unit}, "
+            f"myocardium {areas[2]:.1f}{nbsp}{unit}, LA {areas[3]:.1f}{nbsp}{unit}{reasons}"
         )
         self.toggle_key_button.setText("Unmark keyframe" if key else "Mark keyframe")
 
