@@ -223,6 +223,39 @@ def coarse_grid(masks: np.ndarray, cells: int = PLACE_GRID) -> np.ndarray:
     return hits[:, r][:, :, c]
 
 
+def running_counts(grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Running sums over time of a (T, G, G) bool grid stack — (T + 1, G, G) int32 — and
+    of its frames holding any cell — (T + 1,) int64 —, so that any window's count is a
+    difference of two rows (:func:`usual_place`)."""
+    counts = np.zeros((grid.shape[0] + 1, *grid.shape[1:]), np.int32)
+    np.cumsum(grid, axis=0, out=counts[1:])
+    frames = np.concatenate([[0], np.cumsum(grid.any(axis=(1, 2)))])
+    return counts, frames
+
+
+def usual_place(
+    counts: np.ndarray,
+    frames: np.ndarray,
+    grid: np.ndarray,
+    t: int,
+    window: int = PLACE_WINDOW,
+    min_neighbours: int = PLACE_MIN_NEIGHBOURS,
+) -> np.ndarray | None:
+    """(G, G) bool: the cells that are set on at least half of the other frames holding any
+    within ``window`` frames of ``t``; None when fewer than ``min_neighbours`` such frames.
+
+    Parameters
+    ----------
+    counts, frames : :func:`running_counts` of ``grid``
+    grid : (T, G, G) bool, e.g. :func:`coarse_grid` of the LV cavity
+    """
+    lo, hi = max(0, t - window), min(grid.shape[0], t + window + 1)
+    others = int(frames[hi] - frames[lo]) - int(grid[t].any())
+    if others < min_neighbours:
+        return None
+    return 2 * (counts[hi] - counts[lo] - grid[t]) >= others
+
+
 def in_place_share(
     lv_grid: np.ndarray,
     present: np.ndarray,
@@ -238,21 +271,13 @@ def in_place_share(
     lv_grid : (T, G, G) bool, :func:`coarse_grid` of the LV cavity
     present : (T,) bool, frames that have an LV
     """
-    present = np.asarray(present, bool)
-    grid = np.asarray(lv_grid, bool) & present[:, None, None]
-    n = present.size
-    share = np.full(n, np.nan)
-    # Running counts: the count over any window is a difference of two of them.
-    counts = np.zeros((n + 1, *grid.shape[1:]), np.int32)
-    np.cumsum(grid, axis=0, out=counts[1:])
-    frames = np.concatenate([[0], np.cumsum(present)])
-    for t in np.flatnonzero(present & grid.any(axis=(1, 2))):
-        lo, hi = max(0, t - window), min(n, t + window + 1)
-        others = int(frames[hi] - frames[lo]) - 1
-        if others < min_neighbours:
-            continue
-        usual = 2 * (counts[hi] - counts[lo] - grid[t]) >= others
-        share[t] = float(np.count_nonzero(usual & grid[t])) / np.count_nonzero(grid[t])
+    grid = np.asarray(lv_grid, bool) & np.asarray(present, bool)[:, None, None]
+    share = np.full(grid.shape[0], np.nan)
+    counts, frames = running_counts(grid)
+    for t in np.flatnonzero(grid.any(axis=(1, 2))):
+        usual = usual_place(counts, frames, grid, int(t), window, min_neighbours)
+        if usual is not None:
+            share[t] = float(np.count_nonzero(usual & grid[t])) / np.count_nonzero(grid[t])
     return share
 
 

@@ -33,7 +33,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from echo_napari.metrics_plausibility import COLLAPSE_FRACTION
+from echo_napari.metrics_plausibility import COLLAPSE_FRACTION, running_counts, usual_place
 from echo_napari.segmentation.masks import label_per_frame
 from echo_napari.sequence import LabelClass
 
@@ -96,17 +96,6 @@ def misplaced_lv_pieces(labels: np.ndarray, window: int = WINDOW_FRAMES) -> np.n
     return dropped
 
 
-def _usual_lv(counts: np.ndarray, present: np.ndarray, grid: np.ndarray, t: int, window: int):
-    """(g, g) bool: grid pixels that are LV on at least half of the other LV frames within
-    ``window`` frames of ``t`` (None when fewer than 5 such frames), from the running
-    counts ``counts`` (T + 1, g, g) and ``present`` (T + 1,) of those frames."""
-    lo, hi = max(0, t - window), min(grid.shape[0], t + window + 1)
-    others = int(present[hi] - present[lo]) - int(grid[t].any())
-    if others < 5:
-        return None
-    return 2 * (counts[hi] - counts[lo] - grid[t]) >= others
-
-
 def atrium_pieces_in_lv_place(labels: np.ndarray, window: int = WINDOW_FRAMES) -> np.ndarray:
     """LA pieces lying where the LV is on most of the frames around them, on frames that
     keep another LA piece elsewhere: pixels to relabel as LV cavity.
@@ -142,12 +131,10 @@ def atrium_pieces_in_lv_place(labels: np.ndarray, window: int = WINDOW_FRAMES) -
         return moved
     step = max(1, -(-max(la.shape[1:]) // _GRID))
     grid = (labels == LabelClass.LV_CAVITY)[:, ::step, ::step]
-    counts = np.zeros((grid.shape[0] + 1, *grid.shape[1:]), dtype=np.int32)
-    np.cumsum(grid, axis=0, out=counts[1:])
-    present = np.concatenate([[0], np.cumsum(grid.any(axis=(1, 2)))])
+    counts, present = running_counts(grid)
     sizes = np.bincount(pieces[:, ::step, ::step].ravel(), minlength=n + 1)
     for t in several:
-        usual = _usual_lv(counts, present, grid, int(t), window)
+        usual = usual_place(counts, present, grid, int(t), window)
         if usual is None or not grid[t].any():
             continue
         on_grid = pieces[t, ::step, ::step]
