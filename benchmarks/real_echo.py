@@ -20,7 +20,8 @@ Pearson r for the training videos (18: used for SSL and the grey-level reference
 held-out ones (6: never trained or tuned on), and LV Dice on held-out simulated test seeds.
 
 Screenshots (ED | ES of the median beat, contours: LV red, myocardium blue, LA yellow) of
-every video go to ``bench_out/`` (gitignored: the videos are research-use only and never
+every video go to ``bench_out/`` (``--every-beat``: also ED | ES of every beat, a PNG per
+video) (gitignored: the videos are research-use only and never
 enter the repository). Skips the real part when ``../shared/data`` is absent.
 """
 
@@ -90,10 +91,17 @@ def echonet_videos(npz: str = ""):
 
 
 def real_table(
-    model, tiles: list | None, npz: str = "", repair=None, clip_len: int | None = None
+    model,
+    tiles: list | None,
+    npz: str = "",
+    repair=None,
+    clip_len: int | None = None,
+    beat_dir: Path | None = None,
 ) -> pd.DataFrame:
     """One row per shared EchoNet video: EF ours (beats, global) vs FileList; with a
-    registration backend ``repair``, also after the implausible frames are re-drawn."""
+    registration backend ``repair``, also after the implausible frames are re-drawn; with
+    ``beat_dir``, a PNG per video there with ED | ES of every beat found (kept, then
+    rejected), to look at every beat by eye."""
     rows = []
     for stem, frames, reference in echonet_videos(npz):
         network = predict_sequence(frames, model, clip_len, refine=False)
@@ -127,6 +135,13 @@ def real_table(
                 **extra,
             }
         )
+        found = result.beats + result.rejected
+        if beat_dir is not None and found:
+            beat_tiles = [
+                np.concatenate([overlay(frames[t], pred[t]) for t in (ed, es)], 1)
+                for ed, es, _ in found
+            ]
+            save_montage(beat_tiles, beat_dir / f"{stem}.png")
         if tiles is not None:
             shown = result.beats or result.rejected
             if shown:
@@ -184,6 +199,11 @@ def main() -> int:
     )
     parser.add_argument("--no-bundled", action="store_true", help="only the --variant models")
     parser.add_argument(
+        "--every-beat",
+        action="store_true",
+        help="also write ED | ES of every beat of every video (OUT/real_echo_MODEL_beats/)",
+    )
+    parser.add_argument(
         "--no-repair",
         action="store_true",
         help="skip the repaired rows (implausible frames re-drawn by DIRNet)",
@@ -215,7 +235,8 @@ def main() -> int:
         repair = None
         if not args.no_repair:
             repair = DirnetBackend(device=args.device, threads=args.threads)
-        df = real_table(model, tiles, args.videos_npz, repair, args.clip_len)
+        beat_dir = Path(args.out) / f"real_echo_{name}_beats" if args.every_beat else None
+        df = real_table(model, tiles, args.videos_npz, repair, args.clip_len, beat_dir)
         with pd.option_context("display.width", 200):
             print(df.to_string(index=False, **fmt))
         columns = ("ef_ours", "ef_network", "ef_beat_median", "ef_global")
@@ -255,6 +276,8 @@ def main() -> int:
         montage = Path(args.out) / f"real_echo_{name}.png"
         save_montage(tiles, montage)
         print(f"screenshots (ED | ES of the median beat, 24 videos, name order) -> {montage}")
+        if beat_dir is not None:
+            print(f"every beat's ED | ES, one PNG per video -> {beat_dir}")
     return 0
 
 
