@@ -145,3 +145,19 @@ def test_coarse_grid_covers_frames_of_any_size():
         assert grid.shape == (1, PLACE_GRID, PLACE_GRID)
         assert grid[0, :, -1].any() and grid[0, :, :-1].sum() <= 4 * PLACE_GRID
         assert grid.sum() >= 1
+
+
+def test_frames_next_to_a_lost_view_stay_lost_while_the_heart_is_small():
+    from echo_napari.metrics_plausibility import view_lost_frames
+
+    labels = np.concatenate([_heart(), _heart()])
+    labels[8:11] = 0  # the probe leaves the chest
+    for t in (11, 12, 20):  # a sliver of a heart: ~0.4 of the typical area
+        keep = np.zeros(labels[t].shape, bool)
+        keep[: int(0.45 * 64)] = True
+        labels[t][~keep] = 0
+    heart = np.count_nonzero(labels.reshape(24, -1), axis=1)
+    assert 0.3 < heart[11] / np.percentile(heart, 95) < 0.5
+    # 11 and 12 follow the lost frames; 20, as small but far from them, is kept
+    assert np.flatnonzero(view_lost_frames(labels)).tolist() == [8, 9, 10, 11, 12]
+    assert np.flatnonzero(view_lost_frames(labels, extend_fraction=0.0)).tolist() == [8, 9, 10]
