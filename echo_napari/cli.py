@@ -250,8 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--repair",
         action="store_true",
         help="re-draw the frames that fail the anatomical checks from the frames that pass, "
-        "and fill runs of up to 6 frames left unlabelled between labelled ones, by "
-        "registration (DIRNet); their provenance says 'propagated'",
+        "by registration (DIRNet); their provenance says 'propagated'",
     )
     _finish_subcommand(predict, _cmd_predict, device=True)
 

@@ -58,21 +58,3 @@ def test_protected_frames_are_kept_and_carried_from(simulated):
     result = repair_implausible_frames(frames, broken, DirnetBackend(threads=1), protected=[9])
     assert result.repaired.tolist() == [5]
     np.testing.assert_array_equal(result.labels[9], broken[9])
-
-
-def test_short_unlabelled_gaps_are_filled_long_ones_left(simulated):
-    from echo_napari.registration.repair import short_gaps
-
-    frames, truth = simulated.frames_array(), simulated.labels
-    gappy = truth.copy()
-    gappy[10:13] = 0  # left empty by a prediction: its LV was on the wrong chamber
-    gappy[15:23] = 0  # a lost view: too long to fill
-    result = repair_implausible_frames(frames, gappy, DirnetBackend(threads=1))
-    assert result.repaired.tolist() == [10, 11, 12]
-    for t in (10, 11, 12):
-        assert dice(result.labels[t] == 1, truth[t] == 1) > 0.9
-    assert not result.labels[15:23].any()
-    assert repair_implausible_frames(frames, gappy, "not-a-backend", max_gap=0).repaired.size == 0
-    # a gap at either end of the clip has a labelled frame on one side only
-    ends = np.array([0, 0, 1, 1, 0, 1, 0], bool)
-    assert short_gaps(ends).tolist() == [False, False, False, False, True, False, False]

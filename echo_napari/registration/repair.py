@@ -6,10 +6,7 @@ while it is right on the frames around them. Here every frame that passes the
 anatomical checks (:func:`echo_napari.metrics_plausibility.frame_plausibility`) is taken
 as a keyframe, and the failing frames are re-drawn by carrying those keyframes through
 the pairwise registration fields (:func:`propagate_from_keyframes`, both directions,
-fused): a plausible mask moved by a smooth, fold-free field stays plausible. Short runs of
-unlabelled frames between labelled ones (a prediction leaves the frames empty where its LV
-lay on the wrong chamber, :func:`echo_napari.metrics_plausibility.displaced_lv_frames`)
-are filled the same way; a long one (a lost view) is left empty.
+fused): a plausible mask moved by a smooth, fold-free field stays plausible.
 
 Measured on the 24 real EchoNet-Dynamic videos with ``seg_v3`` (README, *Measured
 numbers*): frames passing the checks 94.4 → 98.2 % on the 18 training videos (worst video
@@ -34,23 +31,6 @@ from echo_napari.registration.propagation import (
     propagate_from_keyframes,
 )
 
-#: longest run of unlabelled frames between labelled ones that a repair fills (~0.1 s at
-#: 50 fps: the few frames a prediction leaves empty where its LV was on the wrong chamber,
-#: not a lost view)
-MAX_FILLED_GAP = 6
-
-
-def short_gaps(labelled: np.ndarray, max_gap: int = MAX_FILLED_GAP) -> np.ndarray:
-    """(T,) bool: runs of at most ``max_gap`` frames not ``labelled`` with a labelled frame
-    on each side."""
-    labelled = np.asarray(labelled, bool)
-    edges = np.diff(np.concatenate([[1], labelled.astype(np.int8), [1]]))
-    gaps = np.zeros(labelled.shape, bool)
-    for start, stop in zip(np.flatnonzero(edges == -1), np.flatnonzero(edges == 1), strict=True):
-        if 0 < start and stop < labelled.size and stop - start <= max_gap:
-            gaps[start:stop] = True
-    return gaps
-
 
 @dataclass(frozen=True)
 class Repair:
@@ -59,8 +39,7 @@ class Repair:
     Attributes
     ----------
     labels : (T, H, W) uint8, the repaired labels (unchanged frames are the input's)
-    repaired : (N,) int64, frames re-drawn from the plausible ones (short unlabelled gaps
-        included)
+    repaired : (N,) int64, frames re-drawn from the plausible ones
     unrepaired : (M,) int64, implausible frames left as they were (no plausible frame to
         carry from)
     plausible_before, plausible_after : share (0–1) of the frames passing the checks
@@ -81,11 +60,8 @@ def repair_implausible_frames(
     threshold: float = 0.5,
     progress: Progress | None = None,
     protected: Iterable[int] = (),
-    max_gap: int = MAX_FILLED_GAP,
 ) -> Repair:
-    """Re-draw the frames that fail the anatomical checks from the frames that pass, and
-    fill short runs of unlabelled frames between labelled ones (:func:`short_gaps`: the
-    frames a prediction leaves empty where its LV lay on the wrong chamber).
+    """Re-draw the frames that fail the anatomical checks from the frames that pass.
 
     Parameters
     ----------
@@ -97,7 +73,6 @@ def repair_implausible_frames(
     progress : callable(done, total) over the registration of the frame pairs
     protected : frames never re-drawn whatever their checks say (a reviewer's keyframes);
         the labelled ones are carried from like the passing frames
-    max_gap : longest run of unlabelled frames filled (0: none)
 
     Returns
     -------
@@ -114,8 +89,7 @@ def repair_implausible_frames(
     keep = np.zeros(labels.shape[0], dtype=bool)
     keep[[int(t) for t in protected]] = True
     labelled = labels.reshape(labels.shape[0], -1).any(axis=1)
-    empty = short_gaps(labelled, max_gap) if max_gap > 0 else np.zeros_like(keep)
-    failing = np.flatnonzero(((before.score >= threshold) | empty) & ~keep)
+    failing = np.flatnonzero((before.score >= threshold) & ~keep)
     passing = np.flatnonzero(((before.score < threshold) | keep) & labelled)
     share = before.plausible_share(threshold)
     if failing.size == 0 or passing.size == 0:
