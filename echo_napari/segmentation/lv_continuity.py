@@ -46,6 +46,21 @@ WINDOW_FRAMES = 25
 _GRID = 128
 
 
+def _pieces(mask: np.ndarray) -> tuple[np.ndarray, int, np.ndarray, np.ndarray]:
+    """The 2D pieces of a (T, H, W) bool mask: (T, H, W) labels, their count, (n + 1,)
+    frame of each label (label 0 unused) and the frames holding two pieces or more."""
+    pieces, n = label_per_frame(mask)
+    frame_of = np.zeros(n + 1, dtype=np.int64)
+    frame_of[1:] = [s[0].start for s in ndimage.find_objects(pieces)]
+    several = np.flatnonzero(np.bincount(frame_of[1:], minlength=mask.shape[0]) >= 2)
+    return pieces, n, frame_of, several
+
+
+def _grid_step(shape: tuple[int, ...]) -> int:
+    """Pixel step of the score grid over frames of ``shape`` (..., H, W)."""
+    return max(1, -(-max(shape[-2:]) // _GRID))
+
+
 def misplaced_lv_pieces(labels: np.ndarray, window: int = WINDOW_FRAMES) -> np.ndarray:
     """LV pieces to drop: on each frame whose largest LV piece lies outside the LV's usual
     place while another piece lies inside it, every piece but the best placed one.
@@ -64,12 +79,7 @@ def misplaced_lv_pieces(labels: np.ndarray, window: int = WINDOW_FRAMES) -> np.n
     dropped = np.zeros(lv.shape, dtype=bool)
     if lv.shape[0] < 2:
         return dropped
-    pieces, n = label_per_frame(lv)
-    if n < 2:
-        return dropped
-    frame_of = np.zeros(n + 1, dtype=np.int64)
-    frame_of[1:] = [s[0].start for s in ndimage.find_objects(pieces)]
-    several = np.flatnonzero(np.bincount(frame_of[1:], minlength=lv.shape[0]) >= 2)
+    pieces, n, frame_of, several = _pieces(lv)
     if several.size == 0:
         return dropped
     sizes = np.bincount(pieces.ravel(), minlength=n + 1)
@@ -77,11 +87,9 @@ def misplaced_lv_pieces(labels: np.ndarray, window: int = WINDOW_FRAMES) -> np.n
     np.maximum.at(largest_per_frame, frame_of[1:], sizes[1:])
     # A piece the collapse check would reject is a speck, not the ventricle.
     min_size = COLLAPSE_FRACTION * np.percentile(largest_per_frame[largest_per_frame > 0], 95)
-    step = max(1, -(-max(lv.shape[1:]) // _GRID))
+    step = _grid_step(lv.shape)
     grid = lv[:, ::step, ::step]
-    # Running count of LV frames per grid pixel: any window's count is a difference.
-    counts = np.zeros((grid.shape[0] + 1, *grid.shape[1:]), dtype=np.int32)
-    np.cumsum(grid, axis=0, out=counts[1:])
+    counts, _ = running_counts(grid)
     for t in several:
         lo, hi = max(0, t - window), min(lv.shape[0], t + window + 1)
         share = (counts[hi] - counts[lo]) / float(hi - lo)
@@ -123,13 +131,10 @@ def atrium_pieces_in_lv_place(labels: np.ndarray, window: int = WINDOW_FRAMES) -
     moved = np.zeros(la.shape, dtype=bool)
     if la.shape[0] < 2 or not la.any():
         return moved
-    pieces, n = label_per_frame(la)
-    frame_of = np.zeros(n + 1, dtype=np.int64)
-    frame_of[1:] = [s[0].start for s in ndimage.find_objects(pieces)]
-    several = np.flatnonzero(np.bincount(frame_of[1:], minlength=la.shape[0]) >= 2)
+    pieces, n, frame_of, several = _pieces(la)
     if several.size == 0:
         return moved
-    step = max(1, -(-max(la.shape[1:]) // _GRID))
+    step = _grid_step(la.shape)
     grid = (labels == LabelClass.LV_CAVITY)[:, ::step, ::step]
     counts, present = running_counts(grid)
     sizes = np.bincount(pieces[:, ::step, ::step].ravel(), minlength=n + 1)

@@ -84,9 +84,12 @@ def _convex_rows(corners: np.ndarray, n_rows: int) -> tuple[np.ndarray, np.ndarr
         crossed = (rows >= a) & (rows <= b)
         if not crossed.any():
             continue
-        cols = c0 if b == a else c0 + (rows[crossed] - r0) * (c1 - c0) / (r1 - r0)
-        left[crossed] = np.minimum(left[crossed], np.minimum(cols, c1 if b == a else cols))
-        right[crossed] = np.maximum(right[crossed], np.maximum(cols, c1 if b == a else cols))
+        if b == a:  # a horizontal edge spans its row between its two ends
+            first, last = min(c0, c1), max(c0, c1)
+        else:
+            first = last = c0 + (rows[crossed] - r0) * (c1 - c0) / (r1 - r0)
+        left[crossed] = np.minimum(left[crossed], first)
+        right[crossed] = np.maximum(right[crossed], last)
     return rows, left, right
 
 
