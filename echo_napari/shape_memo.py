@@ -14,7 +14,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from echo_napari.metrics_plausibility import ShapeFeatures, shape_features
+from echo_napari.metrics_plausibility import PLACE_GRID, ShapeFeatures, shape_features
 
 #: Frames remembered (least recently used dropped first): ~200 bytes of features each
 #: (the coarse LV grid packed to bits).
@@ -53,7 +53,6 @@ class ShapeMemo:
         """
         keys = frame_digests(labels)
         out = ShapeFeatures.blank(len(keys))
-        grid = out.lv_grid[0] if len(keys) else None
         missing = []
         for i, key in enumerate(keys):
             row = self._rows.get(key)
@@ -63,8 +62,8 @@ class ShapeMemo:
             self._rows.move_to_end(key)
             out.labelled[i], out.lv_pixels[i], out.solidity[i] = row[0], row[1], row[2]
             out.la_direction[i] = row[3:5]
-            out.lv_grid[i] = (
-                np.unpackbits(row[5], count=grid.size).reshape(grid.shape).astype(bool)
+            out.lv_grid[i] = np.unpackbits(row[5], count=PLACE_GRID**2).reshape(
+                PLACE_GRID, PLACE_GRID
             )
         if missing:
             index = np.array(missing)

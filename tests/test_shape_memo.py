@@ -70,3 +70,14 @@ def test_undo_of_every_frame_finds_the_features_again(monkeypatch):
     session.suspicion_scores()
     assert sum(computed) == 32  # nothing recomputed: every frame found again
     _assert_same(session._current_shapes(), before)
+
+
+def test_the_coarse_lv_grid_comes_back_from_the_memo():
+    labels = np.zeros((3, 64, 64), np.uint8)
+    labels[:, 10:40, 20:30] = 1
+    labels[1, 40:60, 5:15] = 1
+    memo = ShapeMemo()
+    memo.features(labels)
+    found, hits = memo.features(labels)
+    assert hits == 3
+    np.testing.assert_array_equal(found.lv_grid, shape_features(labels).lv_grid)
