@@ -140,3 +140,24 @@ def test_stacked_chan_vese_equals_skimage_per_image(monkeypatch):
         ).astype(bool)
         assert result.shape == image.shape
         assert (result != expected).mean() < 0.002
+
+
+def test_cancel_in_the_first_report_stops_before_the_other_chunks_are_filled(monkeypatch):
+    import echo_napari.segmentation.boundary as boundary
+
+    frame, truth = heart()
+    frames = np.repeat(frame[None], 70, 0)
+    labels = np.repeat(truth[None], 70, 0)
+    filled = []
+    real_fill = boundary.fill_lv_bites
+    monkeypatch.setattr(boundary, "fill_lv_bites", lambda x: filled.append(len(x)) or real_fill(x))
+
+    class Cancelled(Exception):
+        pass
+
+    def cancel(done, total):
+        raise Cancelled
+
+    with pytest.raises(Cancelled):
+        refine_lv_boundary(frames, labels, progress=cancel)
+    assert filled == [boundary.FRAMES_PER_REPORT]

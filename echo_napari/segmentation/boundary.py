@@ -371,16 +371,16 @@ def refine_lv_boundary(
     -------
     (T, H, W) uint8
     """
-    labels = fill_lv_bites(np.asarray(labels))
+    labels = np.array(labels, copy=True)
     out = labels.copy()
     n_frames = labels.shape[0]
     total = n_reports(n_frames)
     for start in range(0, n_frames, FRAMES_PER_REPORT):
-        chunk = [
-            t
-            for t in range(start, min(start + FRAMES_PER_REPORT, n_frames))
-            if (labels[t] == LabelClass.LV_CAVITY).any()
-        ]
+        # Filled chunk by chunk so that the first progress report (and a cancel raised
+        # in it) comes after one chunk, not after every frame's hull (~1.3 s at 128 × 600²).
+        stop = min(start + FRAMES_PER_REPORT, n_frames)
+        labels[start:stop] = out[start:stop] = fill_lv_bites(labels[start:stop])
+        chunk = [t for t in range(start, stop) if (labels[t] == LabelClass.LV_CAVITY).any()]
         if chunk:
             block = np.asarray(frames[chunk[0] : chunk[-1] + 1], dtype=np.float32)
             old = [labels[t] == LabelClass.LV_CAVITY for t in chunk]
@@ -403,7 +403,7 @@ def refine_lv_boundary(
                     out[t][region][lost] = near[iy[lost], ix[lost]]
                 out[t][after] = LabelClass.LV_CAVITY
         if progress is not None:
-            progress(n_reports(min(start + FRAMES_PER_REPORT, n_frames)), total)
+            progress(n_reports(stop), total)
     return out
 
 
