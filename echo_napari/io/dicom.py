@@ -231,9 +231,11 @@ def _to_grey(path: Path, ds: Any, array: np.ndarray) -> np.ndarray:
     if int(ds.get("PixelRepresentation") or 0) == 1:
         values += np.float32(2 ** (bits - 1))
     values /= np.float32(2**bits - 1)
-    values = np.clip(values, 0.0, 1.0)
+    # in place: a 150-frame 600 × 800 cine is 290 MB of float32, and a copy per step
+    # doubles what napari's reader holds on the GUI thread
+    np.clip(values, 0.0, 1.0, out=values)
     if photometric == "MONOCHROME1":
-        values = 1.0 - values
+        np.subtract(np.float32(1.0), values, out=values)
     return values
 
 
