@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from echo_napari.errors import RegistrationError
+from echo_napari.field_of_view import find_field_of_view
 from echo_napari.registration import drift, spatial
 from echo_napari.registration.backends import RegistrationBackend, resolve_backend
 from echo_napari.registration.consistency import symmetrise_pairs
@@ -37,6 +38,7 @@ from echo_napari.registration.fusion import (
     fusion_weights,
     labels_to_sdf,
 )
+from echo_napari.registration.sector_square import SectorSquareBackend
 from echo_napari.registration.segments import (
     Segment,
     SegmentFields,
@@ -136,6 +138,7 @@ def pairwise_fields(
     backend: str | RegistrationBackend = "dirnet",
     progress: Progress | None = None,
     symmetric: bool = True,
+    crop_to_sector: bool = True,
 ) -> PairwiseFields:
     """Register all consecutive pairs, both directions, in one batched backend call.
 
@@ -146,6 +149,9 @@ def pairwise_fields(
     progress : callable(done, total) or None (counts pairs, 2·(T−1) in all)
     symmetric : replace each direction by the inverse-consistent average of both
         (:func:`.consistency.symmetrise_pairs`; no extra registration)
+    crop_to_sector : register only the EchoNet-like square around the imaging sector of
+        a scanner's screen (:class:`.sector_square.SectorSquareBackend`; no displacement
+        outside it); frames that are that square already are registered as they are
 
     Returns
     -------
@@ -157,6 +163,10 @@ def pairwise_fields(
         raise RegistrationError(f"propagation needs at least 2 frames; got {frames.shape[0]}")
     check_not_constant(frames, "frames")
     instance = resolve_backend(backend)
+    if crop_to_sector and not isinstance(instance, SectorSquareBackend):
+        view = find_field_of_view(frames)
+        if not view.is_whole:
+            instance = SectorSquareBackend(instance, view)
     fixed = np.concatenate([frames[1:], frames[:-1]])
     moving = np.concatenate([frames[:-1], frames[1:]])
     fields = instance.register_pairs(fixed, moving, progress=progress)

@@ -30,6 +30,7 @@ import numpy as np
 from scipy import ndimage
 from skimage.transform import resize
 
+from echo_napari.field_of_view import find_field_of_view
 from echo_napari.segmentation.masks import (
     components_near_per_frame,
     convex_hull_per_frame,
@@ -350,6 +351,7 @@ def refine_lv_boundary(
     labels: np.ndarray,
     settings: BoundarySettings = BoundarySettings(),
     progress: Progress | None = None,
+    crop_to_sector: bool = True,
 ) -> np.ndarray:
     """Every frame's LV cavity, its bites filled (:func:`fill_lv_bites`), moved to the
     image's blood/wall border.
@@ -366,11 +368,26 @@ def refine_lv_boundary(
     settings : BoundarySettings
     progress : callable(done, total), optional
         Called every :data:`FRAMES_PER_REPORT` frames (raise in it to cancel).
+    crop_to_sector : bool
+        Refine on the EchoNet-like square around the imaging sector, as
+        :func:`~echo_napari.segmentation.inference.predict_sequence` segments (the
+        settings' pixels refer to that square); labels outside it are kept.
 
     Returns
     -------
     (T, H, W) uint8
     """
+    if crop_to_sector:
+        view = find_field_of_view(frames)
+        if not view.is_whole:
+            inner = refine_lv_boundary(
+                view.crop(frames),
+                view.crop(np.asarray(labels)),
+                settings,
+                progress,
+                crop_to_sector=False,
+            )
+            return view.paste(inner, into=labels)
     labels = np.array(labels, copy=True)
     out = labels.copy()
     n_frames = labels.shape[0]

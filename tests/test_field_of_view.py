@@ -1,0 +1,122 @@
+"""The imaging sector of a scanner's screen (echo_napari.field_of_view) and predictions on it."""
+
+from __future__ import annotations
+
+import dask.array as da
+import numpy as np
+import pytest
+
+from echo_napari.errors import SequenceError
+from echo_napari.field_of_view import FieldOfView, find_field_of_view, sector_apex_row
+from echo_napari.segmentation import predict_sequence
+from echo_napari.segmentation.boundary import refine_lv_boundary
+from echo_napari.sequence import LabelClass
+from echo_napari.simulation import simulate_sequence
+from echo_napari.simulation.screen import scanner_screen
+
+
+@pytest.fixture(scope="module")
+def clip() -> np.ndarray:
+    """(40, 112, 112) simulated frames, EchoNet framing."""
+    return np.asarray(simulate_sequence(3).sequence.frames[:40], dtype=np.float32)
+
+
+@pytest.fixture(scope="module")
+def screen(clip):
+    """The clip 3x larger, off centre in a 480 x 640 screen with text, bars, clock, ECG."""
+    return scanner_screen(clip, shape=(480, 640), scale=3.0, top=50, left=120)
+
+
+def test_echonet_framed_clips_are_used_as_they_are(clip):
+    assert find_field_of_view(clip).is_whole
+
+
+def test_the_square_around_the_sector_of_a_screen_is_the_clip(screen):
+    frames, placed = screen
+    view = find_field_of_view(frames)
+    assert not view.is_whole
+    side = placed.shape[0]
+    # EchoNet framing recovered to within 6 % of the clip's size
+    assert abs(view.side - side) <= 0.06 * side
+    assert abs(view.top - placed.top) <= 0.06 * side
+    assert abs(view.left - placed.left) <= 0.06 * side
+    # none of the text, the bars or the ECG trace is sector
+    assert not view.sector[:40].any() and not view.sector[-60:].any()
+    assert not view.sector[:, -30:].any() and not view.sector[:, :100].any()
+
+
+def test_fan_apex_found_above_a_still_near_field():
+    yy, xx = np.mgrid[:200, :200]
+    fan = (yy >= 0.9 * np.abs(xx - 100) + 20) & (np.hypot(yy - 20, xx - 100) <= 170)
+    fan[:40] = False  # the first rows below the apex were still: not in the live mask
+    assert sector_apex_row(fan) == pytest.approx(20, abs=2)
+    box = np.zeros((200, 200), bool)
+    box[50:150, 20:180] = True  # a linear probe's rectangle has no apex above it
+    assert sector_apex_row(box) == 50
+
+
+def test_crop_and_paste_round_trip_with_a_square_beyond_the_frame():
+    sector = np.zeros((60, 80), bool)
+    sector[10:60, 20:70] = True
+    view = FieldOfView(sector=sector, top=5, left=15, side=70)  # rows 60-74 outside
+    frames = np.random.default_rng(0).random((3, 60, 80)).astype(np.float32)
+    square = view.crop(frames)
+    assert square.shape == (3, 70, 70) and square.dtype == np.float32
+    np.testing.assert_array_equal(square[:, 55:], 0)  # below the frame
+    np.testing.assert_array_equal(np.asarray(view.crop(da.from_array(frames))), square)
+    labels = (square > 0.5).astype(np.uint8)
+    back = view.paste(labels)
+    assert back.shape == (3, 60, 80)
+    np.testing.assert_array_equal(back[:, ~sector], 0)
+    np.testing.assert_array_equal(back[:, sector], (frames[:, sector] > 0.5).astype(np.uint8))
+    kept = np.full((3, 60, 80), 7, np.uint8)
+    over = view.paste(labels, into=kept)
+    np.testing.assert_array_equal(over[:, :5], 7)  # above the square: untouched
+    with pytest.raises(SequenceError, match="does not fit"):
+        view.paste(labels[:, :10])
+
+
+def test_prediction_on_a_screen_matches_the_prediction_on_the_clip(clip, screen):
+    frames, placed = screen
+    direct = predict_sequence(clip, both_directions=False)
+    on_screen = predict_sequence(frames, both_directions=False)
+    uncropped = predict_sequence(frames, both_directions=False, crop_to_sector=False)
+    rows = slice(placed.top + 1, placed.top + placed.shape[0], 3)
+    cols = slice(placed.left + 1, placed.left + placed.shape[1], 3)
+
+    def lv_dice(labels: np.ndarray) -> float:
+        a = labels[:, rows, cols] == LabelClass.LV_CAVITY
+        b = direct == LabelClass.LV_CAVITY
+        return 2 * (a & b).sum() / (a.sum() + b.sum())
+
+    assert lv_dice(on_screen) >= 0.9
+    assert lv_dice(uncropped) < lv_dice(on_screen) - 0.03  # 0.92 vs 0.98 here
+    outside = np.ones(frames.shape[1:], bool)
+    outside[placed.top : placed.top + placed.shape[0], placed.left : placed.left + 336] = False
+    assert not on_screen[:, outside].any()  # text, bars and the ECG are never labelled
+    # the border refinement on the screen works on the same square, and keeps the rest
+    refined = refine_lv_boundary(frames, on_screen)
+    assert lv_dice(refined) >= 0.9 and not refined[:, outside].any()
+
+
+def test_propagation_on_a_screen_registers_the_square_only(clip, screen):
+    from echo_napari.registration import pairwise_fields, propagate_from_keyframes
+    from echo_napari.registration.sector_square import SectorSquareBackend
+
+    frames, placed = screen
+    truth = np.asarray(simulate_sequence(3).sequence.labels[:40])
+    big = np.kron(truth, np.ones((1, 3, 3), np.uint8))
+    on_screen = np.zeros(frames.shape, np.uint8)
+    on_screen[:, placed.top : placed.top + 336, placed.left : placed.left + 336] = big
+    keys = (0, 20)
+    fields = pairwise_fields(frames)
+    assert isinstance(fields.registrar, SectorSquareBackend)
+    view = fields.registrar.view
+    outside = np.ones(frames.shape[1:], bool)
+    outside[max(view.top, 0) : view.top + view.side, max(view.left, 0) : view.left + view.side] = 0
+    assert not fields.forward[:, :, outside].any()  # nothing moves outside the square
+    screen_result = propagate_from_keyframes(fields, {k: on_screen[k] for k in keys})
+    clip_result = propagate_from_keyframes(pairwise_fields(clip), {k: truth[k] for k in keys})
+    back = screen_result.labels[:, placed.top + 1 :: 3, placed.left + 1 :: 3][:, :112, :112]
+    a, b = back == LabelClass.LV_CAVITY, clip_result.labels == LabelClass.LV_CAVITY
+    assert 2 * (a & b).sum() / (a.sum() + b.sum()) >= 0.9
