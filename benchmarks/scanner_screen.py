@@ -100,7 +100,12 @@ def main() -> int:
     table = pd.DataFrame(rows)
     pd.set_option("display.width", 200)
     print(table.round(3).to_string(index=False))
-    for name, part in (("training", ~table.held_out), ("held-out", table.held_out)):
+    everything = np.ones(len(table), bool)
+    for name, part in (
+        ("training", ~table.held_out),
+        ("held-out", table.held_out),
+        ("all", everything),
+    ):
         if part.any():
             sub = table[part]
             mae = {
@@ -109,7 +114,8 @@ def main() -> int:
             }
             print(
                 f"{name} ({int(part.sum())}): EF MAE clip {mae['clip']:.1f}  screen "
-                f"{mae['screen']:.1f}  screen_whole {mae['screen_whole']:.1f}"
+                f"{mae['screen']:.1f}  screen_whole {mae['screen_whole']:.1f} (no EF on "
+                f"{int(sub.screen_whole_ef.isna().sum())})"
             )
     print(
         f"all ({len(table)}): LV Dice with the clip's prediction, screen "
