@@ -120,3 +120,21 @@ def test_propagation_on_a_screen_registers_the_square_only(clip, screen):
     back = screen_result.labels[:, placed.top + 1 :: 3, placed.left + 1 :: 3][:, :112, :112]
     a, b = back == LabelClass.LV_CAVITY, clip_result.labels == LabelClass.LV_CAVITY
     assert 2 * (a & b).sum() / (a.sum() + b.sum()) >= 0.9
+
+
+def test_training_samples_of_a_screen_show_the_square_the_model_is_shown(clip, screen):
+    from echo_napari.segmentation.training import resize_sequence
+
+    frames, placed = screen
+    truth = np.asarray(simulate_sequence(3).sequence.labels[:40])
+    on_screen = np.zeros(frames.shape, np.uint8)
+    on_screen[:, placed.top : placed.top + 336, placed.left : placed.left + 336] = np.kron(
+        truth, np.ones((1, 3, 3), np.uint8)
+    )
+    small, small_labels = resize_sequence(frames, on_screen, 112)
+    whole, whole_labels = resize_sequence(frames, on_screen, 112, crop_to_sector=False)
+    lv = truth == LabelClass.LV_CAVITY
+    # the LV fills the network's input as on the clip itself, not squeezed into a screen
+    assert (small_labels == LabelClass.LV_CAVITY).sum() == pytest.approx(lv.sum(), rel=0.15)
+    assert (whole_labels == LabelClass.LV_CAVITY).sum() < 0.5 * lv.sum()
+    assert small.shape == (40, 112, 112)
