@@ -132,7 +132,9 @@ def predict_one(item: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
     model = load_model(options.get("model") or "bundled", device=options.get("device"))
     frames = seq.frames_array()
     both = options.get("both_directions", True)
-    labels = predict_sequence(frames, model, refine=False, both_directions=both)
+    labels = predict_sequence(
+        frames, model, refine=False, both_directions=both, frame_time_ms=seq.frame_time_ms
+    )
     refine = options.get("refine", True)
     version = model.version
     if refine:
@@ -165,7 +167,11 @@ def predict_one(item: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
     out = seq.copy(labels=labels, keyframes=set(), provenance=provenance)
     write_sequence(out, dst)
     lv = (labels == 1).reshape(seq.n_frames, -1).sum(axis=1)
-    ef = ef_by_beats(labels, seq.spacing).ef if seq.n_frames >= 3 and lv.any() else float("nan")
+    ef = (
+        ef_by_beats(labels, seq.spacing, frame_time_ms=seq.frame_time_ms).ef
+        if seq.n_frames >= 3 and lv.any()
+        else float("nan")
+    )
     checks = frame_plausibility(labels)
     return {
         "frames": seq.n_frames,

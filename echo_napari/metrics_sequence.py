@@ -137,7 +137,9 @@ def evaluate_sequence(
     summary["ef_pred_auto"] = ef_from_labels(pred, spacing, "simpson").ef
     # The clip's EF as `predict` reports it: area-length, mean over the beats it finds.
     summary["ef_pred_beats"] = (
-        ef_by_beats(pred, spacing).ef if shape[0] >= 3 and pred.any() else np.nan
+        ef_by_beats(pred, spacing, frame_time_ms=reference.frame_time_ms).ef
+        if shape[0] >= 3 and pred.any()
+        else np.nan
     )
     summary["plausible_pct_pred"] = 100.0 * frame_plausibility(pred).plausible_share()
     reference_facts = reference.metadata.get("reference") or {}

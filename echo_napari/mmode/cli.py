@@ -110,7 +110,8 @@ def _segment_for_line(sequence, path: Path):
             f"{path.name} has no labels and no segmentation model is available ({exc}); "
             "give the line with --line Y0,X0,Y1,X1"
         ) from exc
-    return sequence.copy(labels=predict_sequence(sequence.frames_array(), model))
+    labels = predict_sequence(sequence.frames_array(), model, frame_time_ms=sequence.frame_time_ms)
+    return sequence.copy(labels=labels)
 
 
 def run_mmode_command(args: argparse.Namespace) -> int:

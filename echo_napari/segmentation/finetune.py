@@ -79,12 +79,13 @@ def _dice_on(
     labels: np.ndarray,
     which: list[int],
     should_stop: Callable[[], bool] | None,
+    frame_time_ms: float | None = None,
 ) -> dict[str, float]:
     def check(done: int, total: int) -> None:
         if should_stop is not None and should_stop():
             raise _Cancelled
 
-    pred = predict_sequence(frames, model, progress=check)
+    pred = predict_sequence(frames, model, progress=check, frame_time_ms=frame_time_ms)
     return mean_dice(pred, labels, which)
 
 
@@ -132,7 +133,7 @@ def fine_tune_steps(
     labels = sequence.labels
     started = time.perf_counter()
     try:
-        before = _dice_on(model, frames, labels, manual, should_stop)
+        before = _dice_on(model, frames, labels, manual, should_stop, sequence.frame_time_ms)
     except _Cancelled:
         return None
     tuned = SegmentationModel(
@@ -172,7 +173,7 @@ def fine_tune_steps(
     if tuned.device.type == "cpu":
         use_fast_cpu_layout(tuned.network)
     try:
-        after = _dice_on(tuned, frames, labels, manual, should_stop)
+        after = _dice_on(tuned, frames, labels, manual, should_stop, sequence.frame_time_ms)
     except _Cancelled:
         return None
     path = next_version_path()

@@ -20,6 +20,12 @@ from scipy import ndimage
 
 from echo_napari.errors import ModelError, SequenceError
 from echo_napari.field_of_view import find_field_of_view
+from echo_napari.frame_rate import (
+    clip_positions,
+    needs_resampling,
+    reference_positions,
+    sample_in_time,
+)
 from echo_napari.metrics_plausibility import displaced_lv_frames, view_lost_frames
 from echo_napari.segmentation.boundary import n_reports, refine_lv_boundary
 from echo_napari.segmentation.lv_continuity import atrium_pieces_in_lv_place, misplaced_lv_pieces
@@ -301,6 +307,7 @@ def predict_sequence(
     clear_lost_view: bool = True,
     both_directions: bool = True,
     crop_to_sector: bool = True,
+    frame_time_ms: float | None = None,
 ) -> np.ndarray:
     """Segment every frame of a sequence.
 
@@ -347,6 +354,10 @@ def predict_sequence(
         trace around the sector) and put the labels back in the whole frame, 0 outside the
         sector; frames that are (nearly) that square already, as EchoNet's, are used as
         they are.
+    frame_time_ms : float, optional
+        ms between frames. A clip far from 50 frames/s (:mod:`echo_napari.frame_rate`) is
+        given to the network resampled in time to 50 /s, and the class probabilities are
+        taken back at its own frames. None: used as it is.
 
     Returns
     -------
@@ -372,9 +383,17 @@ def predict_sequence(
                 clear_lost_view,
                 both_directions,
                 crop_to_sector=False,
+                frame_time_ms=frame_time_ms,
             )
             return view.paste(inner)
-    windows = n_windows(n_frames, int(clip_len or model.config.clip_len), overlap)
+    resample = n_frames > 1 and needs_resampling(frame_time_ms)
+    network_frames = (
+        sample_in_time(frames, reference_positions(n_frames, frame_time_ms))
+        if resample
+        else frames
+    )
+    n_network = int(network_frames.shape[0])
+    windows = n_windows(n_network, int(clip_len or model.config.clip_len), overlap)
     passes = 2 if both_directions else 1
     total = passes * windows + (n_reports(n_frames) if refine else 0)
 
@@ -383,14 +402,20 @@ def predict_sequence(
             progress(stage_offset + done, total)
 
     probs = predict_probabilities(
-        frames, model, clip_len, overlap, lambda done, _: report(done, 0)
+        network_frames, model, clip_len, overlap, lambda done, _: report(done, 0)
     )
     if both_directions:
         backwards = predict_probabilities(
-            frames[::-1], model, clip_len, overlap, lambda done, _: report(done, windows)
+            network_frames[::-1],
+            model,
+            clip_len,
+            overlap,
+            lambda done, _: report(done, windows),
         )
         probs += backwards[::-1]
         probs *= 0.5
+    if resample:
+        probs = sample_in_time(probs, clip_positions(n_frames, frame_time_ms))
     labels = probabilities_to_labels(probs, (height, width))
     if postprocess:
         labels = drop_misplaced_lv(labels, probs)

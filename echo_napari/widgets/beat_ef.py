@@ -21,24 +21,30 @@ logger = logging.getLogger(__name__)
 #: Fewer frames than this hold no two shortest beats (2 × 12): no beat EF is shown.
 MIN_FRAMES = 24
 
-#: (labels (T, H, W) uint8, spacing (dy, dx) mm or None) of a clip to measure
-Clip = tuple[np.ndarray, tuple[float, float] | None]
+#: (labels (T, H, W) uint8, spacing (dy, dx) mm or None, ms between frames or None) of a
+#: clip to measure
+Clip = tuple[np.ndarray, tuple[float, float] | None, float | None]
 Source = Callable[[], Clip | None]
 
 
-def beat_ef_text(labels: np.ndarray, spacing: tuple[float, float] | None) -> str:
+def beat_ef_text(
+    labels: np.ndarray,
+    spacing: tuple[float, float] | None,
+    frame_time_ms: float | None = None,
+) -> str:
     """Summary text of the clip's beat EF ("" when no beat is found).
 
     Parameters
     ----------
     labels : (T, H, W) uint8 LabelClass values
     spacing : (dy, dx) mm or None
+    frame_time_ms : ms between frames or None (read as 50 frames/s)
     """
     # Imported here, in the worker: it brings scipy.signal (~0.5 s the first time), which
     # would otherwise load on the GUI thread as the dock opens.
     from echo_napari.metrics_ef import ef_by_beats
 
-    result = ef_by_beats(labels, spacing)
+    result = ef_by_beats(labels, spacing, frame_time_ms=frame_time_ms)
     n = len(result.beats)
     if n == 0:
         lost = bool(result.rejected) and bool(np.any(result.curve > 0))
@@ -94,10 +100,15 @@ class BeatEFJob(QObject):
             return
         from napari.qt.threading import create_worker
 
-        labels, spacing = clip
+        labels, spacing, frame_time_ms = clip
         self._running_generation = self._generation
         worker = create_worker(
-            beat_ef_text, labels.copy(), spacing, _start_thread=False, _ignore_errors=True
+            beat_ef_text,
+            labels.copy(),
+            spacing,
+            frame_time_ms,
+            _start_thread=False,
+            _ignore_errors=True,
         )
         worker.returned.connect(self._returned)
         worker.errored.connect(self._failed)
@@ -126,9 +137,12 @@ class BeatEFJob(QObject):
 
 
 def clip_for_beats(
-    labels: np.ndarray | None, spacing: tuple[float, float] | None, lv_areas: np.ndarray
+    labels: np.ndarray | None,
+    spacing: tuple[float, float] | None,
+    lv_areas: np.ndarray,
+    frame_time_ms: float | None = None,
 ) -> Clip | None:
-    """(labels, spacing) when the clip can have beats measured: at least
+    """(labels, spacing, frame_time_ms) when the clip can have beats measured: at least
     :data:`MIN_FRAMES` frames and an LV on at least half of them; else None.
 
     Parameters
@@ -139,4 +153,4 @@ def clip_for_beats(
         return None
     if np.count_nonzero(lv_areas) < 0.5 * labels.shape[0]:
         return None
-    return labels, spacing
+    return labels, spacing, frame_time_ms

@@ -69,6 +69,7 @@ def run_prediction(
     cancel: threading.Event | None = None,
     refine: bool = True,
     both_directions: bool = True,
+    frame_time_ms: float | None = None,
 ) -> tuple[np.ndarray, FrameProvenance, int, ShapeFeatures]:
     """The job body: (T, H, W) uint8 labels for every frame, their provenance, the
     number of frames whose LV border the refinement moved (0 when ``refine`` is off), and
@@ -85,6 +86,8 @@ def run_prediction(
         (:mod:`echo_napari.segmentation.boundary`)
     both_directions : average the clip played forwards and backwards (twice the network
         time)
+    frame_time_ms : ms between frames; a clip far from 50 frames/s is given to the
+        network at 50 /s (:mod:`echo_napari.frame_rate`)
     """
     import torch
 
@@ -106,6 +109,7 @@ def run_prediction(
         progress=reporter("predicting"),
         refine=False,
         both_directions=both_directions,
+        frame_time_ms=frame_time_ms,
     )
     moved = 0
     if refine:
@@ -251,6 +255,7 @@ class PredictPanel(ProgressJobMixin, QGroupBox):
             cancel=self._cancel,
             refine=self._job_refine,
             both_directions=self.directions_check.isChecked(),
+            frame_time_ms=self.session.sequence.frame_time_ms,
             _start_thread=False,
             _ignore_errors=True,
         )

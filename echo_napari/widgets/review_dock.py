@@ -432,7 +432,7 @@ class ReviewDock(JobPanelsMixin, SessionDockMixin, QWidget):
             return None
         seq = self.session.sequence
         lv = self.session.areas[:, int(LabelClass.LV_CAVITY)]
-        return clip_for_beats(seq.labels, seq.spacing, lv)
+        return clip_for_beats(seq.labels, seq.spacing, lv, seq.frame_time_ms)
 
     def _on_phases(self) -> None:
         # An undo/redo restores the phases with every frame: its summary (plausibility of

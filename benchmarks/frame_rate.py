@@ -1,0 +1,94 @@
+"""Real echo at other frame rates: EF when the clip is not 50 frames/s.
+
+    python benchmarks/frame_rate.py [--videos-npz FILE] [--threads 2] [--step 2 1.5]
+
+Each shared EchoNet video (50 frames/s) is taken every ``step``-th frame (2: 25 /s,
+exactly; 1.5: 33 /s, frames between two interpolated linearly) and segmented by the bundled
+model with all post-processing, then its beat EF compared with the FileList EF:
+
+* ``native``: the 50 /s video itself;
+* ``ignored``: the slower clip, its frame time not given (the network and the beat rule
+  read it as if it were 50 /s: before 2026-11-27);
+* ``resampled``: its frame time given to ``predict_sequence`` and ``ef_by_beats``
+  (:mod:`echo_napari.frame_rate`: the network sees it at 50 /s, the beat rule reads the
+  volume curve at 50 /s).
+
+Prints per video and MAE / bias per way for the 18 training and the 6 held-out videos.
+Skips when ``../shared/data`` is absent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from echo_napari.frame_rate import sample_in_time
+from echo_napari.metrics_ef import ef_by_beats
+from echo_napari.segmentation import load_model, predict_sequence
+from echo_napari.segmentation.data import HELD_OUT_VIDEOS
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from real_echo import ECHONET, echonet_videos  # noqa: E402
+
+NATIVE_MS = 20.0
+
+
+def slower(frames: np.ndarray, step: float) -> np.ndarray:
+    """The clip taken every ``step`` frames (linear between frames for a fractional step)."""
+    if float(step).is_integer():
+        return frames[:: int(step)]
+    return np.asarray(sample_in_time(frames, np.arange(0, len(frames) - 1 + 1e-9, step)))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--videos-npz", default="", help="pre-decoded videos (.npz)")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--step", type=float, nargs="+", default=[2.0])
+    args = parser.parse_args()
+    if not args.videos_npz and not ECHONET.is_dir():
+        print(f"skipped: {ECHONET} not found")
+        return 0
+    torch.set_num_threads(args.threads)
+    model = load_model("bundled")
+    errors: dict[str, list[tuple[bool, float]]] = {}
+    for stem, frames, reference in echonet_videos(args.videos_npz):
+        held = stem in HELD_OUT_VIDEOS
+        native = ef_by_beats(predict_sequence(frames, model, frame_time_ms=NATIVE_MS)).ef
+        errors.setdefault("native 50/s", []).append((held, native - reference))
+        line = f"{stem[:10]}  FileList {reference:5.1f}  native {native:5.1f}"
+        for step in args.step:
+            clip = slower(frames, step)
+            frame_time = NATIVE_MS * step
+            ignored = ef_by_beats(predict_sequence(clip, model)).ef
+            labels = predict_sequence(clip, model, frame_time_ms=frame_time)
+            resampled = ef_by_beats(labels, frame_time_ms=frame_time).ef
+            rate = f"{1000 / frame_time:.0f}/s"
+            errors.setdefault(f"{rate} ignored", []).append((held, ignored - reference))
+            errors.setdefault(f"{rate} resampled", []).append((held, resampled - reference))
+            line += f"  {rate}: ignored {ignored:5.1f} resampled {resampled:5.1f}"
+        print(line, flush=True)
+    for way, rows in errors.items():
+        values = np.array(rows, dtype=float)
+        parts = []
+        for name, part in (
+            ("training", values[:, 0] == 0),
+            ("held-out", values[:, 0] == 1),
+            ("all", np.ones(len(values), bool)),
+        ):
+            if part.any():
+                e = values[part, 1]
+                parts.append(
+                    f"{name} ({int(part.sum())}) MAE {np.nanmean(np.abs(e)):.1f} bias "
+                    f"{np.nanmean(e):+.1f} no EF {int(np.isnan(e).sum())}"
+                )
+        print(f"{way:16s} " + " | ".join(parts))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
