@@ -24,15 +24,14 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from echo_napari.frame_rate import sample_in_time
 from echo_napari.metrics_ef import ef_by_beats
-from echo_napari.segmentation import load_model, predict_sequence
+from echo_napari.segmentation import predict_sequence
 from echo_napari.segmentation.data import HELD_OUT_VIDEOS
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from real_echo import ECHONET, echonet_videos  # noqa: E402
+from real_echo import add_video_arguments, bundled_model_for_videos, echonet_videos  # noqa: E402
 
 NATIVE_MS = 20.0
 
@@ -46,15 +45,12 @@ def slower(frames: np.ndarray, step: float) -> np.ndarray:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--videos-npz", default="", help="pre-decoded videos (.npz)")
-    parser.add_argument("--threads", type=int, default=1)
+    add_video_arguments(parser)
     parser.add_argument("--step", type=float, nargs="+", default=[2.0])
     args = parser.parse_args()
-    if not args.videos_npz and not ECHONET.is_dir():
-        print(f"skipped: {ECHONET} not found")
+    model = bundled_model_for_videos(args)
+    if model is None:
         return 0
-    torch.set_num_threads(args.threads)
-    model = load_model("bundled")
     errors: dict[str, list[tuple[bool, float]]] = {}
     for stem, frames, reference in echonet_videos(args.videos_npz):
         held = stem in HELD_OUT_VIDEOS

@@ -90,6 +90,22 @@ def echonet_videos(npz: str = ""):
         yield path.stem, seq.frames_array(), reference
 
 
+def add_video_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--videos-npz`` and ``--threads``, as the benchmarks on the shared videos take."""
+    parser.add_argument("--videos-npz", default="", help="pre-decoded videos (.npz)")
+    parser.add_argument("--threads", type=int, default=1)
+
+
+def bundled_model_for_videos(args: argparse.Namespace):
+    """The bundled segmentation model on ``args.threads`` threads, or None (and a line
+    saying so) when neither ``--videos-npz`` nor the shared videos are there."""
+    if not args.videos_npz and not ECHONET.is_dir():
+        print(f"skipped: {ECHONET} not found")
+        return None
+    torch.set_num_threads(args.threads)
+    return load_model("bundled")
+
+
 def real_table(
     model,
     tiles: list | None,

@@ -27,17 +27,16 @@ import time
 
 import numpy as np
 import pandas as pd
-import torch
 
 from echo_napari.field_of_view import find_field_of_view
 from echo_napari.metrics_ef import ef_by_beats
-from echo_napari.segmentation import load_model, predict_sequence
+from echo_napari.segmentation import predict_sequence
 from echo_napari.segmentation.data import HELD_OUT_VIDEOS
 from echo_napari.sequence import LabelClass
 from echo_napari.simulation.screen import scanner_screen
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
-from real_echo import ECHONET, echonet_videos  # noqa: E402
+from real_echo import add_video_arguments, bundled_model_for_videos, echonet_videos  # noqa: E402
 
 
 def lv_dice(a: np.ndarray, b: np.ndarray) -> float:
@@ -48,16 +47,13 @@ def lv_dice(a: np.ndarray, b: np.ndarray) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--videos-npz", default="", help="pre-decoded videos (.npz)")
-    parser.add_argument("--threads", type=int, default=1)
+    add_video_arguments(parser)
     parser.add_argument("--scale", type=float, default=4.0, help="clip enlargement")
     parser.add_argument("--limit", type=int, default=0, help="first N videos only")
     args = parser.parse_args()
-    if not args.videos_npz and not ECHONET.is_dir():
-        print(f"skipped: {ECHONET} not found")
+    model = bundled_model_for_videos(args)
+    if model is None:
         return 0
-    torch.set_num_threads(args.threads)
-    model = load_model("bundled")
     rows = []
     for i, (stem, frames, reference) in enumerate(echonet_videos(args.videos_npz)):
         if args.limit and i >= args.limit:
