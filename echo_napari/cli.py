@@ -247,6 +247,12 @@ def build_parser() -> argparse.ArgumentParser:
         "default: forwards and backwards, averaged, which measured a lower EF error)",
     )
     predict.add_argument(
+        "--mirrored",
+        action="store_true",
+        help="the clips use the mirrored apical convention (LV on the left of the screen): "
+        "the models, which know EchoNet's (LV on the right), are given them mirrored back",
+    )
+    predict.add_argument(
         "--repair",
         action="store_true",
         help="re-draw the frames that fail the anatomical checks from the frames that pass, "
@@ -445,6 +451,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         "repair": args.repair,
         "refine": not args.no_refine,
         "both_directions": not args.one_direction,
+        "mirrored": args.mirrored,
     }
     outcomes = run_per_sequence(
         predict_one,

@@ -133,7 +133,12 @@ def predict_one(item: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
     frames = seq.frames_array()
     both = options.get("both_directions", True)
     labels = predict_sequence(
-        frames, model, refine=False, both_directions=both, frame_time_ms=seq.frame_time_ms
+        frames,
+        model,
+        refine=False,
+        both_directions=both,
+        frame_time_ms=seq.frame_time_ms,
+        mirrored=bool(options.get("mirrored", False)),
     )
     refine = options.get("refine", True)
     version = model.version

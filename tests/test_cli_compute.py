@@ -274,10 +274,11 @@ def test_predict_one_direction_halves_the_network_passes(tmp_path, monkeypatch):
     import echo_napari.segmentation as segmentation
     from echo_napari.cli import main
 
-    seen = []
+    seen, mirrored = [], []
 
     def record(frames, *args, **kwargs):
         seen.append(kwargs.get("both_directions", True))
+        mirrored.append(kwargs.get("mirrored", False))
         labels = np.zeros(frames.shape, np.uint8)
         labels[:, 8:20, 10:20] = 1
         return labels
@@ -290,3 +291,7 @@ def test_predict_one_direction_halves_the_network_passes(tmp_path, monkeypatch):
         args = ["predict", str(tmp_path / "clip.h5"), "-o", str(out), "--no-refine", *flag]
         assert main(args) == 0
         assert seen[-1] is expected
+    assert (
+        main(["predict", str(tmp_path / "clip.h5"), "-o", str(tmp_path / "m"), "--mirrored"]) == 0
+    )
+    assert mirrored == [False, False, True]

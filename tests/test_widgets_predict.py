@@ -120,7 +120,7 @@ def test_panel_checkboxes_reach_the_job(dock, qtbot, monkeypatch):
 
     _, widget = dock
     panel = widget.predict_panel
-    refines, directions = [], []
+    refines, directions, mirrored = [], [], []
     run, predict = module.run_prediction, inference.predict_sequence
 
     def recording_job(*args, refine=True, **kwargs):
@@ -129,18 +129,22 @@ def test_panel_checkboxes_reach_the_job(dock, qtbot, monkeypatch):
 
     def recording_network(*args, both_directions=True, **kwargs):
         directions.append(both_directions)
+        mirrored.append(kwargs.get("mirrored"))
         return predict(*args, both_directions=both_directions, **kwargs)
 
     monkeypatch.setattr(module, "run_prediction", recording_job)
     monkeypatch.setattr(inference, "predict_sequence", recording_network)
     # both on by default
     assert panel.refine_check.isChecked() and panel.directions_check.isChecked()
+    assert not panel.mirrored_check.isChecked()  # EchoNet's convention by default
     for checked in (True, False):
         panel.refine_check.setChecked(checked)
         panel.directions_check.setChecked(checked)
+        panel.mirrored_check.setChecked(not checked)
         panel.predict_button.click()
         qtbot.waitUntil(lambda: panel.worker is None, timeout=30000)
     assert refines == [True, False] and directions == [True, False]
+    assert mirrored == [False, True]
     assert widget.session.second_source is not None
     assert "refined" not in panel.status_label.text()
 

@@ -308,6 +308,7 @@ def predict_sequence(
     both_directions: bool = True,
     crop_to_sector: bool = True,
     frame_time_ms: float | None = None,
+    mirrored: bool = False,
 ) -> np.ndarray:
     """Segment every frame of a sequence.
 
@@ -358,6 +359,13 @@ def predict_sequence(
         ms between frames. A clip far from 50 frames/s (:mod:`echo_napari.frame_rate`) is
         given to the network resampled in time to 50 /s, and the class probabilities are
         taken back at its own frames. None: used as it is.
+    mirrored : bool
+        The clip is shown in the mirrored apical convention (LV on the left of the
+        screen, RV on the right). The bundled models know EchoNet's (LV on the right):
+        fed a mirrored clip they draw the LV over both ventricles or over the RV (on the
+        24 shared videos mirrored, EF MAE 7.2 → 10.9, plausible frames 99 → 92 %). With
+        this set the network is given the clip mirrored back, and the labels are
+        mirrored to the clip.
 
     Returns
     -------
@@ -368,24 +376,45 @@ def predict_sequence(
         from echo_napari.segmentation.versions import load_model
 
         model = load_model("selected")
+    check_frames(frames)
+    if mirrored:
+        frames = frames[:, :, ::-1]
+    view = find_field_of_view(frames) if crop_to_sector else None
+    if view is not None and view.is_whole:
+        view = None
+    labels = _segment(
+        view.crop(frames) if view is not None else frames,
+        model,
+        clip_len,
+        overlap,
+        progress,
+        postprocess,
+        refine,
+        clear_lost_view,
+        both_directions,
+        frame_time_ms,
+    )
+    if view is not None:
+        labels = view.paste(labels)
+    if mirrored:
+        labels = np.ascontiguousarray(labels[:, :, ::-1])
+    return labels
+
+
+def _segment(
+    frames: Any,
+    model: SegmentationModel,
+    clip_len: int | None,
+    overlap: float,
+    progress: Progress | None,
+    postprocess: bool,
+    refine: bool,
+    clear_lost_view: bool,
+    both_directions: bool,
+    frame_time_ms: float | None,
+) -> np.ndarray:
+    """:func:`predict_sequence` on frames already framed as the network expects."""
     n_frames, height, width = check_frames(frames)
-    if crop_to_sector:
-        view = find_field_of_view(frames)
-        if not view.is_whole:
-            inner = predict_sequence(
-                view.crop(frames),
-                model,
-                clip_len,
-                overlap,
-                progress,
-                postprocess,
-                refine,
-                clear_lost_view,
-                both_directions,
-                crop_to_sector=False,
-                frame_time_ms=frame_time_ms,
-            )
-            return view.paste(inner)
     resample = n_frames > 1 and needs_resampling(frame_time_ms)
     network_frames = (
         sample_in_time(frames, reference_positions(n_frames, frame_time_ms))

@@ -70,6 +70,7 @@ def run_prediction(
     refine: bool = True,
     both_directions: bool = True,
     frame_time_ms: float | None = None,
+    mirrored: bool = False,
 ) -> tuple[np.ndarray, FrameProvenance, int, ShapeFeatures]:
     """The job body: (T, H, W) uint8 labels for every frame, their provenance, the
     number of frames whose LV border the refinement moved (0 when ``refine`` is off), and
@@ -88,6 +89,7 @@ def run_prediction(
         time)
     frame_time_ms : ms between frames; a clip far from 50 frames/s is given to the
         network at 50 /s (:mod:`echo_napari.frame_rate`)
+    mirrored : the clip shows the LV on the left (mirrored apical convention)
     """
     import torch
 
@@ -110,6 +112,7 @@ def run_prediction(
         refine=False,
         both_directions=both_directions,
         frame_time_ms=frame_time_ms,
+        mirrored=mirrored,
     )
     moved = 0
     if refine:
@@ -175,6 +178,12 @@ class PredictPanel(ProgressJobMixin, QGroupBox):
             "Run the network on the clip played forwards and backwards and average the two "
             "(twice the network time; lowered the EF error on real echo videos)"
         )
+        self.mirrored_check = QCheckBox("Mirrored view (LV on the left)")
+        self.mirrored_check.setToolTip(
+            "The clip uses the mirrored apical convention: LV on the left of the screen, RV "
+            "on the right. The models know EchoNet's (LV on the right) and are given the "
+            "clip mirrored back; the labels come back as the clip shows them"
+        )
         self.predict_button = QPushButton("Predict")
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
@@ -194,6 +203,7 @@ class PredictPanel(ProgressJobMixin, QGroupBox):
         checks = QHBoxLayout()
         checks.addWidget(self.refine_check)
         checks.addWidget(self.directions_check)
+        checks.addWidget(self.mirrored_check)
         checks.addStretch(1)
         form.addRow(checks)
         run_row = QHBoxLayout()
@@ -256,6 +266,7 @@ class PredictPanel(ProgressJobMixin, QGroupBox):
             refine=self._job_refine,
             both_directions=self.directions_check.isChecked(),
             frame_time_ms=self.session.sequence.frame_time_ms,
+            mirrored=self.mirrored_check.isChecked(),
             _start_thread=False,
             _ignore_errors=True,
         )

@@ -1,0 +1,70 @@
+"""Real echo in the mirrored apical convention (LV on the left of the screen).
+
+    python benchmarks/mirrored_view.py [--videos-npz FILE] [--threads 2]
+
+Each shared EchoNet video (LV on the right) is mirrored left-right and segmented by the
+bundled model with all post-processing: read in EchoNet's convention (what a mirrored clip
+got before 2026-11-27, and gets without *Mirrored view* / ``--mirrored``), and with
+``predict_sequence(mirrored=True)``. Prints per video and MAE / bias of the beat EF against
+FileList, and the share of anatomically plausible labelled frames, against the videos as
+they are. Skips when ``../shared/data`` is absent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from echo_napari.metrics_ef import ef_by_beats
+from echo_napari.metrics_plausibility import frame_plausibility
+from echo_napari.segmentation import predict_sequence
+from echo_napari.segmentation.data import HELD_OUT_VIDEOS
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from real_echo import add_video_arguments, bundled_model_for_videos, echonet_videos  # noqa: E402
+
+WAYS = ("as they are", "mirrored, read as EchoNet's", "mirrored, mirrored=True")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_video_arguments(parser)
+    args = parser.parse_args()
+    model = bundled_model_for_videos(args)
+    if model is None:
+        return 0
+    rows: dict[str, list[tuple[bool, float, float]]] = {way: [] for way in WAYS}
+    for stem, frames, reference in echonet_videos(args.videos_npz):
+        mirror = np.ascontiguousarray(frames[:, :, ::-1])
+        line = f"{stem[:10]}  FileList {reference:5.1f}"
+        flags = (False, False, True)
+        for way, clip, flag in zip(WAYS, (frames, mirror, mirror), flags, strict=True):
+            labels = predict_sequence(clip, model, mirrored=flag)
+            ef = ef_by_beats(labels).ef
+            plausible = frame_plausibility(labels).plausible_share()
+            rows[way].append((stem in HELD_OUT_VIDEOS, ef - reference, plausible))
+            line += f"  {way}: EF {ef:5.1f} plausible {100 * plausible:5.1f} %"
+        print(line, flush=True)
+    for way, values in rows.items():
+        table = np.array(values, dtype=float)
+        parts = []
+        for name, part in (
+            ("training", table[:, 0] == 0),
+            ("held-out", table[:, 0] == 1),
+            ("all", np.ones(len(table), bool)),
+        ):
+            if part.any():
+                e = table[part, 1]
+                parts.append(
+                    f"{name} ({int(part.sum())}) EF MAE {np.nanmean(np.abs(e)):.1f} bias "
+                    f"{np.nanmean(e):+.1f} plausible {100 * table[part, 2].mean():.1f} %"
+                )
+        print(f"{way:28s} " + " | ".join(parts))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
