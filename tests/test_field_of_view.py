@@ -150,3 +150,24 @@ def test_a_mirrored_clip_gets_the_mirror_of_the_prediction_on_the_clip(clip):
     plain = predict_sequence(mirrored, both_directions=False)[:, :, ::-1]
     a, b = plain == LabelClass.LV_CAVITY, direct == LabelClass.LV_CAVITY
     assert 2 * (a & b).sum() / (a.sum() + b.sum()) < 0.9  # 0.67 here
+
+
+def test_debugger_diagnostics_on_a_screen_register_the_square_only(screen):
+    from echo_napari.registration.diagnostics import diagnostics_chunks
+
+    frames, placed = screen
+    calls = []
+
+    class Recording:
+        name = "recording"
+
+        def register_pairs(self, fixed, moving, progress=None):
+            calls.append(fixed.shape)
+            return np.zeros((fixed.shape[0], 2, *fixed.shape[1:]), np.float32)
+
+    chunks = list(diagnostics_chunks(frames[:6], Recording(), chunk=8))
+    side = calls[0][-1]
+    assert calls[0][-2:] == (side, side) and abs(side - placed.shape[0]) <= 0.06 * side
+    assert sum(len(c.frames) for c in chunks) == 6
+    list(diagnostics_chunks(frames[:6], Recording(), crop_to_sector=False))
+    assert calls[-1][-2:] == frames.shape[1:]

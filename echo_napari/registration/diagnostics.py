@@ -20,6 +20,7 @@ import numpy as np
 
 from echo_napari.errors import RegistrationError
 from echo_napari.registration.backends import RegistrationBackend
+from echo_napari.registration.sector_square import on_sector_square
 from echo_napari.registration.validation import as_float_frames, check_field
 from echo_napari.registration.warping import jacobian_determinant, warp_image, warp_labels
 
@@ -215,6 +216,7 @@ def diagnostics_chunks(
     keyframe: int = 0,
     chunk: int = 8,
     only: Sequence[int] | None = None,
+    crop_to_sector: bool = True,
 ) -> Iterator[DiagnosticsChunk]:
     """Register the pairs of :func:`pair_indices` ``chunk`` at a time and yield diagnostics.
 
@@ -226,10 +228,14 @@ def diagnostics_chunks(
     keyframe : moving frame of the "keyframe" mode
     chunk : pairs per backend call (bounds the latency of each yield and of a cancel)
     only : restrict to these frames t (e.g. the current frame); None = every frame
+    crop_to_sector : register only the square around a scanner screen's sector, as
+        propagation does (:func:`.sector_square.on_sector_square`)
 
     Identity pairs (fixed == moving) are yielded with zero fields, without registering.
     """
     frames = as_float_frames(frames, "frames", 3)
+    if crop_to_sector:
+        backend = on_sector_square(backend, frames)
     fixed_idx, moving_idx = pair_indices(frames.shape[0], mode, keyframe)
     todo = np.arange(frames.shape[0]) if only is None else np.asarray(sorted(set(only)), int)
     h, w = frames.shape[-2:]

@@ -29,7 +29,6 @@ import numpy as np
 import torch
 
 from echo_napari.errors import RegistrationError
-from echo_napari.field_of_view import find_field_of_view
 from echo_napari.registration import drift, spatial
 from echo_napari.registration.backends import RegistrationBackend, resolve_backend
 from echo_napari.registration.consistency import symmetrise_pairs
@@ -38,7 +37,7 @@ from echo_napari.registration.fusion import (
     fusion_weights,
     labels_to_sdf,
 )
-from echo_napari.registration.sector_square import SectorSquareBackend
+from echo_napari.registration.sector_square import on_sector_square
 from echo_napari.registration.segments import (
     Segment,
     SegmentFields,
@@ -163,10 +162,8 @@ def pairwise_fields(
         raise RegistrationError(f"propagation needs at least 2 frames; got {frames.shape[0]}")
     check_not_constant(frames, "frames")
     instance = resolve_backend(backend)
-    if crop_to_sector and not isinstance(instance, SectorSquareBackend):
-        view = find_field_of_view(frames)
-        if not view.is_whole:
-            instance = SectorSquareBackend(instance, view)
+    if crop_to_sector:
+        instance = on_sector_square(instance, frames)
     fixed = np.concatenate([frames[1:], frames[:-1]])
     moving = np.concatenate([frames[:-1], frames[1:]])
     fields = instance.register_pairs(fixed, moving, progress=progress)

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from echo_napari.field_of_view import FieldOfView
+from echo_napari.field_of_view import FieldOfView, find_field_of_view
 
 
 class SectorSquareBackend:
@@ -50,4 +50,19 @@ class SectorSquareBackend:
         return getattr(self.inner, name)
 
 
-__all__ = ["SectorSquareBackend"]
+def on_sector_square(backend: Any, frames: Any) -> Any:
+    """``backend`` restricted to the square around the sector of ``frames`` when that
+    square is not (nearly) the whole frame, else ``backend`` itself.
+
+    Parameters
+    ----------
+    backend : RegistrationBackend
+    frames : (T, H, W) float32 in [0, 1], the clip the backend will be given pairs of
+    """
+    if isinstance(backend, SectorSquareBackend):
+        return backend
+    view = find_field_of_view(frames)
+    return backend if view.is_whole else SectorSquareBackend(backend, view)
+
+
+__all__ = ["SectorSquareBackend", "on_sector_square"]
