@@ -35,6 +35,9 @@ OPENING_FRACTION = 0.015
 TOP_MARGIN = 0.065
 #: a square covering at least this share of the frame (and the frame itself) is the frame
 WHOLE_FRAME_IOU = 0.85
+#: a live region covering this share of the frame is no sector inside a screen (a fan
+#: fills at most ~80 % of its bounding square): the frame is used as it is
+WHOLE_FRAME_SECTOR = 0.9
 
 
 @dataclass(frozen=True)
@@ -59,7 +62,10 @@ class FieldOfView:
 
     @property
     def is_whole(self) -> bool:
-        """True when the square is (nearly) the frame: the frames are used as they are."""
+        """True when the square is (nearly) the frame, or the live region fills the frame
+        (:data:`WHOLE_FRAME_SECTOR`): the frames are used as they are."""
+        if self.sector.mean() >= WHOLE_FRAME_SECTOR:
+            return True
         height, width = self.frame_shape
         rows = max(0, min(self.top + self.side, height) - max(self.top, 0))
         cols = max(0, min(self.left + self.side, width) - max(self.left, 0))

@@ -171,3 +171,8 @@ def test_debugger_diagnostics_on_a_screen_register_the_square_only(screen):
     assert sum(len(c.frames) for c in chunks) == 6
     list(diagnostics_chunks(frames[:6], Recording(), crop_to_sector=False))
     assert calls[-1][-2:] == frames.shape[1:]
+
+
+def test_noise_filling_the_frame_is_no_sector():
+    noise = np.random.default_rng(0).random((2, 24, 24)).astype(np.float32)
+    assert find_field_of_view(noise).is_whole
