@@ -20,7 +20,13 @@ from echo_napari.cli_convert import _read
 from echo_napari.cli_evaluate import list_inputs, safe_name, sequence_id
 from echo_napari.cli_tasks import TaskOutcome, run_tasks, write_csv_atomic
 from echo_napari.errors import EchoNapariError, SequenceError
-from echo_napari.sequence import MANUAL, EchoSequence, FrameProvenance, ProvenanceKind
+from echo_napari.sequence import (
+    MANUAL,
+    MIRRORED_VIEW_KEY,
+    EchoSequence,
+    FrameProvenance,
+    ProvenanceKind,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -116,7 +122,9 @@ def predict_one(item: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
     the checks are re-drawn from the passing ones by registration
     (:func:`echo_napari.registration.repair.repair_implausible_frames`; ``repaired``
     counts them, recorded as propagated frames). ``options["both_directions"]`` False runs
-    the network on the clip played forwards only (half the network time).
+    the network on the clip played forwards only (half the network time);
+    ``options["mirrored"]`` reads the clips as mirrored apical views (LV on the left) and
+    records that in the output's metadata.
     """
     from echo_napari.io import write_sequence
     from echo_napari.metrics_ef import ef_by_beats
@@ -170,6 +178,8 @@ def predict_one(item: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
         for t in repaired:
             provenance[t] = carried
     out = seq.copy(labels=labels, keyframes=set(), provenance=provenance)
+    if options.get("mirrored"):
+        out.metadata[MIRRORED_VIEW_KEY] = True  # fine-tuning on the output mirrors it too
     write_sequence(out, dst)
     lv = (labels == 1).reshape(seq.n_frames, -1).sum(axis=1)
     ef = (

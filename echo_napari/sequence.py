@@ -13,6 +13,11 @@ import numpy as np
 
 from echo_napari.errors import SequenceError
 
+#: ``EchoSequence.metadata`` key: True when the clip shows the mirrored apical view (LV on
+#: the left of the screen); set by the Predict panel and ``predict --mirrored``, read by
+#: fine-tuning (:func:`echo_napari.segmentation.inference.predict_sequence`, ``mirrored``)
+MIRRORED_VIEW_KEY = "mirrored_view"
+
 
 class LabelClass(IntEnum):
     """Label values used in every labels array (CAMUS convention)."""

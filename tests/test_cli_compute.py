@@ -295,3 +295,8 @@ def test_predict_one_direction_halves_the_network_passes(tmp_path, monkeypatch):
         main(["predict", str(tmp_path / "clip.h5"), "-o", str(tmp_path / "m"), "--mirrored"]) == 0
     )
     assert mirrored == [False, False, True]
+    from echo_napari.io import read_sequence
+    from echo_napari.sequence import MIRRORED_VIEW_KEY
+
+    written = read_sequence(tmp_path / "m" / "clip.h5")
+    assert written.metadata.get(MIRRORED_VIEW_KEY) is True  # fine-tuning reads it

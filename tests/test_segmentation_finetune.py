@@ -163,3 +163,20 @@ def test_sample_from_reviewed_sequence_weights_manual_and_propagated_frames():
     assert sample.frames.shape == (12, 32, 32) and sample.labels.dtype == np.uint8
     assert sample.weights[0] == sample.weights[6] == 1.0
     assert np.allclose(np.delete(sample.weights, [0, 6]), 0.25)
+
+
+def test_fine_tune_samples_are_what_prediction_shows_the_network():
+    from echo_napari.segmentation.finetune import as_the_network_sees
+
+    rng = np.random.default_rng(0)
+    frames = rng.random((5, 8, 10)).astype(np.float32)
+    labels = rng.integers(0, 4, (5, 8, 10)).astype(np.uint8)
+    weights = np.array([1, 0, 0.3, 0, 1], np.float32)
+    same = as_the_network_sees(frames, labels, weights, 20.0, False)
+    np.testing.assert_array_equal(same[0], frames)
+    np.testing.assert_array_equal(same[2], weights)
+    shown, shown_labels, shown_weights = as_the_network_sees(frames, labels, weights, 40.0, True)
+    assert shown.shape == (9, 8, 10)  # 25 /s -> 50 /s
+    np.testing.assert_allclose(shown[::2], frames[:, :, ::-1])  # mirrored back
+    np.testing.assert_array_equal(shown_labels[::2], labels[:, :, ::-1])
+    np.testing.assert_allclose(shown_weights, [1, 0, 0, 0, 0.3, 0, 0, 0, 1])  # between: 0

@@ -145,6 +145,9 @@ def test_panel_checkboxes_reach_the_job(dock, qtbot, monkeypatch):
         qtbot.waitUntil(lambda: panel.worker is None, timeout=30000)
     assert refines == [True, False] and directions == [True, False]
     assert mirrored == [False, True]
+    from echo_napari.sequence import MIRRORED_VIEW_KEY
+
+    assert widget.session.sequence.metadata[MIRRORED_VIEW_KEY] is True  # the last run's
     assert widget.session.second_source is not None
     assert "refined" not in panel.status_label.text()
 

@@ -21,9 +21,10 @@ from typing import Any
 import numpy as np
 
 from echo_napari.errors import SequenceError
+from echo_napari.frame_rate import needs_resampling, reference_positions, sample_in_time
 from echo_napari.segmentation.augment import AugmentConfig
 from echo_napari.segmentation.evaluate import mean_dice
-from echo_napari.segmentation.inference import predict_sequence
+from echo_napari.segmentation.inference import MIRRORED_VIEW_KEY, predict_sequence
 from echo_napari.segmentation.model import use_fast_cpu_layout
 from echo_napari.segmentation.training import (
     TrainConfig,
@@ -80,13 +81,48 @@ def _dice_on(
     which: list[int],
     should_stop: Callable[[], bool] | None,
     frame_time_ms: float | None = None,
+    mirrored: bool = False,
 ) -> dict[str, float]:
     def check(done: int, total: int) -> None:
         if should_stop is not None and should_stop():
             raise _Cancelled
 
-    pred = predict_sequence(frames, model, progress=check, frame_time_ms=frame_time_ms)
+    pred = predict_sequence(
+        frames, model, progress=check, frame_time_ms=frame_time_ms, mirrored=mirrored
+    )
     return mean_dice(pred, labels, which)
+
+
+def as_the_network_sees(
+    frames: np.ndarray,
+    labels: np.ndarray,
+    weights: np.ndarray,
+    frame_time_ms: float | None,
+    mirrored: bool,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A clip's frames, labels and frame weights as :func:`predict_sequence` shows the
+    network the clip: mirrored back for a mirrored view, resampled to 50 frames/s
+    (:mod:`echo_napari.frame_rate`; the samples between the clip's own frames carry the
+    nearest frame's labels at weight 0), so that fine-tuning teaches what prediction asks.
+
+    Parameters
+    ----------
+    frames : (T, H, W) float32; labels : (T, H, W) uint8; weights : (T,) float32
+
+    Returns
+    -------
+    frames (M, H, W), labels (M, H, W), weights (M,)
+    """
+    if mirrored:
+        frames, labels = frames[:, :, ::-1], labels[:, :, ::-1]
+    if needs_resampling(frame_time_ms):
+        positions = reference_positions(frames.shape[0], frame_time_ms)
+        nearest = np.rint(positions).astype(int)
+        exact = np.abs(positions - nearest) < 1e-6
+        frames = np.asarray(sample_in_time(frames, positions), dtype=np.float32)
+        labels = labels[nearest]
+        weights = np.where(exact, np.asarray(weights)[nearest], 0.0).astype(np.float32)
+    return np.ascontiguousarray(frames), np.ascontiguousarray(labels), weights
 
 
 def fine_tune_steps(
@@ -131,9 +167,12 @@ def fine_tune_steps(
     parent = model.card.get("version") or str(model.card.get("path", "unknown"))
     frames = sequence.frames_array()
     labels = sequence.labels
+    mirrored = bool(sequence.metadata.get(MIRRORED_VIEW_KEY, False))
     started = time.perf_counter()
     try:
-        before = _dice_on(model, frames, labels, manual, should_stop, sequence.frame_time_ms)
+        before = _dice_on(
+            model, frames, labels, manual, should_stop, sequence.frame_time_ms, mirrored
+        )
     except _Cancelled:
         return None
     tuned = SegmentationModel(
@@ -141,7 +180,6 @@ def fine_tune_steps(
         dict(model.card),
         resolve_device(device),
     )
-    small_frames, small_labels = resize_sequence(frames, labels, tuned.config.size)
     weights = frame_weights(
         len(frames),
         manual,
@@ -149,6 +187,10 @@ def fine_tune_steps(
         manual_weight=manual_weight,
         pseudo_weight=propagated_weight,
     )
+    shown, shown_labels, weights = as_the_network_sees(
+        frames, labels, weights, sequence.frame_time_ms, mirrored
+    )
+    small_frames, small_labels = resize_sequence(shown, shown_labels, tuned.config.size)
     sample = TrainingSample(small_frames, small_labels, weights)
     clip_len = min(clip_len, tuned.config.clip_len)
     clip_len -= clip_len % tuned.config.time_divisor
@@ -173,7 +215,9 @@ def fine_tune_steps(
     if tuned.device.type == "cpu":
         use_fast_cpu_layout(tuned.network)
     try:
-        after = _dice_on(tuned, frames, labels, manual, should_stop, sequence.frame_time_ms)
+        after = _dice_on(
+            tuned, frames, labels, manual, should_stop, sequence.frame_time_ms, mirrored
+        )
     except _Cancelled:
         return None
     path = next_version_path()

@@ -35,7 +35,7 @@ from echo_napari.segmentation.masks import (
     largest_component_per_frame,
 )
 from echo_napari.segmentation.weights import SegmentationModel
-from echo_napari.sequence import LabelClass
+from echo_napari.sequence import MIRRORED_VIEW_KEY, LabelClass
 
 logger = logging.getLogger(__name__)
 
@@ -466,6 +466,7 @@ def n_windows(n_frames: int, clip_len: int, overlap: float) -> int:
 
 
 __all__ = [
+    "MIRRORED_VIEW_KEY",
     "blend_weights",
     "check_frames",
     "drop_misplaced_lv",

@@ -29,7 +29,7 @@ from qtpy.QtWidgets import (
 
 from echo_napari.errors import EchoNapariError
 from echo_napari.metrics_plausibility import ShapeFeatures, shape_features
-from echo_napari.sequence import FrameProvenance, ProvenanceKind
+from echo_napari.sequence import MIRRORED_VIEW_KEY, FrameProvenance, ProvenanceKind
 from echo_napari.widgets._jobs import (
     ProgressJobMixin,
     _Relay,
@@ -235,6 +235,9 @@ class PredictPanel(ProgressJobMixin, QGroupBox):
             spin.setRange(0, n - 1)
         self.first_spin.setValue(0)
         self.last_spin.setValue(n - 1)
+        # a session remembers the view convention its frames were predicted in
+        metadata = self.session.sequence.metadata if self.session.is_loaded else {}
+        self.mirrored_check.setChecked(bool(metadata.get(MIRRORED_VIEW_KEY, False)))
         self._update_buttons()
 
     def _update_buttons(self) -> None:
@@ -257,6 +260,8 @@ class PredictPanel(ProgressJobMixin, QGroupBox):
         self._cancel = threading.Event()
         self._job_sequence = self.session.sequence
         self._job_refine = self.refine_check.isChecked()
+        # fine-tuning reads it, and a saved session keeps it
+        self.session.sequence.metadata[MIRRORED_VIEW_KEY] = self.mirrored_check.isChecked()
         worker = create_worker(
             run_prediction,
             self.session.sequence.frames,
