@@ -31,7 +31,12 @@ from echo_napari.segmentation import predict_sequence
 from echo_napari.segmentation.data import HELD_OUT_VIDEOS
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from real_echo import add_video_arguments, bundled_model_for_videos, echonet_videos  # noqa: E402
+from real_echo import (  # noqa: E402
+    add_video_arguments,
+    bundled_model_for_videos,
+    echonet_videos,
+    summary_by_split,
+)
 
 NATIVE_MS = 20.0
 
@@ -69,20 +74,7 @@ def main() -> int:
             line += f"  {rate}: ignored {ignored:5.1f} resampled {resampled:5.1f}"
         print(line, flush=True)
     for way, rows in errors.items():
-        values = np.array(rows, dtype=float)
-        parts = []
-        for name, part in (
-            ("training", values[:, 0] == 0),
-            ("held-out", values[:, 0] == 1),
-            ("all", np.ones(len(values), bool)),
-        ):
-            if part.any():
-                e = values[part, 1]
-                parts.append(
-                    f"{name} ({int(part.sum())}) MAE {np.nanmean(np.abs(e)):.1f} bias "
-                    f"{np.nanmean(e):+.1f} no EF {int(np.isnan(e).sum())}"
-                )
-        print(f"{way:16s} " + " | ".join(parts))
+        print(f"{way:16s} {summary_by_split(rows)}")
     return 0
 
 

@@ -24,7 +24,12 @@ from echo_napari.segmentation import predict_sequence
 from echo_napari.segmentation.data import HELD_OUT_VIDEOS
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from real_echo import add_video_arguments, bundled_model_for_videos, echonet_videos  # noqa: E402
+from real_echo import (  # noqa: E402
+    add_video_arguments,
+    bundled_model_for_videos,
+    echonet_videos,
+    summary_by_split,
+)
 
 WAYS = ("as they are", "mirrored, read as EchoNet's", "mirrored, mirrored=True")
 
@@ -49,20 +54,7 @@ def main() -> int:
             line += f"  {way}: EF {ef:5.1f} plausible {100 * plausible:5.1f} %"
         print(line, flush=True)
     for way, values in rows.items():
-        table = np.array(values, dtype=float)
-        parts = []
-        for name, part in (
-            ("training", table[:, 0] == 0),
-            ("held-out", table[:, 0] == 1),
-            ("all", np.ones(len(table), bool)),
-        ):
-            if part.any():
-                e = table[part, 1]
-                parts.append(
-                    f"{name} ({int(part.sum())}) EF MAE {np.nanmean(np.abs(e)):.1f} bias "
-                    f"{np.nanmean(e):+.1f} plausible {100 * table[part, 2].mean():.1f} %"
-                )
-        print(f"{way:28s} " + " | ".join(parts))
+        print(f"{way:28s} {summary_by_split(values, plausible=True)}")
     return 0
 
 

@@ -106,6 +106,33 @@ def bundled_model_for_videos(args: argparse.Namespace):
     return load_model("bundled")
 
 
+def summary_by_split(rows: list[tuple], plausible: bool = False) -> str:
+    """One line of EF MAE, bias and videos without an EF (with ``plausible``, also the mean
+    share of plausible frames) for the training, held-out and all videos.
+
+    Parameters
+    ----------
+    rows : (held_out, EF error %[, plausible share]) per video
+    """
+    table = np.array(rows, dtype=float)
+    parts = []
+    for name, part in (
+        ("training", table[:, 0] == 0),
+        ("held-out", table[:, 0] == 1),
+        ("all", np.ones(len(table), bool)),
+    ):
+        if part.any():
+            e = table[part, 1]
+            last = f"no EF {int(np.isnan(e).sum())}"
+            if plausible:
+                last += f" plausible {100 * table[part, 2].mean():.1f} %"
+            parts.append(
+                f"{name} ({int(part.sum())}) EF MAE {np.nanmean(np.abs(e)):.1f} bias "
+                f"{np.nanmean(e):+.1f} {last}"
+            )
+    return " | ".join(parts)
+
+
 def real_table(
     model,
     tiles: list | None,
