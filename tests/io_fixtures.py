@@ -150,7 +150,9 @@ def make_dicom(
     ``regions``: dicts of SequenceOfUltrasoundRegions attributes. ``photometric``:
     MONOCHROME2, MONOCHROME1, RGB / YBR_FULL (tinted: R = g, G = 0.8 g, B = 0.5 g) or
     PALETTE COLOR (an inverted grey ramp LUT of 8-bit entries).
-    ``compress``: "rle" to store RLE Lossless.
+    ``compress``: "rle" to store RLE Lossless; "jpeg" to store JPEG Baseline frames encoded by
+    Pillow as YBR_FULL_422 (what most echo scanners export; ``photometric`` is then
+    YBR_FULL_422 and the frames tinted as for RGB).
     """
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, RLELossless, generate_uid
@@ -206,6 +208,28 @@ def make_dicom(
                 setattr(item, key, value)
             items.append(item)
         ds.SequenceOfUltrasoundRegions = items
+    if compress == "jpeg":
+        import io
+
+        from PIL import Image
+        from pydicom.encaps import encapsulate
+        from pydicom.uid import JPEGBaseline8Bit
+
+        tinted = np.stack(
+            [grey, (grey * 0.8).astype(np.uint8), (grey * 0.5).astype(np.uint8)], axis=3
+        )
+        encoded = []
+        for frame in tinted:
+            buffer = io.BytesIO()
+            Image.fromarray(frame).save(buffer, "JPEG", quality=92, subsampling=1)  # 4:2:2
+            encoded.append(buffer.getvalue())
+        ds.SamplesPerPixel, ds.PlanarConfiguration = 3, 0
+        ds.PhotometricInterpretation = "YBR_FULL_422"
+        ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+        ds.PixelData = encapsulate(encoded)
+        ds["PixelData"].VR = "OB"
+        ds.save_as(path, enforce_file_format=True)
+        return path
     ds.PixelData = np.ascontiguousarray(pixels).tobytes()
     if compress == "rle":
         ds.compress(RLELossless)

@@ -176,3 +176,32 @@ def test_debugger_diagnostics_on_a_screen_register_the_square_only(screen):
 def test_noise_filling_the_frame_is_no_sector():
     noise = np.random.default_rng(0).random((2, 24, 24)).astype(np.float32)
     assert find_field_of_view(noise).is_whole
+
+
+def test_a_jpeg_scanner_cine_at_30_frames_per_second_is_segmented_in_its_sector(
+    clip, screen, tmp_path
+):
+    from io_fixtures import make_dicom, spatial_region
+
+    from echo_napari.io import read_sequence
+
+    frames, placed = screen
+    path = make_dicom(
+        tmp_path / "cine.dcm",
+        frames[:24],
+        regions=[spatial_region(0.03, (0, 0, 639, 479))],
+        frame_time=33.3,
+        compress="jpeg",
+    )
+    sequence = read_sequence(path)
+    assert sequence.frame_time_ms == pytest.approx(33.3) and sequence.spacing == (0.3, 0.3)
+    shown = np.asarray(sequence.frames)
+    # luma of the tint: 0.826 of the grey, JPEG noise on top
+    assert np.abs(shown - 0.826 * frames[:24]).mean() < 0.02
+    view = find_field_of_view(shown)
+    side = placed.shape[0]
+    assert abs(view.top - placed.top) <= 0.1 * side and abs(view.side - side) <= 0.1 * side
+    labels = predict_sequence(shown, both_directions=False, frame_time_ms=33.3)
+    outside = np.ones(shown.shape[1:], bool)
+    outside[placed.top : placed.top + side, placed.left : placed.left + side] = False
+    assert (labels == LabelClass.LV_CAVITY).any() and not labels[:, outside].any()
