@@ -150,9 +150,9 @@ def make_dicom(
     ``regions``: dicts of SequenceOfUltrasoundRegions attributes. ``photometric``:
     MONOCHROME2, MONOCHROME1, RGB / YBR_FULL (tinted: R = g, G = 0.8 g, B = 0.5 g) or
     PALETTE COLOR (an inverted grey ramp LUT of 8-bit entries).
-    ``compress``: "rle" to store RLE Lossless; "jpeg" to store JPEG Baseline frames encoded by
-    Pillow as YBR_FULL_422 (what most echo scanners export; ``photometric`` is then
-    YBR_FULL_422 and the frames tinted as for RGB).
+    ``compress``: "rle" to store RLE Lossless, "jpegls" JPEG-LS Lossless; "jpeg" to store
+    JPEG Baseline frames encoded by Pillow as YBR_FULL_422 (what most echo scanners
+    export; ``photometric`` is then YBR_FULL_422 and the frames tinted as for RGB).
     """
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, RLELossless, generate_uid
@@ -233,6 +233,10 @@ def make_dicom(
     ds.PixelData = np.ascontiguousarray(pixels).tobytes()
     if compress == "rle":
         ds.compress(RLELossless)
+    elif compress == "jpegls":
+        from pydicom.uid import JPEGLSLossless
+
+        ds.compress(JPEGLSLossless)
     ds.save_as(path, enforce_file_format=True)
     return path
 

@@ -106,3 +106,18 @@ def test_not_dicom_with_dcm_suffix(tmp_path):
     path.write_bytes(b"hello world" * 20)
     with pytest.raises(EchoIOError, match="fake.dcm"):
         read_sequence(path)
+
+
+def test_jpeg_ls_lossless_cine_reads_exactly(tmp_path):
+    frames, _ = beating_sequence(4, 32, 48)
+    path = make_dicom(tmp_path / "jls.dcm", frames, compress="jpegls")
+    grey = np.clip(np.rint(frames * 255), 0, 255) / 255
+    np.testing.assert_allclose(np.asarray(read_sequence(path).frames), grey, atol=1e-6)
+
+
+def test_lossless_jpeg_decoders_are_installed():
+    from pydicom.pixels import get_decoder
+    from pydicom.uid import JPEGLossless, JPEGLosslessSV1, JPEGLSLossless
+
+    lossless = (JPEGLosslessSV1, JPEGLossless, JPEGLSLossless)
+    assert all(get_decoder(s).is_available for s in lossless)
