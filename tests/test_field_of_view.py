@@ -205,3 +205,13 @@ def test_a_jpeg_scanner_cine_at_30_frames_per_second_is_segmented_in_its_sector(
     outside = np.ones(shown.shape[1:], bool)
     outside[placed.top : placed.top + side, placed.left : placed.left + side] = False
     assert (labels == LabelClass.LV_CAVITY).any() and not labels[:, outside].any()
+
+
+def test_framing_notes_say_how_the_clip_is_shown_to_the_network(clip, screen):
+    from echo_napari.segmentation.inference import framing_notes
+
+    frames, placed = screen
+    assert framing_notes(clip, 20.0) == []
+    notes = framing_notes(frames, 33.3, mirrored=True)
+    assert len(notes) == 3 and "square around the imaging sector" in notes[0]
+    assert notes[1] == "resampled from 30 to 50 frames/s" and "mirrored" in notes[2]

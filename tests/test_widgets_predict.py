@@ -167,10 +167,11 @@ def test_run_prediction_counts_the_frames_the_refinement_moved(monkeypatch):
         network[t][cavity & ~ndimage.binary_erosion(cavity, iterations=3)] = 2
     monkeypatch.setattr(inference, "predict_sequence", lambda *a, **k: network.copy())
     stages = []
-    labels, provenance, moved, shapes = run_prediction(
+    labels, provenance, moved, shapes, notes = run_prediction(
         frames, lambda: None, progress=lambda stage, d, t: stages.append(stage)
     )
     assert moved == 2 and provenance.kind is ProvenanceKind.PREDICTED
+    assert notes == []  # an EchoNet-like clip is shown as it is
     assert provenance.version.endswith("+refined")
     assert ((labels == 1) != (network == 1)).any(axis=(1, 2)).tolist() == [
         False,
@@ -181,6 +182,23 @@ def test_run_prediction_counts_the_frames_the_refinement_moved(monkeypatch):
         False,
     ]
     assert stages[0] == "predicting" and stages[-1] == "refining the LV border"
-    plain, plain_provenance, none, _ = run_prediction(frames, lambda: None, refine=False)
+    plain, plain_provenance, none, _, _ = run_prediction(frames, lambda: None, refine=False)
     np.testing.assert_array_equal(plain, network)
     assert none == 0 and not plain_provenance.version.endswith("+refined")
+
+
+def test_a_prediction_on_a_clip_without_labels_is_drawn_within_the_axis(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    sequence = make_sequence(16, 32)
+    predicted = sequence.labels.copy()
+    for data, kwargs, kind in sequence_layer_data(sequence.copy(labels=None), name="echo"):
+        getattr(viewer, f"add_{kind}")(data, **kwargs)
+    _, widget = viewer.window.add_plugin_dock_widget("echo-napari", "Echo review")
+    qtbot.waitUntil(lambda: widget.binding is not None, timeout=2000)
+    assert not widget.session.labels.any()
+    from echo_napari.sequence import FrameProvenance
+
+    widget.session.set_second_source(predicted, FrameProvenance(ProvenanceKind.PREDICTED))
+    top = widget.curve.plot.viewRange()[1][1]
+    highest = float(widget.session.second_source.areas[:, 1:].max())
+    assert highest > 0 and highest <= top <= 1.2 * highest

@@ -401,6 +401,29 @@ def predict_sequence(
     return labels
 
 
+def framing_notes(
+    frames: Any, frame_time_ms: float | None = None, mirrored: bool = False
+) -> list[str]:
+    """How :func:`predict_sequence` shows this clip to the network, in words for a status
+    line ("the 448-pixel square around the imaging sector", "resampled from 30 to 50
+    frames/s", "mirrored back"); empty for an EchoNet-like clip.
+
+    Parameters
+    ----------
+    frames : (T, H, W) float32, numpy or lazy (dask) array
+    frame_time_ms, mirrored : as for :func:`predict_sequence`
+    """
+    notes = []
+    view = find_field_of_view(frames)
+    if not view.is_whole:
+        notes.append(f"the {view.side}-pixel square around the imaging sector")
+    if int(frames.shape[0]) > 1 and needs_resampling(frame_time_ms):
+        notes.append(f"resampled from {1000.0 / frame_time_ms:.0f} to 50 frames/s")
+    if mirrored:
+        notes.append("mirrored back (LV on the left)")
+    return notes
+
+
 def _segment(
     frames: Any,
     model: SegmentationModel,
@@ -468,6 +491,7 @@ def n_windows(n_frames: int, clip_len: int, overlap: float) -> int:
 __all__ = [
     "MIRRORED_VIEW_KEY",
     "blend_weights",
+    "framing_notes",
     "check_frames",
     "drop_misplaced_lv",
     "n_windows",

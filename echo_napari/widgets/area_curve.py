@@ -242,8 +242,17 @@ class AreaCurveWidget(QWidget):
         x = np.arange(areas.shape[0])
         for cls, curve in self.curves.items():
             curve.setData(x, areas[:, cls].copy())
-        top = float(areas[:, 1:].max()) if areas.size else 1.0
-        self.plot.setYRange(0, max(top, 1e-6) * 1.08, padding=0)
+        self._fit_y()
+
+    def _fit_y(self) -> None:
+        """The y range spans the labels' curves and the second source's dashed ones (a
+        prediction on a clip with no labels yet would otherwise be drawn off the axis)."""
+        areas = self._session.areas
+        top = float(areas[:, 1:].max()) if areas.size else 0.0
+        source = self._session.second_source if self._session.is_loaded else None
+        if source is not None and source.areas.size:
+            top = max(top, float(source.areas[:, 1:].max()))
+        self.plot.setYRange(0, (top if top > 0 else 1.0) * 1.08, padding=0)
 
     def _on_areas(self, frames: np.ndarray) -> None:
         # Areas of the changed frames were recomputed in the session; redrawing the three
@@ -264,6 +273,8 @@ class AreaCurveWidget(QWidget):
                 curve.setData([], [])
             else:
                 curve.setData(np.arange(source.areas.shape[0]), source.areas[:, cls])
+        if session is not None and session.is_loaded:
+            self._fit_y()
         if source is not None:
             model = source.provenance.model or source.provenance.kind.value
             self.legend.removeItem(self.second_curves[1])

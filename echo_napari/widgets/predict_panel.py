@@ -71,10 +71,11 @@ def run_prediction(
     both_directions: bool = True,
     frame_time_ms: float | None = None,
     mirrored: bool = False,
-) -> tuple[np.ndarray, FrameProvenance, int, ShapeFeatures]:
+) -> tuple[np.ndarray, FrameProvenance, int, ShapeFeatures, list[str]]:
     """The job body: (T, H, W) uint8 labels for every frame, their provenance, the
-    number of frames whose LV border the refinement moved (0 when ``refine`` is off), and
-    the labels' shape features for the anatomical checks.
+    number of frames whose LV border the refinement moved (0 when ``refine`` is off), the
+    labels' shape features for the anatomical checks, and how the clip was shown to the
+    network (:func:`~echo_napari.segmentation.inference.framing_notes`).
 
     Parameters
     ----------
@@ -98,7 +99,7 @@ def run_prediction(
         refine_lv_boundary,
         refined_version,
     )
-    from echo_napari.segmentation.inference import predict_sequence
+    from echo_napari.segmentation.inference import framing_notes, predict_sequence
 
     reporter = stage_reporter(progress, cancel)
     torch.set_num_threads(torch_threads_for_jobs())
@@ -125,8 +126,9 @@ def run_prediction(
         version = refined_version(version)
     provenance = FrameProvenance(ProvenanceKind.PREDICTED, name, version)
     labels = labels.astype(np.uint8)
+    notes = framing_notes(array, frame_time_ms, mirrored)
     # the anatomical checks' features, here rather than on the GUI thread at Accept
-    return labels, provenance, moved, shape_features(labels)
+    return labels, provenance, moved, shape_features(labels), notes
 
 
 class PredictPanel(ProgressJobMixin, QGroupBox):
@@ -310,8 +312,10 @@ class PredictPanel(ProgressJobMixin, QGroupBox):
         self.status_label.setText(message)
 
     # -- worker callbacks (GUI thread) ------------------------------------------------------
-    def _on_returned(self, output: tuple[np.ndarray, FrameProvenance, int, ShapeFeatures]) -> None:
-        labels, provenance, moved, shapes = output
+    def _on_returned(
+        self, output: tuple[np.ndarray, FrameProvenance, int, ShapeFeatures, list[str]]
+    ) -> None:
+        labels, provenance, moved, shapes, notes = output
         if not self.session.is_loaded or self.session.sequence is not self._job_sequence:
             self.status_label.setText("The layers changed while predicting; result discarded.")
             return
@@ -322,9 +326,10 @@ class PredictPanel(ProgressJobMixin, QGroupBox):
             return
         mean = float(np.mean(self.session.second_source.disagreement))
         refined = f"; LV border refined on {moved} frames" if self._job_refine else ""
+        shown = f" Shown to the network: {'; '.join(notes)}." if notes else ""
         self.status_label.setText(
             f"Predicted {labels.shape[0]} frames ({provenance.model} {provenance.version}"
-            f"{refined}); mean disagreement with the current labels {mean:.2f}. "
+            f"{refined}); mean disagreement with the current labels {mean:.2f}.{shown} "
             "Dashed curves: prediction."
         )
         notify_info_after_result(
