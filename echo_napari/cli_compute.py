@@ -126,6 +126,7 @@ def predict_one(item: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
     ``options["mirrored"]`` reads the clips as mirrored apical views (LV on the left) and
     records that in the output's metadata.
     """
+    from echo_napari.field_of_view import find_field_of_view
     from echo_napari.io import write_sequence
     from echo_napari.metrics_ef import ef_by_beats
     from echo_napari.metrics_plausibility import frame_plausibility
@@ -140,6 +141,7 @@ def predict_one(item: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
     model = load_model(options.get("model") or "bundled", device=options.get("device"))
     frames = seq.frames_array()
     both = options.get("both_directions", True)
+    view = find_field_of_view(frames)  # once, for the network and the border
     labels = predict_sequence(
         frames,
         model,
@@ -147,6 +149,7 @@ def predict_one(item: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
         both_directions=both,
         frame_time_ms=seq.frame_time_ms,
         mirrored=bool(options.get("mirrored", False)),
+        field_of_view=view,
     )
     refine = options.get("refine", True)
     version = model.version
@@ -158,7 +161,7 @@ def predict_one(item: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
         )
 
         network = labels
-        labels = refine_lv_boundary(frames, network)
+        labels = refine_lv_boundary(frames, network, field_of_view=view)
         moved = int(moved_frames(network, labels).sum())
         version = refined_version(version)
     made = FrameProvenance(ProvenanceKind.PREDICTED, model.name, version)

@@ -30,7 +30,7 @@ import numpy as np
 from scipy import ndimage
 from skimage.transform import resize
 
-from echo_napari.field_of_view import find_field_of_view
+from echo_napari.field_of_view import FieldOfView, find_field_of_view
 from echo_napari.segmentation.masks import (
     components_near_per_frame,
     convex_hull_per_frame,
@@ -352,6 +352,7 @@ def refine_lv_boundary(
     settings: BoundarySettings = BoundarySettings(),
     progress: Progress | None = None,
     crop_to_sector: bool = True,
+    field_of_view: FieldOfView | None = None,
 ) -> np.ndarray:
     """Every frame's LV cavity, its bites filled (:func:`fill_lv_bites`), moved to the
     image's blood/wall border.
@@ -372,13 +373,15 @@ def refine_lv_boundary(
         Refine on the EchoNet-like square around the imaging sector, as
         :func:`~echo_napari.segmentation.inference.predict_sequence` segments (the
         settings' pixels refer to that square); labels outside it are kept.
+    field_of_view : FieldOfView, optional
+        That square, when the caller found it already (default: found from ``frames``).
 
     Returns
     -------
     (T, H, W) uint8
     """
     if crop_to_sector:
-        view = find_field_of_view(frames)
+        view = field_of_view if field_of_view is not None else find_field_of_view(frames)
         if not view.is_whole:
             inner = refine_lv_boundary(
                 view.crop(frames),

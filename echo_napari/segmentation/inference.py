@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from scipy import ndimage
 
 from echo_napari.errors import ModelError, SequenceError
-from echo_napari.field_of_view import find_field_of_view
+from echo_napari.field_of_view import FieldOfView, find_field_of_view
 from echo_napari.frame_rate import (
     clip_positions,
     needs_resampling,
@@ -309,6 +309,7 @@ def predict_sequence(
     crop_to_sector: bool = True,
     frame_time_ms: float | None = None,
     mirrored: bool = False,
+    field_of_view: FieldOfView | None = None,
 ) -> np.ndarray:
     """Segment every frame of a sequence.
 
@@ -366,6 +367,10 @@ def predict_sequence(
         24 shared videos mirrored, EF MAE 7.2 → 10.9, plausible frames 99 → 92 %). With
         this set the network is given the clip mirrored back, and the labels are
         mirrored to the clip.
+    field_of_view : FieldOfView, optional
+        The square of ``crop_to_sector``, when the caller found it already (it then
+        shares it with :func:`~echo_napari.segmentation.boundary.refine_lv_boundary`);
+        default: found from ``frames``.
 
     Returns
     -------
@@ -377,13 +382,16 @@ def predict_sequence(
 
         model = load_model("selected")
     check_frames(frames)
-    if mirrored:
-        frames = frames[:, :, ::-1]
-    view = find_field_of_view(frames) if crop_to_sector else None
-    if view is not None and view.is_whole:
-        view = None
+    view = None
+    if crop_to_sector:
+        view = field_of_view if field_of_view is not None else find_field_of_view(frames)
+        if view.is_whole:
+            view = None
+    source = view.crop(frames) if view is not None else frames
+    if mirrored:  # the square is centred on the sector: mirroring it mirrors the clip
+        source = source[:, :, ::-1]
     labels = _segment(
-        view.crop(frames) if view is not None else frames,
+        source,
         model,
         clip_len,
         overlap,
@@ -394,15 +402,16 @@ def predict_sequence(
         both_directions,
         frame_time_ms,
     )
-    if view is not None:
-        labels = view.paste(labels)
     if mirrored:
         labels = np.ascontiguousarray(labels[:, :, ::-1])
-    return labels
+    return view.paste(labels) if view is not None else labels
 
 
 def framing_notes(
-    frames: Any, frame_time_ms: float | None = None, mirrored: bool = False
+    frames: Any,
+    frame_time_ms: float | None = None,
+    mirrored: bool = False,
+    field_of_view: FieldOfView | None = None,
 ) -> list[str]:
     """How :func:`predict_sequence` shows this clip to the network, in words for a status
     line ("the 448-pixel square around the imaging sector", "resampled from 30 to 50
@@ -411,10 +420,10 @@ def framing_notes(
     Parameters
     ----------
     frames : (T, H, W) float32, numpy or lazy (dask) array
-    frame_time_ms, mirrored : as for :func:`predict_sequence`
+    frame_time_ms, mirrored, field_of_view : as for :func:`predict_sequence`
     """
     notes = []
-    view = find_field_of_view(frames)
+    view = field_of_view if field_of_view is not None else find_field_of_view(frames)
     if not view.is_whole:
         notes.append(f"the {view.side}-pixel square around the imaging sector")
     if int(frames.shape[0]) > 1 and needs_resampling(frame_time_ms):
@@ -436,8 +445,9 @@ def _segment(
     both_directions: bool,
     frame_time_ms: float | None,
 ) -> np.ndarray:
-    """:func:`predict_sequence` on frames already framed as the network expects."""
-    n_frames, height, width = check_frames(frames)
+    """:func:`predict_sequence` on frames already framed (and checked) as the network
+    expects."""
+    n_frames, height, width = (int(n) for n in frames.shape)
     resample = n_frames > 1 and needs_resampling(frame_time_ms)
     network_frames = (
         sample_in_time(frames, reference_positions(n_frames, frame_time_ms))

@@ -94,6 +94,7 @@ def run_prediction(
     """
     import torch
 
+    from echo_napari.field_of_view import find_field_of_view
     from echo_napari.segmentation.boundary import (
         moved_frames,
         refine_lv_boundary,
@@ -106,6 +107,7 @@ def run_prediction(
     reporter("predicting")(0, 1)
     array = np.asarray(frames, dtype=np.float32)
     model = make_model()
+    view = find_field_of_view(array)  # once, for the network, the border and the notes
     labels = predict_sequence(
         array,
         model,
@@ -114,11 +116,17 @@ def run_prediction(
         both_directions=both_directions,
         frame_time_ms=frame_time_ms,
         mirrored=mirrored,
+        field_of_view=view,
     )
     moved = 0
     if refine:
         network = labels
-        labels = refine_lv_boundary(array, network, progress=reporter("refining the LV border"))
+        labels = refine_lv_boundary(
+            array,
+            network,
+            progress=reporter("refining the LV border"),
+            field_of_view=view,
+        )
         moved = int(moved_frames(network, labels).sum())
     name = getattr(model, "name", "segmentation")
     version = getattr(model, "version", "")
@@ -126,7 +134,7 @@ def run_prediction(
         version = refined_version(version)
     provenance = FrameProvenance(ProvenanceKind.PREDICTED, name, version)
     labels = labels.astype(np.uint8)
-    notes = framing_notes(array, frame_time_ms, mirrored)
+    notes = framing_notes(array, frame_time_ms, mirrored, field_of_view=view)
     # the anatomical checks' features, here rather than on the GUI thread at Accept
     return labels, provenance, moved, shape_features(labels), notes
 
