@@ -65,6 +65,7 @@ class ShapeMemo:
             out.lv_grid[i] = np.unpackbits(row[5], count=PLACE_GRID**2).reshape(
                 PLACE_GRID, PLACE_GRID
             )
+            out.la_enclosed[i] = row[6]
         if missing:
             index = np.array(missing)
             computed = shape_features(np.asarray(labels)[index])
@@ -76,6 +77,7 @@ class ShapeMemo:
                     float(computed.solidity[j]),
                     *(float(v) for v in computed.la_direction[j]),
                     np.packbits(computed.lv_grid[j]),
+                    float(computed.la_enclosed[j]),
                 )
             while len(self._rows) > self.capacity:
                 self._rows.popitem(last=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from echo_napari.errors import SequenceError
 from echo_napari.metrics_plausibility import frame_plausibility
@@ -161,3 +162,26 @@ def test_frames_next_to_a_lost_view_stay_lost_while_the_heart_is_small():
     # 11 and 12 follow the lost frames; 20, as small but far from them, is kept
     assert np.flatnonzero(view_lost_frames(labels)).tolist() == [8, 9, 10, 11, 12]
     assert np.flatnonzero(view_lost_frames(labels, extend_fraction=0.0)).tolist() == [8, 9, 10]
+
+
+def _lv_around_the_atrium(labels: np.ndarray, t: int) -> None:
+    """Frame ``t`` of :func:`_heart`: the LV drawn down around the LA as well (the LA's
+    sides and bottom), as on an off-axis real frame."""
+    la = labels[t] == 3
+    around = ndimage.binary_dilation(la, iterations=4) & ~la
+    labels[t][around & (np.arange(64)[:, None] > 40)] = 1
+
+
+def test_an_lv_drawn_around_the_atrium_is_flagged():
+    from echo_napari.metrics_plausibility import la_enclosed_share
+
+    labels = _heart()
+    # the two chambers meet along the mitral plane only: a small share of the LA's border
+    for t in range(12):
+        assert la_enclosed_share(labels[t] == 1, labels[t] == 3) < 0.4
+    _lv_around_the_atrium(labels, 6)
+    assert la_enclosed_share(labels[6] == 1, labels[6] == 3) > 0.8
+    result = frame_plausibility(labels)
+    assert np.flatnonzero(result.atrium_enclosed >= 0.5).tolist() == [6]
+    assert "LV drawn around the LA (over the atrium?)" in result.reasons(6)
+    assert result.plausible_share() == pytest.approx(11 / 12)

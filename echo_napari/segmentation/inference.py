@@ -34,6 +34,7 @@ from echo_napari.segmentation.masks import (
     fill_holes_per_frame,
     largest_component_per_frame,
 )
+from echo_napari.segmentation.mitral_plane import lv_beyond_mitral_plane
 from echo_napari.segmentation.weights import SegmentationModel
 from echo_napari.sequence import MIRRORED_VIEW_KEY, LabelClass
 
@@ -330,7 +331,9 @@ def predict_sequence(
         (:func:`drop_misplaced_lv`), relabel as LV the atrium pieces lying where the LV
         is on the frames around them
         (:func:`~echo_napari.segmentation.lv_continuity.atrium_pieces_in_lv_place`),
-        then the largest component per class and hole filling.
+        then the largest component per class and hole filling; on frames whose LV wraps
+        around the LA, the LV beyond the mitral plane becomes LA
+        (:func:`~echo_napari.segmentation.mitral_plane.lv_beyond_mitral_plane`).
     refine : bool
         Move each frame's LV cavity border to the image's blood/wall border, after the
         background cut into it is filled
@@ -483,6 +486,10 @@ def _segment(
         labels = drop_misplaced_lv(labels, probs)
         labels[atrium_pieces_in_lv_place(labels)] = LabelClass.LV_CAVITY
         labels = postprocess_labels(labels)
+        beyond = lv_beyond_mitral_plane(labels)
+        if beyond.any():
+            labels[beyond] = LabelClass.LA
+            labels = postprocess_labels(labels)
     if clear_lost_view and n_frames > 1:
         labels[view_lost_frames(labels)] = LabelClass.BACKGROUND
         labels[displaced_lv_frames(labels)] = LabelClass.BACKGROUND
