@@ -374,7 +374,6 @@ def shape_features(labels: np.ndarray, min_pixels: int = 10) -> ShapeFeatures:
         raise SequenceError(f"labels must be (T, H, W); got shape {labels.shape}")
     n = labels.shape[0]
     lv = labels == int(LabelClass.LV_CAVITY)
-    la = labels == int(LabelClass.LA)
     features = ShapeFeatures.blank(n)
     features.labelled[:] = labels.reshape(n, -1).any(axis=1)
     features.lv_pixels[:] = lv.sum(axis=(1, 2))
@@ -382,13 +381,32 @@ def shape_features(labels: np.ndarray, min_pixels: int = 10) -> ShapeFeatures:
         features.lv_grid[:] = coarse_grid(lv)
     for t in np.flatnonzero(features.lv_pixels >= min_pixels):
         features.solidity[t] = _solidity(lv[t])
-        if la[t].sum() >= min_pixels:
-            offset = _centroid(la[t]) - _centroid(lv[t])
-            length = float(np.hypot(*offset))
-            if length > 0:
-                features.la_direction[t] = offset / length
-            features.la_enclosed[t] = la_enclosed_share(lv[t], la[t])
+    features.la_direction[:], features.la_enclosed[:] = atrium_features(labels, min_pixels)
     return features
+
+
+def atrium_features(labels: np.ndarray, min_pixels: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """The LA's place relative to the LV on each frame of a (T, H, W) uint8 label stack.
+
+    Returns
+    -------
+    la_direction : (T, 2) float64 unit LV → LA centroid direction (row, col)
+    la_enclosed : (T,) float64 share of the LA's border touching the LV
+        (:func:`la_enclosed_share`)
+    both NaN on frames with fewer than ``min_pixels`` LV or LA pixels
+    """
+    n = labels.shape[0]
+    direction, enclosed = np.full((n, 2), np.nan), np.full(n, np.nan)
+    lv = labels == int(LabelClass.LV_CAVITY)
+    la = labels == int(LabelClass.LA)
+    both = (lv.sum(axis=(1, 2)) >= min_pixels) & (la.sum(axis=(1, 2)) >= min_pixels)
+    for t in np.flatnonzero(both):
+        offset = _centroid(la[t]) - _centroid(lv[t])
+        length = float(np.hypot(*offset))
+        if length > 0:
+            direction[t] = offset / length
+        enclosed[t] = la_enclosed_share(lv[t], la[t])
+    return direction, enclosed
 
 
 def collapsed_frames(

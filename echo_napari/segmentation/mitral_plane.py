@@ -29,7 +29,11 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from echo_napari.metrics_plausibility import ENCLOSED_REACH_PX, MAX_LA_ENCLOSED, shape_features
+from echo_napari.metrics_plausibility import (
+    ENCLOSED_REACH_PX,
+    MAX_LA_ENCLOSED,
+    atrium_features,
+)
 from echo_napari.sequence import LabelClass
 
 #: LV pixels within this many pixels beyond the plane stay LV (the plane is found from a
@@ -78,11 +82,11 @@ def lv_beyond_mitral_plane(
     """
     labels = np.asarray(labels)
     out = np.zeros(labels.shape, bool)
-    features = shape_features(labels)
-    enclosed = np.flatnonzero(np.nan_to_num(features.la_enclosed) > limit)
+    la_direction, la_enclosed = atrium_features(labels)
+    enclosed = np.flatnonzero(np.nan_to_num(la_enclosed) > limit)
     if enclosed.size == 0:
         return out
-    direction = usual_la_direction(features.la_direction)
+    direction = usual_la_direction(la_direction)
     if direction is None:
         return out
     rows, cols = np.indices(labels.shape[1:], dtype=np.float64)
