@@ -381,7 +381,8 @@ def shape_features(labels: np.ndarray, min_pixels: int = 10) -> ShapeFeatures:
         features.lv_grid[:] = coarse_grid(lv)
     for t in np.flatnonzero(features.lv_pixels >= min_pixels):
         features.solidity[t] = _solidity(lv[t])
-    features.la_direction[:], features.la_enclosed[:] = atrium_features(labels, min_pixels)
+    la = labels == int(LabelClass.LA)
+    features.la_direction[:], features.la_enclosed[:] = _atrium_from_masks(lv, la, min_pixels)
     return features
 
 
@@ -395,10 +396,17 @@ def atrium_features(labels: np.ndarray, min_pixels: int = 10) -> tuple[np.ndarra
         (:func:`la_enclosed_share`)
     both NaN on frames with fewer than ``min_pixels`` LV or LA pixels
     """
-    n = labels.shape[0]
-    direction, enclosed = np.full((n, 2), np.nan), np.full(n, np.nan)
     lv = labels == int(LabelClass.LV_CAVITY)
     la = labels == int(LabelClass.LA)
+    return _atrium_from_masks(lv, la, min_pixels)
+
+
+def _atrium_from_masks(
+    lv: np.ndarray, la: np.ndarray, min_pixels: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`atrium_features` from the (T, H, W) bool LV cavity and LA masks."""
+    n = lv.shape[0]
+    direction, enclosed = np.full((n, 2), np.nan), np.full(n, np.nan)
     both = (lv.sum(axis=(1, 2)) >= min_pixels) & (la.sum(axis=(1, 2)) >= min_pixels)
     for t in np.flatnonzero(both):
         offset = _centroid(la[t]) - _centroid(lv[t])
