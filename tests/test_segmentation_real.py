@@ -15,6 +15,7 @@ from skimage.draw import ellipse
 from echo_napari.errors import SequenceError
 from echo_napari.metrics_ef import (
     MAX_PLAUSIBLE_EF,
+    MIN_SYSTOLE_FRAMES,
     beat_period,
     beats_from_curve,
     ef_by_beats,
@@ -121,6 +122,21 @@ def test_a_beat_that_loses_the_ventricle_is_set_aside():
     assert len(result.rejected) == 1 and result.rejected[0][2] > MAX_PLAUSIBLE_EF
     assert abs(result.rejected[0][1] - 100) <= 2
     assert result.ef == pytest.approx(ef_by_beats(_beating_labels(160, 40, 0.3)).ef, abs=1.0)
+
+
+def test_a_beat_shorter_than_a_systole_is_set_aside():
+    # Three frames just after an end-diastole whose LV was cut short (as the mitral-plane
+    # cut does to a frame drawn over the atrium): the curve's deepest trough, 3 frames
+    # after its "ED". No heart ejects in 60 ms.
+    labels = _beating_labels(240, period=80, ef_like=0.3)
+    clean = ef_by_beats(labels)
+    glitch = labels.copy()
+    shrunk = _beating_labels(240, period=80, ef_like=0.6)
+    glitch[82:85] = shrunk[40]
+    result = ef_by_beats(glitch)
+    assert any(0 <= es - ed < MIN_SYSTOLE_FRAMES for ed, es, _ in result.rejected)
+    assert all(es - ed >= MIN_SYSTOLE_FRAMES for ed, es, _ in result.beats)
+    assert result.beats and result.ef == pytest.approx(clean.ef, abs=2.0)
 
 
 def test_a_drifting_curve_keeps_its_prominent_end_systole():

@@ -48,7 +48,7 @@ def beat_ef_text(
     n = len(result.beats)
     if n == 0:
         lost = bool(result.rejected) and bool(np.any(result.curve > 0))
-        return "beats: no EF (LV lost at every end-systole)" if lost else ""
+        return "beats: no EF (no plausible beat: LV lost at end-systole?)" if lost else ""
     over = "1 beat" if n == 1 else f"mean of {n} beats"
     return f"beats: EF {result.ef:.1f} % ({over}, area-length)"
 
