@@ -115,7 +115,9 @@ def predict_one(item: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
     left unlabelled because the model found no heart there (probe off the chest, a changed
     view: :func:`echo_napari.metrics_plausibility.view_lost_frames`) or found the LV only
     away from where it is on the frames around them
-    (:func:`echo_napari.metrics_plausibility.displaced_lv_frames`). Unless
+    (:func:`echo_napari.metrics_plausibility.displaced_lv_frames`); ``mitral_cut`` the
+    frames whose LV, drawn around the LA, was cut back to the mitral plane
+    (:mod:`echo_napari.segmentation.mitral_plane`). Unless
     ``options["refine"]`` is False, each frame's LV border is moved to the image's
     blood/wall border (:func:`echo_napari.segmentation.boundary.refine_lv_boundary`;
     ``refined`` counts the frames it moved). With ``options["repair"]`` the frames failing
@@ -142,6 +144,7 @@ def predict_one(item: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
     frames = seq.frames_array()
     both = options.get("both_directions", True)
     view = find_field_of_view(frames)  # once, for the network and the border
+    tally: dict[str, int] = {}
     labels = predict_sequence(
         frames,
         model,
@@ -150,6 +153,7 @@ def predict_one(item: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
         frame_time_ms=seq.frame_time_ms,
         mirrored=bool(options.get("mirrored", False)),
         field_of_view=view,
+        tally=tally,
     )
     refine = options.get("refine", True)
     version = model.version
@@ -196,6 +200,7 @@ def predict_one(item: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
         "model": model.version,
         "lv_frames": int((lv > 0).sum()),
         "no_view": int(np.count_nonzero(~checks.labelled)),
+        "mitral_cut": tally.get("cut_at_mitral_plane", 0),
         "ef": round(ef, 1),
         # no LV anywhere: nothing the checks could judge (not "100 % plausible")
         "plausible_pct": round(100.0 * checks.plausible_share(), 1) if lv.any() else float("nan"),

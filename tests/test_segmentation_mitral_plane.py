@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage
 from test_metrics_plausibility import _heart, _lv_around_the_atrium
 
 from echo_napari.metrics_plausibility import frame_plausibility
@@ -37,3 +38,32 @@ def test_the_usual_direction_comes_from_the_clip_not_the_frame():
     _lv_around_the_atrium(rotated, 6)
     labels[6] = np.rot90(rotated[6])
     assert np.flatnonzero(lv_beyond_mitral_plane(labels).any(axis=(1, 2))).tolist() == [6]
+
+
+def test_predict_sequence_tells_how_many_frames_it_cut(monkeypatch):
+    import echo_napari.segmentation.inference as inference
+    from echo_napari.segmentation.model import UNetConfig, build_model
+    from echo_napari.segmentation.weights import SegmentationModel
+
+    drawn = _heart()
+    # at end-diastole the LV runs down both sides of the LA (open below: a closed ring
+    # would hold the LA as a hole, which hole filling gives to the LV)
+    la = drawn[11] == 3
+    rows = np.arange(64)[:, None]
+    sides = ndimage.binary_dilation(la, iterations=4) & ~la & (rows > 40) & (rows < 56)
+    drawn[11][sides] = 1
+    # the "network" draws these labels: one-hot probabilities at the frames' own size
+    one_hot = (drawn[:, None] == np.arange(4)[None, :, None, None]).astype(np.float32)
+    monkeypatch.setattr(inference, "predict_probabilities", lambda *a, **k: one_hot.copy())
+    network = build_model(UNetConfig(channels=(4, 4, 8, 8, 8), clip_len=8, size=64)).eval()
+    model = SegmentationModel(network=network, card={"name": "seg", "version": "t"})
+    frames = np.random.default_rng(0).random(drawn.shape).astype(np.float32)
+    tally: dict[str, int] = {}
+    labels = inference.predict_sequence(
+        frames, model, refine=False, both_directions=False, crop_to_sector=False, tally=tally
+    )
+    assert tally == {"cut_at_mitral_plane": 1, "view_lost": 0, "lv_displaced": 0}
+    assert frame_plausibility(labels).plausible_share() == 1.0
+    assert inference.postprocess_notes(tally) == ["LV cut back to the mitral plane on 1 frame"]
+    notes = inference.postprocess_notes({"view_lost": 3, "lv_displaced": 0})
+    assert notes == ["no heart found on 3 frames (left unlabelled)"]

@@ -311,6 +311,7 @@ def predict_sequence(
     frame_time_ms: float | None = None,
     mirrored: bool = False,
     field_of_view: FieldOfView | None = None,
+    tally: dict[str, int] | None = None,
 ) -> np.ndarray:
     """Segment every frame of a sequence.
 
@@ -374,6 +375,10 @@ def predict_sequence(
         The square of ``crop_to_sector``, when the caller found it already (it then
         shares it with :func:`~echo_napari.segmentation.boundary.refine_lv_boundary`);
         default: found from ``frames``.
+    tally : dict, optional
+        Filled with the number of frames each post-processing step changed, for the
+        user's status line: ``"cut_at_mitral_plane"`` (LV drawn around the LA, cut back),
+        ``"view_lost"`` and ``"lv_displaced"`` (left unlabelled by ``clear_lost_view``).
 
     Returns
     -------
@@ -404,6 +409,7 @@ def predict_sequence(
         clear_lost_view,
         both_directions,
         frame_time_ms,
+        tally if tally is not None else {},
     )
     if mirrored:
         labels = np.ascontiguousarray(labels[:, :, ::-1])
@@ -436,6 +442,21 @@ def framing_notes(
     return notes
 
 
+def postprocess_notes(tally: dict[str, int]) -> list[str]:
+    """The ``tally`` of :func:`predict_sequence` in words for a status line ("LV cut back
+    to the mitral plane on 12 frames"); steps that changed nothing are left out."""
+    words = (
+        ("cut_at_mitral_plane", "LV cut back to the mitral plane on {} frame{}"),
+        ("view_lost", "no heart found on {} frame{} (left unlabelled)"),
+        ("lv_displaced", "LV away from its place on {} frame{} (left unlabelled)"),
+    )
+    return [
+        text.format(tally[key], "" if tally[key] == 1 else "s")
+        for key, text in words
+        if tally.get(key)
+    ]
+
+
 def _segment(
     frames: Any,
     model: SegmentationModel,
@@ -447,9 +468,10 @@ def _segment(
     clear_lost_view: bool,
     both_directions: bool,
     frame_time_ms: float | None,
+    tally: dict[str, int],
 ) -> np.ndarray:
     """:func:`predict_sequence` on frames already framed (and checked) as the network
-    expects."""
+    expects; ``tally`` as there."""
     n_frames, height, width = (int(n) for n in frames.shape)
     resample = n_frames > 1 and needs_resampling(frame_time_ms)
     network_frames = (
@@ -487,12 +509,17 @@ def _segment(
         labels[atrium_pieces_in_lv_place(labels)] = LabelClass.LV_CAVITY
         labels = postprocess_labels(labels)
         beyond = lv_beyond_mitral_plane(labels)
+        tally["cut_at_mitral_plane"] = int(np.count_nonzero(beyond.any(axis=(1, 2))))
         if beyond.any():
             labels[beyond] = LabelClass.LA
             labels = postprocess_labels(labels)
     if clear_lost_view and n_frames > 1:
-        labels[view_lost_frames(labels)] = LabelClass.BACKGROUND
-        labels[displaced_lv_frames(labels)] = LabelClass.BACKGROUND
+        lost = view_lost_frames(labels)
+        labels[lost] = LabelClass.BACKGROUND
+        displaced = displaced_lv_frames(labels)
+        labels[displaced] = LabelClass.BACKGROUND
+        tally["view_lost"] = int(np.count_nonzero(lost))
+        tally["lv_displaced"] = int(np.count_nonzero(displaced))
     if refine:
         labels = refine_lv_boundary(
             frames, labels, progress=lambda done, _: report(done, passes * windows)
@@ -513,6 +540,7 @@ __all__ = [
     "drop_misplaced_lv",
     "n_windows",
     "postprocess_labels",
+    "postprocess_notes",
     "predict_probabilities",
     "predict_sequence",
     "probabilities_to_labels",

@@ -71,11 +71,12 @@ def run_prediction(
     both_directions: bool = True,
     frame_time_ms: float | None = None,
     mirrored: bool = False,
-) -> tuple[np.ndarray, FrameProvenance, int, ShapeFeatures, list[str]]:
+) -> tuple[np.ndarray, FrameProvenance, int, ShapeFeatures, list[str], list[str]]:
     """The job body: (T, H, W) uint8 labels for every frame, their provenance, the
     number of frames whose LV border the refinement moved (0 when ``refine`` is off), the
-    labels' shape features for the anatomical checks, and how the clip was shown to the
-    network (:func:`~echo_napari.segmentation.inference.framing_notes`).
+    labels' shape features for the anatomical checks, how the clip was shown to the
+    network (:func:`~echo_napari.segmentation.inference.framing_notes`) and what the
+    post-processing changed (:func:`~echo_napari.segmentation.inference.postprocess_notes`).
 
     Parameters
     ----------
@@ -100,7 +101,11 @@ def run_prediction(
         refine_lv_boundary,
         refined_version,
     )
-    from echo_napari.segmentation.inference import framing_notes, predict_sequence
+    from echo_napari.segmentation.inference import (
+        framing_notes,
+        postprocess_notes,
+        predict_sequence,
+    )
 
     reporter = stage_reporter(progress, cancel)
     torch.set_num_threads(torch_threads_for_jobs())
@@ -108,6 +113,7 @@ def run_prediction(
     array = np.asarray(frames, dtype=np.float32)
     model = make_model()
     view = find_field_of_view(array)  # once, for the network, the border and the notes
+    tally: dict[str, int] = {}
     labels = predict_sequence(
         array,
         model,
@@ -117,6 +123,7 @@ def run_prediction(
         frame_time_ms=frame_time_ms,
         mirrored=mirrored,
         field_of_view=view,
+        tally=tally,
     )
     moved = 0
     if refine:
@@ -136,7 +143,7 @@ def run_prediction(
     labels = labels.astype(np.uint8)
     notes = framing_notes(array, frame_time_ms, mirrored, field_of_view=view)
     # the anatomical checks' features, here rather than on the GUI thread at Accept
-    return labels, provenance, moved, shape_features(labels), notes
+    return labels, provenance, moved, shape_features(labels), notes, postprocess_notes(tally)
 
 
 class PredictPanel(ProgressJobMixin, QGroupBox):
@@ -321,9 +328,10 @@ class PredictPanel(ProgressJobMixin, QGroupBox):
 
     # -- worker callbacks (GUI thread) ------------------------------------------------------
     def _on_returned(
-        self, output: tuple[np.ndarray, FrameProvenance, int, ShapeFeatures, list[str]]
+        self,
+        output: tuple[np.ndarray, FrameProvenance, int, ShapeFeatures, list[str], list[str]],
     ) -> None:
-        labels, provenance, moved, shapes, notes = output
+        labels, provenance, moved, shapes, notes, cleaned = output
         if not self.session.is_loaded or self.session.sequence is not self._job_sequence:
             self.status_label.setText("The layers changed while predicting; result discarded.")
             return
@@ -335,6 +343,7 @@ class PredictPanel(ProgressJobMixin, QGroupBox):
         mean = float(np.mean(self.session.second_source.disagreement))
         refined = f"; LV border refined on {moved} frames" if self._job_refine else ""
         shown = f" Shown to the network: {'; '.join(notes)}." if notes else ""
+        shown += f" Post-processing: {'; '.join(cleaned)}." if cleaned else ""
         self.status_label.setText(
             f"Predicted {labels.shape[0]} frames ({provenance.model} {provenance.version}"
             f"{refined}); mean disagreement with the current labels {mean:.2f}.{shown} "
