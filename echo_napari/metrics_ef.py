@@ -65,8 +65,30 @@ from echo_napari.sequence import LabelClass
 #: %: above this a "beat" is an LV lost at end-systole (ESV < EDV / 10), not a heart.
 MAX_PLAUSIBLE_EF = 90.0
 
-#: frames at 50 frames/s (160 ms): a shorter ED→ES is a glitch of the curve, not a systole.
+#: ms: a shorter ED→ES is a glitch of the curve, not a systole.
+MIN_SYSTOLE_MS = 160.0
+
+#: :data:`MIN_SYSTOLE_MS` in frames at 50 frames/s, the rate beats are searched at.
 MIN_SYSTOLE_FRAMES = 8
+
+
+def long_enough(
+    pairs: list[tuple[int, int]], min_frames: float = MIN_SYSTOLE_FRAMES
+) -> list[bool]:
+    """Per (ED, ES) pair, whether its ED→ES lasts a systole: at least ``min_frames``,
+    judged only when some pair does (a clip of a few frames, CAMUS's ED-to-ES half cycles
+    at an unknown rate, may hold nothing longer); a pair with ED after ES (the max/min
+    fallback of :func:`beats_from_curve`) has no duration to judge.
+
+    Parameters
+    ----------
+    pairs : (ed_index, es_index) frame pairs
+    min_frames : shortest systole, frames
+    """
+    lengths = [es - ed for ed, es in pairs]
+    if not any(n >= min_frames for n in lengths):
+        return [True] * len(pairs)
+    return [not 0 <= n < min_frames for n in lengths]
 
 
 @dataclass(frozen=True)
@@ -269,18 +291,13 @@ def ef_by_beats(
         # a sample between a present and a lost frame is lost
         present = sample_in_time(present.astype(np.float32), positions) >= 1.0 - 1e-6
     curve, found = beats_where_present(volumes, present, sigma_frames, min_distance)
-    # Short "beats" are judged only beside a real one: a clip of a few frames (CAMUS's
-    # ED-to-ES half cycles, frame rate unknown) may hold nothing longer.
-    judge_length = any(es - ed >= MIN_SYSTOLE_FRAMES for ed, es in found)
     beats, rejected = [], []
-    for ed, es in found:
+    for (ed, es), lasts in zip(found, long_enough(found), strict=True):
         edv, esv = curve[ed], curve[es]
         ef = 100.0 * (edv - esv) / edv if edv > 0 else float("nan")
-        # The fallback max/min pair may have ED after ES: no duration to judge there.
-        too_short = judge_length and 0 <= es - ed < MIN_SYSTOLE_FRAMES
         if resample:
             ed, es = (min(int(round(positions[i])), n - 1) for i in (ed, es))
-        plausible = np.isfinite(ef) and ef <= MAX_PLAUSIBLE_EF and not too_short
+        plausible = np.isfinite(ef) and ef <= MAX_PLAUSIBLE_EF and lasts
         (beats if plausible else rejected).append((ed, es, ef))
     if resample:
         curve = np.interp(clip_positions(n, frame_time_ms), np.arange(curve.size), curve)

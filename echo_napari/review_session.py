@@ -457,17 +457,19 @@ class ReviewSession:
         """Set ED and ES from the LV cavity area curve.
 
         ED/ES are one beat's filling peak and trough (the beat of median area change: a
-        representative one), so that a clip of several beats does not pair the largest and
-        smallest frames of different beats. Beats are searched within the stretches of
-        labelled frames with an LV (:func:`~echo_napari.metrics_ef.beats_where_present`:
-        frames where the LV is lost or not yet labelled are no beat); with no clear beat,
-        ED/ES are the largest and smallest labelled frames.
+        representative one; a "beat" shorter than a systole beside longer ones, a glitch of
+        the curve, is not one: :func:`~echo_napari.metrics_ef.long_enough`), so that a clip
+        of several beats does not pair the largest and smallest frames of different beats.
+        Beats are searched within the stretches of labelled frames with an LV
+        (:func:`~echo_napari.metrics_ef.beats_where_present`: frames where the LV is lost or
+        not yet labelled are no beat); with no clear beat, ED/ES are the largest and
+        smallest labelled frames.
 
         Returns
         -------
         (ed_index, es_index)
         """
-        from echo_napari.metrics_ef import beats_where_present
+        from echo_napari.metrics_ef import MIN_SYSTOLE_MS, beats_where_present, long_enough
         from echo_napari.metrics_plausibility import collapsed_frames
         from echo_napari.metrics_volume import ed_es_from_curve
         from echo_napari.sequence import LabelClass
@@ -482,6 +484,9 @@ class ReviewSession:
         if present.sum() >= 3:
             smooth, found = beats_where_present(curve, present, 1.0)
             beats = [(d, s) for d, s in found if d < s and present[d] and present[s]]
+            frame_ms = self.sequence.frame_time_ms or 20.0  # unknown: read as 50 frames/s
+            systoles = long_enough(beats, MIN_SYSTOLE_MS / frame_ms)
+            beats = [b for b, ok in zip(beats, systoles, strict=True) if ok]
             if beats:
                 change = [1.0 - smooth[s] / smooth[d] for d, s in beats]
                 ed, es = beats[int(np.argsort(change)[(len(beats) - 1) // 2])]

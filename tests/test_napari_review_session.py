@@ -304,3 +304,17 @@ def test_disagreement_of_large_frames_is_taken_on_a_subsampled_grid(monkeypatch)
     full = label_disagreement(a, b)
     assert full[0] > 0.03 and full[1] == 0.0
     np.testing.assert_allclose(fast, full, atol=0.01)
+
+
+def test_phase_detection_passes_over_a_beat_shorter_than_a_systole():
+    # Five beats; on three of them the LV is cut short for three frames just after ED (as
+    # the mitral-plane cut does to frames drawn over the atrium): deeper than their beat's
+    # trough, 2-4 frames after its "ED". No heart ejects in 60 ms.
+    seq = _beating_clip(peak=(9.5, 10.0, 10.2, 10.3, 10.8), trough=(7.0, 7.5, 7.2, 7.4, 6.0))
+    yy, xx = np.mgrid[:48, :48]
+    small = np.hypot(yy - 19.2, xx - 24.0) <= 6.0  # a third of the ED area: not "lost"
+    for t in (22, 23, 24, 42, 43, 44, 62, 63, 64):
+        seq.labels[t][seq.labels[t] == 1] = 2
+        seq.labels[t][small] = 1
+    ed, es = ReviewSession(seq).detect_phases()
+    assert ed == 80 and 88 <= es <= 90  # the one beat left whole
