@@ -258,7 +258,11 @@ def test_summary_shows_the_beat_ef_the_command_line_reports(make_napari_viewer, 
     _add_sequence(viewer, seq)
     dock = _dock(viewer)
     qtbot.waitUntil(lambda: "beats: EF" in dock.info_label.text(), timeout=5000)
-    shown = f"beats: EF {expected.ef:.1f} % (mean of {len(expected.beats)} beats, area-length)"
+    values = [ef for _, _, ef in expected.beats]
+    shown = (
+        f"beats: EF {expected.ef:.1f} % (mean of {len(expected.beats)} beats, "
+        f"{min(values):.0f}–{max(values):.0f}, area-length)"
+    )
     assert shown in dock.info_label.text() and len(expected.beats) >= 2
     # the LV erased on most frames: no beats to measure, the text goes (not a stale EF)
     labels = dock.session.labels

@@ -32,7 +32,8 @@ def beat_ef_text(
     spacing: tuple[float, float] | None,
     frame_time_ms: float | None = None,
 ) -> str:
-    """Summary text of the clip's beat EF ("" when no beat is found).
+    """Summary text of the clip's beat EF and the range of its beats' EFs ("" when no beat
+    is found).
 
     Parameters
     ----------
@@ -49,7 +50,12 @@ def beat_ef_text(
     if n == 0:
         lost = bool(result.rejected) and bool(np.any(result.curve > 0))
         return "beats: no EF (no plausible beat: LV lost at end-systole?)" if lost else ""
-    over = "1 beat" if n == 1 else f"mean of {n} beats"
+    if n == 1:
+        over = "1 beat"
+    else:
+        # the spread tells whether the beats agree (arrhythmia, or a beat badly segmented)
+        values = [ef for _, _, ef in result.beats]
+        over = f"mean of {n} beats, {min(values):.0f}–{max(values):.0f}"
     return f"beats: EF {result.ef:.1f} % ({over}, area-length)"
 
 
