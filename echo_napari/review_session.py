@@ -565,11 +565,16 @@ class ReviewSession:
         return self.plausibility.plausible_share(among=shapes.labelled)
 
     def implausibility_reasons(self, frame: int) -> list[str]:
-        """Why ``frame`` is anatomically implausible, as of the last
-        :meth:`suspicion_scores` (empty when it is not, or before any ranking)."""
-        if self.plausibility is None or not 0 <= frame < self.plausibility.score.size:
-            return []
-        return self.plausibility.reasons(frame)
+        """Why ``frame`` is implausible: the anatomical checks, as of the last
+        :meth:`suspicion_scores`, then an LV area jump against a neighbouring frame
+        (:func:`echo_napari.metrics_jumps.lv_area_jump`); empty when there is none."""
+        from echo_napari.metrics_jumps import lv_area_jump
+
+        reasons = []
+        if self.plausibility is not None and 0 <= frame < self.plausibility.score.size:
+            reasons = self.plausibility.reasons(frame)
+        jump = lv_area_jump(self.areas[:, 1], self.areas[:, 3], frame, self.sequence.frame_time_ms)
+        return reasons + ([jump] if jump else [])
 
     def suspicious_frames(self, min_score: float = 0.05) -> list[int]:
         """Frames scoring ≥ ``min_score`` in :meth:`suspicion_scores`, most suspicious first."""

@@ -318,3 +318,14 @@ def test_phase_detection_passes_over_a_beat_shorter_than_a_systole():
         seq.labels[t][small] = 1
     ed, es = ReviewSession(seq).detect_phases()
     assert ed == 80 and 88 <= es <= 90  # the one beat left whole
+
+
+def test_a_frame_whose_lv_jumps_says_so():
+    seq = _beating_clip(peak=(9.5, 10.0, 10.2), trough=(5.5, 6.5, 6.0))
+    session = ReviewSession(seq)
+    assert all(not session.implausibility_reasons(t) for t in range(60))
+    yy, xx = np.mgrid[:48, :48]
+    session.labels[25][np.hypot(yy - 19.2, xx - 24.0) <= 4.0] = 2  # the cavity cut away
+    session.refresh_areas(25)
+    reasons = session.implausibility_reasons(25)
+    assert len(reasons) == 1 and reasons[0].startswith("LV area -")

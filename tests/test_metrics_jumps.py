@@ -1,0 +1,36 @@
+"""LV area jumps between consecutive frames."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from echo_napari.metrics_jumps import lv_area_jump
+
+
+def test_a_beating_curve_has_no_jump_and_a_swap_is_named():
+    t = np.arange(100)
+    lv = 1000 + 300 * np.cos(2 * np.pi * t / 40)  # ≤ 5 % per frame
+    la = 800 - 100 * np.cos(2 * np.pi * t / 40)
+    assert all(lv_area_jump(lv, la, f) is None for f in range(100))
+    # frames 30-39: the LV drawn over the atrium (it gains what the LA loses)
+    lv[30:40] += 600
+    la[30:40] -= 500
+    assert lv_area_jump(lv, la, 35) is None  # inside the stretch, nothing moves fast
+    first = lv_area_jump(lv, la, 30)
+    assert first.startswith("LV area +") and "against frame 29" in first
+    assert "while the LA shrinks" in first
+    assert "LA grows" in lv_area_jump(lv, la, 40)  # the LA back, the LV smaller
+    # a jump of the LV alone is named as such
+    lv[70] *= 1.6
+    assert "faster than a heart moves" in lv_area_jump(lv, la, 70)
+    # no LV on a frame: nothing to compare
+    lv[50] = 0
+    assert lv_area_jump(lv, la, 50) is None and lv_area_jump(lv, la, 51) is None
+
+
+def test_the_limit_grows_with_the_time_between_frames():
+    lv = np.array([1000.0, 1500.0])  # +50 % in one frame
+    la = np.array([500.0, 500.0])
+    assert lv_area_jump(lv, la, 1, frame_time_ms=20.0)
+    assert lv_area_jump(lv, la, 1, frame_time_ms=40.0) is None  # 2 × 20 ms: ≤ 1.35²
+    assert lv_area_jump(lv, la, 1) == lv_area_jump(lv, la, 1, frame_time_ms=20.0)
