@@ -56,7 +56,8 @@ def lv_area_jump(
     if other is None:
         return None
     d_lv, d_la = lv[frame] - lv[other], la[frame] - la[other]
-    text = f"LV area {100 * (lv[frame] / lv[other] - 1):+.0f} % against frame {other}"
+    # no-break spaces: a wrapping label never parts a value from its unit
+    text = f"LV area {100 * (lv[frame] / lv[other] - 1):+.0f}\u00a0% against frame\u00a0{other}"
     if d_lv * d_la < 0 and abs(d_la) >= SWAP_SHARE * abs(d_lv):
         way = "shrinks" if d_la < 0 else "grows"
         return f"{text} while the LA {way} (LV drawn over the atrium, or the LA into the LV?)"

@@ -17,7 +17,7 @@ def test_a_beating_curve_has_no_jump_and_a_swap_is_named():
     la[30:40] -= 500
     assert lv_area_jump(lv, la, 35) is None  # inside the stretch, nothing moves fast
     first = lv_area_jump(lv, la, 30)
-    assert first.startswith("LV area +") and "against frame 29" in first
+    assert first.startswith("LV area +") and "against frame\u00a029" in first
     assert "while the LA shrinks" in first
     assert "LA grows" in lv_area_jump(lv, la, 40)  # the LA back, the LV smaller
     # a jump of the LV alone is named as such
