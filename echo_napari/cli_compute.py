@@ -179,7 +179,7 @@ def predict_one(item: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
         backend = get_backend(
             "dirnet", device=options.get("device"), threads=options.get("threads")
         )
-        fix = repair_implausible_frames(frames, labels, backend)
+        fix = repair_implausible_frames(frames, labels, backend, frame_time_ms=seq.frame_time_ms)
         labels, repaired = fix.labels, fix.repaired.tolist()
         carried = propagated_provenance(backend, "dirnet")
         for t in repaired:
@@ -194,7 +194,7 @@ def predict_one(item: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
         if seq.n_frames >= 3 and lv.any()
         else float("nan")
     )
-    checks = frame_plausibility(labels)
+    checks = frame_plausibility(labels, frame_time_ms=seq.frame_time_ms)
     return {
         "frames": seq.n_frames,
         "model": model.version,

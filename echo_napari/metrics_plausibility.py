@@ -16,8 +16,9 @@ per frame:
   frames). Orientation-free, so it holds for any probe orientation or image flip;
 * **displaced** — the cavity lies away from where the LV is on the frames around it: less
   than ``MIN_IN_PLACE`` of it (on a coarse grid, :data:`PLACE_GRID` cells a side) lies
-  where at least half of the LV frames within :data:`PLACE_WINDOW` frames either side have
-  LV (the LV drawn over the atrium or a neighbouring chamber, a fragment in fog). The score
+  where at least half of the LV frames within :data:`PLACE_WINDOW_MS` either side have LV
+  (:data:`PLACE_WINDOW` frames at 50 frames/s or with no frame time; the LV drawn over the
+  atrium or a neighbouring chamber, a fragment in fog). The score
   rises linearly from 0 at ``MIN_IN_PLACE + 0.2`` to 1 at ``MIN_IN_PLACE − 0.2``; frames
   with fewer than :data:`PLACE_MIN_NEIGHBOURS` LV frames around them are not judged (a
   sparsely keyframed session);
@@ -75,6 +76,9 @@ PLACE_GRID = 32
 #: frames either side that define where the LV usually is (~1 s at 50 fps: longer than
 #: the few end-systolic frames a misplaced cavity lasts, shorter than a change of view)
 PLACE_WINDOW = 25
+
+#: :data:`PLACE_WINDOW` in ms, for clips at other frame rates (:func:`place_window`)
+PLACE_WINDOW_MS = 500.0
 
 #: LV frames around a frame needed to judge where the LV usually is
 PLACE_MIN_NEIGHBOURS = 5
@@ -293,6 +297,15 @@ def running_counts(grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return counts, frames
 
 
+def place_window(frame_time_ms: float | None) -> int:
+    """Frames either side that define where the LV usually is: :data:`PLACE_WINDOW_MS`
+    at the clip's frame rate (:data:`PLACE_WINDOW` when the frame time is unknown, as at
+    50 frames/s)."""
+    if not frame_time_ms or frame_time_ms <= 0:
+        return PLACE_WINDOW
+    return max(2, int(round(PLACE_WINDOW_MS / frame_time_ms)))
+
+
 def usual_place(
     counts: np.ndarray,
     frames: np.ndarray,
@@ -342,29 +355,38 @@ def in_place_share(
 
 
 def displaced_frames(
-    lv_grid: np.ndarray, present: np.ndarray, min_in_place: float = MIN_IN_PLACE
+    lv_grid: np.ndarray,
+    present: np.ndarray,
+    min_in_place: float = MIN_IN_PLACE,
+    window: int = PLACE_WINDOW,
 ) -> np.ndarray:
     """(T,) float64 **displaced** score (module docstring): 0 from ``min_in_place + 0.2``
-    of the LV in place, 1 at ``min_in_place − 0.2`` and below; 0 where not judged."""
-    share = in_place_share(lv_grid, present)
+    of the LV in place, 1 at ``min_in_place − 0.2`` and below; 0 where not judged;
+    ``window`` frames either side define where the LV usually is."""
+    share = in_place_share(lv_grid, present, window)
     score = np.clip((min_in_place + 0.2 - share) / 0.4, 0.0, 1.0)
     return np.where(np.isfinite(share), score, 0.0)
 
 
-def displaced_lv_frames(labels: np.ndarray, min_pixels: int = 10) -> np.ndarray:
+def displaced_lv_frames(
+    labels: np.ndarray, min_pixels: int = 10, frame_time_ms: float | None = None
+) -> np.ndarray:
     """(T,) bool: frames of a label sequence that fail the **displaced** check (less than
     :data:`MIN_IN_PLACE` of the LV where the LV is on the frames around it).
 
     Parameters
     ----------
     labels : (T, H, W) uint8, LabelClass values
+    frame_time_ms : ms between frames, for the window around each frame
+        (:func:`place_window`); None: as at 50 frames/s
     """
     labels = np.asarray(labels)
     if labels.ndim != 3:
         raise SequenceError(f"labels must be (T, H, W); got shape {labels.shape}")
     lv = labels == int(LabelClass.LV_CAVITY)
     present = lv.sum(axis=(1, 2)) >= min_pixels
-    return displaced_frames(coarse_grid(lv), present) >= 0.5
+    window = place_window(frame_time_ms)
+    return displaced_frames(coarse_grid(lv), present, window=window) >= 0.5
 
 
 def shape_features(labels: np.ndarray, min_pixels: int = 10) -> ShapeFeatures:
@@ -479,6 +501,7 @@ def plausibility_from_features(
     collapse_fraction: float = COLLAPSE_FRACTION,
     min_solidity: float = 0.8,
     min_pixels: int = 10,
+    frame_time_ms: float | None = None,
 ) -> Plausibility:
     """The five checks from per-frame features (see :func:`frame_plausibility`)."""
     n = features.lv_pixels.size
@@ -500,7 +523,7 @@ def plausibility_from_features(
         if np.hypot(*median) > 0:
             cosine = directions[known] @ (median / np.hypot(*median))
             atrium_side[known] = (cosine < 0.0).astype(np.float64)
-    displaced = displaced_frames(features.lv_grid, present)
+    displaced = displaced_frames(features.lv_grid, present, window=place_window(frame_time_ms))
     return Plausibility(
         collapse,
         concavity,
@@ -526,6 +549,7 @@ def frame_plausibility(
     collapse_fraction: float = COLLAPSE_FRACTION,
     min_solidity: float = 0.8,
     min_pixels: int = 10,
+    frame_time_ms: float | None = None,
 ) -> Plausibility:
     """Score every frame of a label sequence (see the module docstring).
 
@@ -535,11 +559,17 @@ def frame_plausibility(
     collapse_fraction : LV area below this fraction of the 95th-percentile area collapses
     min_solidity : LV solidity below this starts to score as concave
     min_pixels : fewer LV pixels than this is no LV
+    frame_time_ms : ms between frames: the **displaced** check looks
+        :data:`PLACE_WINDOW_MS` either side (:func:`place_window`); None: as at 50 frames/s
 
     Returns
     -------
     Plausibility; all zeros for a sequence with no LV anywhere (nothing to judge)
     """
     return plausibility_from_features(
-        shape_features(labels, min_pixels), collapse_fraction, min_solidity, min_pixels
+        shape_features(labels, min_pixels),
+        collapse_fraction,
+        min_solidity,
+        min_pixels,
+        frame_time_ms,
     )

@@ -141,7 +141,8 @@ def evaluate_sequence(
         if shape[0] >= 3 and pred.any()
         else np.nan
     )
-    summary["plausible_pct_pred"] = 100.0 * frame_plausibility(pred).plausible_share()
+    checks = frame_plausibility(pred, frame_time_ms=reference.frame_time_ms)
+    summary["plausible_pct_pred"] = 100.0 * checks.plausible_share()
     reference_facts = reference.metadata.get("reference") or {}
     summary["ef_file"] = float(reference_facts.get("EF", np.nan))
 

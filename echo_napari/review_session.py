@@ -527,7 +527,9 @@ class ReviewSession:
         if self.second_source is not None:
             scores = np.maximum(scores, self.second_source.disagreement)
         if self.sequence.labels is not None:
-            self.plausibility = plausibility_from_features(self._current_shapes())
+            self.plausibility = plausibility_from_features(
+                self._current_shapes(), frame_time_ms=self.sequence.frame_time_ms
+            )
             scores = np.maximum(scores, self.plausibility.score)
         scores[sorted(self.sequence.keyframes)] = 0.0
         return scores
@@ -561,7 +563,9 @@ class ReviewSession:
         shapes = self._current_shapes()
         if not shapes.labelled.any():
             return None
-        self.plausibility = plausibility_from_features(shapes)
+        self.plausibility = plausibility_from_features(
+            shapes, frame_time_ms=self.sequence.frame_time_ms
+        )
         return self.plausibility.plausible_share(among=shapes.labelled)
 
     def implausibility_reasons(self, frame: int) -> list[str]:

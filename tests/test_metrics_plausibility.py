@@ -185,3 +185,21 @@ def test_an_lv_drawn_around_the_atrium_is_flagged():
     assert np.flatnonzero(result.atrium_enclosed >= 0.5).tolist() == [6]
     assert "LV drawn around the LA (over the atrium?)" in result.reasons(6)
     assert result.plausible_share() == pytest.approx(11 / 12)
+
+
+def test_the_displaced_check_looks_half_a_second_either_side_at_any_frame_rate():
+    from echo_napari.metrics_plausibility import PLACE_WINDOW, displaced_lv_frames, place_window
+
+    assert place_window(None) == place_window(20.0) == PLACE_WINDOW  # 50 frames/s
+    assert place_window(40.0) == 12  # 25 frames/s: 12.5 frames, rounded to even
+    assert place_window(10.0) == 2 * PLACE_WINDOW
+    # a clip whose view moves away for 20 frames: at 50 frames/s (0.4 s) the moved frames
+    # are the minority within ±25 frames and fail; at 25 frames/s the same 20 frames last
+    # 0.8 s, longer than the ±12-frame window, and are a view of their own
+    labels = _heart(n=80)
+    labels[30:50] = np.roll(labels[30:50], 20, axis=2)
+    at_50 = displaced_lv_frames(labels, frame_time_ms=20.0)
+    at_25 = displaced_lv_frames(labels, frame_time_ms=40.0)
+    assert at_50[30:50].any() and not at_50[:30].any()
+    assert not at_25.any()
+    np.testing.assert_array_equal(displaced_lv_frames(labels), at_50)

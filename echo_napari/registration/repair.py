@@ -60,6 +60,7 @@ def repair_implausible_frames(
     threshold: float = 0.5,
     progress: Progress | None = None,
     protected: Iterable[int] = (),
+    frame_time_ms: float | None = None,
 ) -> Repair:
     """Re-draw the frames that fail the anatomical checks from the frames that pass.
 
@@ -73,6 +74,8 @@ def repair_implausible_frames(
     progress : callable(done, total) over the registration of the frame pairs
     protected : frames never re-drawn whatever their checks say (a reviewer's keyframes);
         the labelled ones are carried from like the passing frames
+    frame_time_ms : ms between frames, for the checks' window around each frame
+        (:func:`echo_napari.metrics_plausibility.place_window`); None: as at 50 frames/s
 
     Returns
     -------
@@ -85,7 +88,7 @@ def repair_implausible_frames(
         raise SequenceError(
             f"frames {np.shape(frames)} and labels {labels.shape} must have the same shape"
         )
-    before = frame_plausibility(labels)
+    before = frame_plausibility(labels, frame_time_ms=frame_time_ms)
     keep = np.zeros(labels.shape[0], dtype=bool)
     keep[[int(t) for t in protected]] = True
     labelled = labels.reshape(labels.shape[0], -1).any(axis=1)
@@ -99,5 +102,5 @@ def repair_implausible_frames(
     carried = propagate_from_keyframes(fields, {int(t): labels[t] for t in passing})
     out = labels.copy()
     out[failing] = carried.labels[failing]
-    after = frame_plausibility(out).plausible_share(threshold)
+    after = frame_plausibility(out, frame_time_ms=frame_time_ms).plausible_share(threshold)
     return Repair(out, failing.astype(np.int64), np.zeros(0, np.int64), share, after)

@@ -26,7 +26,12 @@ from echo_napari.frame_rate import (
     reference_positions,
     sample_in_time,
 )
-from echo_napari.metrics_plausibility import displaced_lv_frames, view_lost_frames
+from echo_napari.metrics_plausibility import (
+    PLACE_WINDOW,
+    displaced_lv_frames,
+    place_window,
+    view_lost_frames,
+)
 from echo_napari.segmentation.boundary import n_reports, refine_lv_boundary
 from echo_napari.segmentation.lv_continuity import atrium_pieces_in_lv_place, misplaced_lv_pieces
 from echo_napari.segmentation.masks import (
@@ -224,7 +229,9 @@ def probabilities_to_labels(
     return out
 
 
-def drop_misplaced_lv(labels: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
+def drop_misplaced_lv(
+    labels: np.ndarray, probabilities: np.ndarray, window: int = PLACE_WINDOW
+) -> np.ndarray:
     """Relabel the LV pieces that lie where the LV seldom is on the frames around them
     (:func:`~echo_napari.segmentation.lv_continuity.misplaced_lv_pieces`) as the likelier
     of background and LA — such a piece is the atrium taken for the ventricle.
@@ -233,12 +240,13 @@ def drop_misplaced_lv(labels: np.ndarray, probabilities: np.ndarray) -> np.ndarr
     ----------
     labels : (T, H, W) uint8, the argmax of ``probabilities``
     probabilities : (T, C, S, S) float, as :func:`predict_probabilities` returns
+    window : frames either side that define where the LV usually is
 
     Returns
     -------
     (T, H, W) uint8, a copy when anything changed
     """
-    misplaced = misplaced_lv_pieces(labels)
+    misplaced = misplaced_lv_pieces(labels, window)
     frames = np.flatnonzero(misplaced.any(axis=(1, 2)))
     if frames.size == 0:
         return labels
@@ -504,9 +512,10 @@ def _segment(
     if resample:
         probs = sample_in_time(probs, clip_positions(n_frames, frame_time_ms))
     labels = probabilities_to_labels(probs, (height, width))
+    window = place_window(frame_time_ms)  # ~0.5 s either side at any frame rate
     if postprocess:
-        labels = drop_misplaced_lv(labels, probs)
-        labels[atrium_pieces_in_lv_place(labels)] = LabelClass.LV_CAVITY
+        labels = drop_misplaced_lv(labels, probs, window)
+        labels[atrium_pieces_in_lv_place(labels, window)] = LabelClass.LV_CAVITY
         labels = postprocess_labels(labels)
         beyond = lv_beyond_mitral_plane(labels)
         tally["cut_at_mitral_plane"] = int(np.count_nonzero(beyond.any(axis=(1, 2))))
@@ -516,7 +525,7 @@ def _segment(
     if clear_lost_view and n_frames > 1:
         lost = view_lost_frames(labels)
         labels[lost] = LabelClass.BACKGROUND
-        displaced = displaced_lv_frames(labels)
+        displaced = displaced_lv_frames(labels, frame_time_ms=frame_time_ms)
         labels[displaced] = LabelClass.BACKGROUND
         tally["view_lost"] = int(np.count_nonzero(lost))
         tally["lv_displaced"] = int(np.count_nonzero(displaced))

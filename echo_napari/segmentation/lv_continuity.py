@@ -38,7 +38,9 @@ from echo_napari.segmentation.masks import label_per_frame
 from echo_napari.sequence import LabelClass
 
 #: frames either side that define where the LV "usually" is (~1 s at EchoNet's 50 fps:
-#: longer than the few end-systolic frames a misplaced piece lasts, shorter than a view).
+#: longer than the few end-systolic frames a misplaced piece lasts, shorter than a view);
+#: ``predict_sequence`` passes the same 0.5 s at the clip's own rate
+#: (:func:`echo_napari.metrics_plausibility.place_window`).
 WINDOW_FRAMES = 25
 
 #: pixels the score grid has along its longer side (the score is a share, so a coarse grid

@@ -91,6 +91,7 @@ def run_repair(
     fields_provenance: FrameProvenance | None = None,
     progress: Callable[[str, int, int], None] | None = None,
     cancel: threading.Event | None = None,
+    frame_time_ms: float | None = None,
 ) -> PropagationOutput:
     """The Repair job body (worker thread): re-draw the frames that fail the anatomical
     checks from the passing frames and the keyframes, by registration
@@ -103,6 +104,7 @@ def run_repair(
     keyframes : frames never re-drawn (the reviewer's)
     make_backend : builds the registration backend (only when ``fields`` is None)
     fields, fields_provenance : cached PairwiseFields of these frames and who made them
+    frame_time_ms : ms between frames (the anatomical checks' window), or None
     """
     from echo_napari.registration.backends import propagated_provenance
     from echo_napari.registration.propagation import pairwise_fields
@@ -117,7 +119,9 @@ def run_repair(
         provenance = propagated_provenance(backend, backend_name)
         fields = pairwise_fields(array, backend, progress=reporter("registering frame pairs"))
     reporter("re-drawing implausible frames")(0, 1)
-    fix = repair_implausible_frames(array, labels, fields=fields, protected=keyframes)
+    fix = repair_implausible_frames(
+        array, labels, fields=fields, protected=keyframes, frame_time_ms=frame_time_ms
+    )
     written = fix.repaired.tolist()
     shapes = shape_features(fix.labels[written]) if written else None
     return PropagationOutput(fields, fix, tuple(written), provenance, shapes)
@@ -339,6 +343,7 @@ class PropagatePanel(ProgressJobMixin, QGroupBox):
             fields_provenance=previous[1] if previous is not None else None,
             progress=self._relay.progress.emit,
             cancel=self._cancel,
+            frame_time_ms=self.session.sequence.frame_time_ms,
             _start_thread=False,
             _ignore_errors=True,
         )
