@@ -53,6 +53,7 @@ from scipy import ndimage, signal
 
 from echo_napari.errors import SequenceError
 from echo_napari.frame_rate import (
+    REFERENCE_FRAME_TIME_MS,
     clip_positions,
     needs_resampling,
     reference_positions,
@@ -68,8 +69,8 @@ MAX_PLAUSIBLE_EF = 90.0
 #: ms: a shorter ED→ES is a glitch of the curve, not a systole.
 MIN_SYSTOLE_MS = 160.0
 
-#: :data:`MIN_SYSTOLE_MS` in frames at 50 frames/s, the rate beats are searched at.
-MIN_SYSTOLE_FRAMES = 8
+#: :data:`MIN_SYSTOLE_MS` in frames at 50 frames/s, the rate beats are searched at (8).
+MIN_SYSTOLE_FRAMES = round(MIN_SYSTOLE_MS / REFERENCE_FRAME_TIME_MS)
 
 
 def long_enough(

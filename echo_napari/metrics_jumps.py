@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from echo_napari.frame_rate import REFERENCE_FRAME_TIME_MS
+
 #: ratio of the LV areas of two frames 20 ms apart above which the step is no heart's
 MAX_LV_STEP = 1.35
 
@@ -46,7 +48,8 @@ def lv_area_jump(
     la = np.asarray(la_area, dtype=np.float64)
     if not 0 <= frame < lv.size or lv[frame] <= 0:
         return None
-    limit = np.log(MAX_LV_STEP) * max(1.0, (frame_time_ms or 20.0) / 20.0)
+    frame_ms = frame_time_ms or REFERENCE_FRAME_TIME_MS
+    limit = np.log(MAX_LV_STEP) * max(1.0, frame_ms / REFERENCE_FRAME_TIME_MS)
     best, other = 0.0, None
     for neighbour in (frame - 1, frame + 1):
         if 0 <= neighbour < lv.size and lv[neighbour] > 0:

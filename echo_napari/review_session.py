@@ -469,6 +469,7 @@ class ReviewSession:
         -------
         (ed_index, es_index)
         """
+        from echo_napari.frame_rate import REFERENCE_FRAME_TIME_MS
         from echo_napari.metrics_ef import MIN_SYSTOLE_MS, beats_where_present, long_enough
         from echo_napari.metrics_plausibility import collapsed_frames
         from echo_napari.metrics_volume import ed_es_from_curve
@@ -484,7 +485,8 @@ class ReviewSession:
         if present.sum() >= 3:
             smooth, found = beats_where_present(curve, present, 1.0)
             beats = [(d, s) for d, s in found if d < s and present[d] and present[s]]
-            frame_ms = self.sequence.frame_time_ms or 20.0  # unknown: read as 50 frames/s
+            # an unknown frame time reads as 50 frames/s, as everywhere
+            frame_ms = self.sequence.frame_time_ms or REFERENCE_FRAME_TIME_MS
             systoles = long_enough(beats, MIN_SYSTOLE_MS / frame_ms)
             beats = [b for b, ok in zip(beats, systoles, strict=True) if ok]
             if beats:
