@@ -275,7 +275,9 @@ def ef_by_beats(
         samples found. On the 24 shared EchoNet videos taken every other frame (25 /s),
         with the network also given the clip at 50 /s, EF MAE 12.1 → 7.8
         (``benchmarks/frame_rate.py``; 7.2 on the videos themselves; 12.4 → 8.3 after
-        the mitral-plane cut of :mod:`echo_napari.segmentation.mitral_plane`).
+        the mitral-plane cut of :mod:`echo_napari.segmentation.mitral_plane`; 12.9 → 8.0
+        with the beats shorter than a systole set aside and the anatomical checks' window
+        in ms, against 7.0 on the videos themselves).
     """
     labels = np.asarray(labels)
     if labels.ndim != 3:
