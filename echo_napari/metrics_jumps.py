@@ -8,6 +8,14 @@ change of the segmentation, not of the heart; where the LA changes the other way
 least half as much, the two chambers have traded pixels (the LV drawn over the atrium on
 some frames and not on others, as on 0X64E2…, 0X7D52… or 0X515B…). The review dock says so
 on those frames, beside the anatomical checks of :mod:`echo_napari.metrics_plausibility`.
+
+Where the chambers trade pixels and trade them back within :data:`MAX_FLIP_MS`, the frames
+between are a segmentation flip (:func:`flipped_frames`; the **flip** check of
+:mod:`echo_napari.metrics_plausibility`): no heart goes there and back in 100 ms. On the
+24 shared EchoNet videos 32 frames: 0X1059… 65–68 and 117–120 (the LV drawn down into the
+atrium for four frames), 0X64E2… 187–190 (the LA drawn into the ventricle's base), and
+frames of 0X42FB… and 0XA6BD… (held out). Which side is right is not asked of longer
+stretches (0X64E2… holds two states for 8–13 frames at a time).
 """
 
 from __future__ import annotations
@@ -21,6 +29,65 @@ MAX_LV_STEP = 1.35
 
 #: the LA's change, against the LV's, from which a jump is a trade between the chambers
 SWAP_SHARE = 0.5
+
+#: ms: chambers that trade pixels and trade them back within this have flipped
+MAX_FLIP_MS = 100.0
+
+
+def _limit(frame_time_ms: float | None) -> float:
+    """log of the largest LV area ratio between consecutive frames a heart reaches."""
+    frame_ms = frame_time_ms or REFERENCE_FRAME_TIME_MS
+    return float(np.log(MAX_LV_STEP)) * max(1.0, frame_ms / REFERENCE_FRAME_TIME_MS)
+
+
+def _trade(d_lv: float, d_la: float) -> bool:
+    """Whether LV and LA changes of these sizes are the chambers trading pixels."""
+    return d_lv * d_la < 0 and abs(d_la) >= SWAP_SHARE * abs(d_lv)
+
+
+def trade_steps(
+    lv_area: np.ndarray, la_area: np.ndarray, frame_time_ms: float | None = None
+) -> np.ndarray:
+    """(T,) int: +1 where the LV took pixels from the LA since the frame before (an LV
+    jump of ``MAX_LV_STEP`` or more, the LA shrinking by at least ``SWAP_SHARE`` as much),
+    −1 where the LA took them, 0 elsewhere (and where either chamber is missing).
+
+    Parameters
+    ----------
+    lv_area, la_area : (T,) float, LV cavity and LA area per frame, any one unit
+    frame_time_ms : ms between frames; None reads as 20 (50 frames/s)
+    """
+    lv = np.asarray(lv_area, dtype=np.float64)
+    la = np.asarray(la_area, dtype=np.float64)
+    steps = np.zeros(lv.size, dtype=np.int64)
+    both = (lv > 0) & (la > 0)
+    limit = _limit(frame_time_ms)
+    for t in np.flatnonzero(both[1:] & both[:-1]) + 1:
+        d_lv, d_la = lv[t] - lv[t - 1], la[t] - la[t - 1]
+        if abs(np.log(lv[t] / lv[t - 1])) >= limit and _trade(d_lv, d_la):
+            steps[t] = 1 if d_lv > 0 else -1
+    return steps
+
+
+def flipped_frames(
+    lv_area: np.ndarray, la_area: np.ndarray, frame_time_ms: float | None = None
+) -> np.ndarray:
+    """(T,) bool: frames between two opposite :func:`trade_steps` at most
+    :data:`MAX_FLIP_MS` apart: the chambers flipped there and flipped back.
+
+    Parameters
+    ----------
+    lv_area, la_area : (T,) float, LV cavity and LA area per frame, any one unit
+    frame_time_ms : ms between frames; None reads as 20 (50 frames/s)
+    """
+    steps = trade_steps(lv_area, la_area, frame_time_ms)
+    frame_ms = frame_time_ms or REFERENCE_FRAME_TIME_MS
+    out = np.zeros(steps.size, dtype=bool)
+    at = np.flatnonzero(steps)
+    for start, stop in zip(at[:-1], at[1:], strict=True):
+        if steps[start] == -steps[stop] and (stop - start) * frame_ms <= MAX_FLIP_MS:
+            out[start:stop] = True
+    return out
 
 
 def lv_area_jump(
@@ -48,8 +115,7 @@ def lv_area_jump(
     la = np.asarray(la_area, dtype=np.float64)
     if not 0 <= frame < lv.size or lv[frame] <= 0:
         return None
-    frame_ms = frame_time_ms or REFERENCE_FRAME_TIME_MS
-    limit = np.log(MAX_LV_STEP) * max(1.0, frame_ms / REFERENCE_FRAME_TIME_MS)
+    limit = _limit(frame_time_ms)
     best, other = 0.0, None
     for neighbour in (frame - 1, frame + 1):
         if 0 <= neighbour < lv.size and lv[neighbour] > 0:
@@ -61,7 +127,7 @@ def lv_area_jump(
     d_lv, d_la = lv[frame] - lv[other], la[frame] - la[other]
     # no-break spaces: a wrapping label never parts a value from its unit
     text = f"LV area {100 * (lv[frame] / lv[other] - 1):+.0f}\u00a0% against frame\u00a0{other}"
-    if d_lv * d_la < 0 and abs(d_la) >= SWAP_SHARE * abs(d_lv):
+    if _trade(d_lv, d_la):
         way = "shrinks" if d_la < 0 else "grows"
         return f"{text} while the LA {way} (LV drawn over the atrium, or the LA into the LV?)"
     return f"{text} (faster than a heart moves: a segmentation jump?)"

@@ -1,7 +1,7 @@
 """Anatomical plausibility of a label sequence, frame by frame, without any reference.
 
 A full-cycle segmentation of a real echo can look smooth over time and still be wrong in
-ways a cardiologist sees at a glance. Five checks, each scored 0 (fine) … 1 (implausible)
+ways a cardiologist sees at a glance. Six checks, each scored 0 (fine) … 1 (implausible)
 per frame:
 
 * **collapse** — the LV cavity is missing, or smaller than ``collapse_fraction`` of the
@@ -27,7 +27,11 @@ per frame:
   chambers meet only along the mitral plane, so the LA's border touches the LV along a
   small part of it; an LV drawn over the atrium as well (an off-axis frame), or around
   it, touches it most of the way round. The score rises linearly from 0 at
-  ``MAX_LA_ENCLOSED − 0.1`` to 1 at ``MAX_LA_ENCLOSED + 0.1``.
+  ``MAX_LA_ENCLOSED − 0.1`` to 1 at ``MAX_LA_ENCLOSED + 0.1``;
+* **flip** — the LV and the LA trade pixels (an LV area jump of 35 % or more between
+  frames, the LA changing the other way) and trade them back within 100 ms: the frames
+  between are a segmentation flip, scored 1
+  (:func:`echo_napari.metrics_jumps.flipped_frames`).
 
 Separately, :func:`view_lost_frames` finds the frames of a prediction on which the model
 found no heart at all (probe off the chest, a changed view); the prediction leaves them
@@ -49,6 +53,7 @@ from scipy import ndimage
 from scipy.spatial import ConvexHull, QhullError
 
 from echo_napari.errors import SequenceError
+from echo_napari.metrics_jumps import flipped_frames
 from echo_napari.sequence import LabelClass
 
 #: share of the typical end-diastolic LV area below which a cavity counts as collapsed
@@ -112,9 +117,9 @@ class Plausibility:
 
     Attributes
     ----------
-    collapse, concavity, atrium_side, displaced, atrium_enclosed : the five checks (see
-        the module docstring); ``displaced`` or ``atrium_enclosed`` None: not computed
-        (all zeros)
+    collapse, concavity, atrium_side, displaced, atrium_enclosed, flipped : the six
+        checks (see the module docstring); ``displaced``, ``atrium_enclosed`` or
+        ``flipped`` None: not computed (all zeros)
     labelled : (T,) bool frames with any label (the judged ones), or None (all judged)
     """
 
@@ -124,12 +129,13 @@ class Plausibility:
     labelled: np.ndarray | None = None
     displaced: np.ndarray | None = None
     atrium_enclosed: np.ndarray | None = None
+    flipped: np.ndarray | None = None
 
     @property
     def score(self) -> np.ndarray:
-        """(T,) worst of the five checks per frame."""
+        """(T,) worst of the six checks per frame."""
         worst = np.maximum(np.maximum(self.collapse, self.concavity), self.atrium_side)
-        for optional in (self.displaced, self.atrium_enclosed):
+        for optional in (self.displaced, self.atrium_enclosed, self.flipped):
             if optional is not None:
                 worst = np.maximum(worst, optional)
         return worst
@@ -142,6 +148,7 @@ class Plausibility:
             (self.atrium_side, "LA on another side of the LV than in the other frames"),
             (self.displaced, "LV away from where it is on the frames around it"),
             (self.atrium_enclosed, "LV drawn around the LA (over the atrium?)"),
+            (self.flipped, "LV and LA trade pixels and trade them back within 100 ms (a flip)"),
         )
         return [
             text for values, text in checks if values is not None and values[frame] >= threshold
@@ -208,6 +215,7 @@ class ShapeFeatures:
     lv_grid : (T, PLACE_GRID, PLACE_GRID) bool, where the LV lies (:func:`coarse_grid`)
     la_enclosed : (T,) float64, share of the LA's border touching the LV
         (:func:`la_enclosed_share`; NaN without an LA or an LV)
+    la_pixels : (T,) float64, LA pixels
     """
 
     labelled: np.ndarray
@@ -216,6 +224,7 @@ class ShapeFeatures:
     la_direction: np.ndarray
     lv_grid: np.ndarray
     la_enclosed: np.ndarray
+    la_pixels: np.ndarray
 
     @classmethod
     def blank(cls, n: int) -> ShapeFeatures:
@@ -227,6 +236,7 @@ class ShapeFeatures:
             la_direction=np.full((n, 2), np.nan),
             lv_grid=np.zeros((n, PLACE_GRID, PLACE_GRID), bool),
             la_enclosed=np.full(n, np.nan),
+            la_pixels=np.zeros(n),
         )
 
     def update(self, frames: np.ndarray, other: ShapeFeatures) -> None:
@@ -239,7 +249,15 @@ class ShapeFeatures:
         return ShapeFeatures(*(getattr(self, name)[frames].copy() for name in _FEATURES))
 
 
-_FEATURES = ("labelled", "lv_pixels", "solidity", "la_direction", "lv_grid", "la_enclosed")
+_FEATURES = (
+    "labelled",
+    "lv_pixels",
+    "solidity",
+    "la_direction",
+    "lv_grid",
+    "la_enclosed",
+    "la_pixels",
+)
 
 
 def la_enclosed_share(lv: np.ndarray, la: np.ndarray, reach: int = ENCLOSED_REACH_PX) -> float:
@@ -404,6 +422,7 @@ def shape_features(labels: np.ndarray, min_pixels: int = 10) -> ShapeFeatures:
     for t in np.flatnonzero(features.lv_pixels >= min_pixels):
         features.solidity[t] = _solidity(lv[t])
     la = labels == int(LabelClass.LA)
+    features.la_pixels[:] = la.sum(axis=(1, 2))
     features.la_direction[:], features.la_enclosed[:] = _atrium_from_masks(lv, la, min_pixels)
     return features
 
@@ -503,7 +522,7 @@ def plausibility_from_features(
     min_pixels: int = 10,
     frame_time_ms: float | None = None,
 ) -> Plausibility:
-    """The five checks from per-frame features (see :func:`frame_plausibility`)."""
+    """The six checks from per-frame features (see :func:`frame_plausibility`)."""
     n = features.lv_pixels.size
     atrium_side = np.zeros(n)
     present = features.lv_pixels >= min_pixels
@@ -524,6 +543,9 @@ def plausibility_from_features(
             cosine = directions[known] @ (median / np.hypot(*median))
             atrium_side[known] = (cosine < 0.0).astype(np.float64)
     displaced = displaced_frames(features.lv_grid, present, window=place_window(frame_time_ms))
+    lv_area = np.where(present, features.lv_pixels, 0.0)
+    la_area = np.where(features.la_pixels >= min_pixels, features.la_pixels, 0.0)
+    flipped = flipped_frames(lv_area, la_area, frame_time_ms).astype(np.float64)
     return Plausibility(
         collapse,
         concavity,
@@ -531,6 +553,7 @@ def plausibility_from_features(
         labelled,
         displaced,
         atrium_enclosed_score(features.la_enclosed, present),
+        flipped,
     )
 
 

@@ -66,6 +66,7 @@ class ShapeMemo:
                 PLACE_GRID, PLACE_GRID
             )
             out.la_enclosed[i] = row[6]
+            out.la_pixels[i] = row[7]
         if missing:
             index = np.array(missing)
             computed = shape_features(np.asarray(labels)[index])
@@ -78,6 +79,7 @@ class ShapeMemo:
                     *(float(v) for v in computed.la_direction[j]),
                     np.packbits(computed.lv_grid[j]),
                     float(computed.la_enclosed[j]),
+                    float(computed.la_pixels[j]),
                 )
             while len(self._rows) > self.capacity:
                 self._rows.popitem(last=False)

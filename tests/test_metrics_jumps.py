@@ -34,3 +34,15 @@ def test_the_limit_grows_with_the_time_between_frames():
     assert lv_area_jump(lv, la, 1, frame_time_ms=20.0)
     assert lv_area_jump(lv, la, 1, frame_time_ms=40.0) is None  # 2 × 20 ms: ≤ 1.35²
     assert lv_area_jump(lv, la, 1) == lv_area_jump(lv, la, 1, frame_time_ms=20.0)
+
+
+def test_a_trade_and_back_within_100_ms_is_a_flip():
+    from echo_napari.metrics_jumps import flipped_frames, trade_steps
+
+    lv = np.full(40, 1000.0)
+    la = np.full(40, 500.0)
+    lv[10:13], la[10:13] = 400.0, 1100.0  # the LA takes the LV's base for 3 frames
+    lv[25:35], la[25:35] = 400.0, 1100.0  # ... and for 10 frames: a state, not a flip
+    assert np.flatnonzero(trade_steps(lv, la)).tolist() == [10, 13, 25, 35]
+    assert np.flatnonzero(flipped_frames(lv, la)).tolist() == [10, 11, 12]  # 60 ms
+    assert not flipped_frames(lv, la, frame_time_ms=40.0).any()  # 3 frames = 120 ms

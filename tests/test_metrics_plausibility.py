@@ -203,3 +203,16 @@ def test_the_displaced_check_looks_half_a_second_either_side_at_any_frame_rate()
     assert at_50[30:50].any() and not at_50[:30].any()
     assert not at_25.any()
     np.testing.assert_array_equal(displaced_lv_frames(labels), at_50)
+
+
+def test_a_flip_of_the_chambers_and_back_is_flagged():
+    labels = _heart(n=20)
+    assert frame_plausibility(labels).plausible_share() == 1.0
+    rows = np.arange(64)[:, None]
+    for t in (8, 9):  # the LA drawn into the LV's lower half for 40 ms, then back
+        labels[t][(labels[t] == 1) & (rows > 26)] = 3
+    result = frame_plausibility(labels)
+    assert np.flatnonzero(result.flipped).tolist() == [8, 9]
+    assert "LV and LA trade pixels and trade them back within 100 ms (a flip)" in result.reasons(8)
+    # at 10 frames/s, 100 ms apart, such steps are within what a heart does
+    assert not frame_plausibility(labels, frame_time_ms=100.0).flipped.any()

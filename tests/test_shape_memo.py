@@ -11,7 +11,7 @@ from echo_napari.shape_memo import ShapeMemo, frame_digests
 
 
 def _assert_same(a, b):
-    for name in ("labelled", "lv_pixels", "solidity", "la_direction", "la_enclosed"):
+    for name in ("labelled", "lv_pixels", "solidity", "la_direction", "la_enclosed", "la_pixels"):
         np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
 
 
