@@ -12,10 +12,11 @@ on those frames, beside the anatomical checks of :mod:`echo_napari.metrics_plaus
 Where the chambers trade pixels and trade them back within :data:`MAX_FLIP_MS`, the frames
 between are a segmentation flip (:func:`flipped_frames`; the **flip** check of
 :mod:`echo_napari.metrics_plausibility`): no heart goes there and back in 100 ms. On the
-24 shared EchoNet videos 32 frames: 0X1059… 65–68 and 117–120 (the LV drawn down into the
-atrium for four frames), 0X64E2… 187–190 (the LA drawn into the ventricle's base), and
-frames of 0X42FB… and 0XA6BD… (held out). Which side is right is not asked of longer
-stretches (0X64E2… holds two states for 8–13 frames at a time).
+24 shared EchoNet videos 40 frames: 0X1059… 15 (65–68: the LV drawn down into the atrium
+for four frames), 0X64E2… 5 (187–190: the LA drawn into the ventricle's base), 0X5A7C… 1
+(an LA blob inside the LV's base), and 17 of 0X42FB… and 2 of 0XA6BD… (held out). Which
+side is right is not asked of longer stretches (0X64E2… holds two states for 8–13 frames
+at a time).
 """
 
 from __future__ import annotations

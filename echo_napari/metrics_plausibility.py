@@ -53,6 +53,7 @@ from scipy import ndimage
 from scipy.spatial import ConvexHull, QhullError
 
 from echo_napari.errors import SequenceError
+from echo_napari.frame_rate import REFERENCE_FRAME_TIME_MS
 from echo_napari.metrics_jumps import flipped_frames
 from echo_napari.sequence import LabelClass
 
@@ -78,12 +79,12 @@ VIEW_LOST_EXTEND_FRACTION = 0.5
 #: cell counts as LV when any of its pixels is: where the LV lies, not its exact border)
 PLACE_GRID = 32
 
-#: frames either side that define where the LV usually is (~1 s at 50 fps: longer than
-#: the few end-systolic frames a misplaced cavity lasts, shorter than a change of view)
-PLACE_WINDOW = 25
-
-#: :data:`PLACE_WINDOW` in ms, for clips at other frame rates (:func:`place_window`)
+#: ms either side that define where the LV usually is (~1 s in all: longer than the few
+#: end-systolic frames a misplaced cavity lasts, shorter than a change of view)
 PLACE_WINDOW_MS = 500.0
+
+#: :data:`PLACE_WINDOW_MS` in frames at 50 frames/s, and where the frame time is unknown
+PLACE_WINDOW = round(PLACE_WINDOW_MS / REFERENCE_FRAME_TIME_MS)
 
 #: LV frames around a frame needed to judge where the LV usually is
 PLACE_MIN_NEIGHBOURS = 5

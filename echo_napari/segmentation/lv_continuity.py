@@ -33,15 +33,19 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from echo_napari.metrics_plausibility import COLLAPSE_FRACTION, running_counts, usual_place
+from echo_napari.metrics_plausibility import (
+    COLLAPSE_FRACTION,
+    PLACE_WINDOW,
+    running_counts,
+    usual_place,
+)
 from echo_napari.segmentation.masks import label_per_frame
 from echo_napari.sequence import LabelClass
 
-#: frames either side that define where the LV "usually" is (~1 s at EchoNet's 50 fps:
-#: longer than the few end-systolic frames a misplaced piece lasts, shorter than a view);
-#: ``predict_sequence`` passes the same 0.5 s at the clip's own rate
-#: (:func:`echo_napari.metrics_plausibility.place_window`).
-WINDOW_FRAMES = 25
+#: frames either side that define where the LV "usually" is: the **displaced** check's
+#: (25 at EchoNet's 50 fps; ``predict_sequence`` passes the same 0.5 s at the clip's own
+#: rate, :func:`echo_napari.metrics_plausibility.place_window`).
+WINDOW_FRAMES = PLACE_WINDOW
 
 #: pixels the score grid has along its longer side (the score is a share, so a coarse grid
 #: ranks the pieces as the full one does, at a fraction of the memory).
