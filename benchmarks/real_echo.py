@@ -10,7 +10,9 @@ Prints, per model, one row per video (ours — beat mean, ours — global max/mi
 smoothed area curve as before, the network's own masks before the LV border refinement on
 the image (:mod:`echo_napari.segmentation.boundary`, part of ``predict_sequence``),
 FileList, number of beats, frames left unlabelled because the model found no heart there
-(``no_view``: :func:`echo_napari.metrics_plausibility.view_lost_frames`), share of
+(``no_view``: :func:`echo_napari.metrics_plausibility.view_lost_frames`), labelled frames
+whose LV border the network was unsure of (``unsure``:
+:mod:`echo_napari.segmentation.uncertainty`), share of
 anatomically plausible frames among the labelled ones (and, ``plausible_all_pct``, among
 all frames, counting those left unlabelled as failing):
 :mod:`echo_napari.metrics_plausibility`, also for the network's own masks; EF and that
@@ -46,6 +48,7 @@ from echo_napari.segmentation import load_model, predict_sequence
 from echo_napari.segmentation.boundary import refine_lv_boundary
 from echo_napari.segmentation.data import HELD_OUT_VIDEOS, _simulator
 from echo_napari.segmentation.evaluate import evaluate_arrays
+from echo_napari.segmentation.uncertainty import count_unsure
 from echo_napari.sequence import LabelClass
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -147,7 +150,8 @@ def real_table(
     rejected), to look at every beat by eye."""
     rows = []
     for stem, frames, reference in echonet_videos(npz):
-        network = predict_sequence(frames, model, clip_len, refine=False)
+        uncertainty: list[float] = []
+        network = predict_sequence(frames, model, clip_len, refine=False, uncertainty=uncertainty)
         pred = refine_lv_boundary(frames, network)  # = predict_sequence(frames, model)
         result = ef_by_beats(pred)
         checks = frame_plausibility(pred)
@@ -172,6 +176,7 @@ def real_table(
                 "beats": len(result.beats),
                 "rejected": len(result.rejected),
                 "no_view": int(n_lost),
+                "unsure": count_unsure(uncertainty, checks.labelled),
                 "plausible_pct": 100.0 * checks.plausible_share(),
                 "plausible_all_pct": 100.0 * checks.plausible_share() * (1 - n_lost / len(pred)),
                 "plausible_network_pct": 100.0 * frame_plausibility(network).plausible_share(),
@@ -308,6 +313,10 @@ def main() -> int:
         pairs = zip(lost.video, lost.no_view, strict=True)
         listed = ", ".join(f"{video[:6]} {n}" for video, n in pairs)
         print(f"no heart in view (frames left unlabelled): {listed or 'none'}")
+        unsure = df[df.unsure > 0]
+        pairs = zip(unsure.video, unsure.unsure, strict=True)
+        listed = ", ".join(f"{video[:6]} {n}" for video, n in pairs)
+        print(f"labelled frames the network was unsure of: {listed or 'none'}")
         for column in shares:
             for label, part in (("train-18", df[~df.held_out]), ("held-out-6", df[df.held_out])):
                 share = part[column]

@@ -464,7 +464,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         args.overwrite,
         "predict",
     )
-    columns = ("frames", "model", "lv_frames", "no_view", "mitral_cut", "ef", "plausible_pct")
+    columns = ("frames", "model", "lv_frames", "no_view", "mitral_cut", "unsure", "ef")
+    columns += ("plausible_pct",)
     columns += () if args.no_refine else ("refined",)
     return _print_summary(args, outcomes, columns + (("repaired",) if args.repair else ()))
 

@@ -117,7 +117,9 @@ def predict_one(item: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
     away from where it is on the frames around them
     (:func:`echo_napari.metrics_plausibility.displaced_lv_frames`); ``mitral_cut`` the
     frames whose LV, drawn around the LA, was cut back to the mitral plane
-    (:mod:`echo_napari.segmentation.mitral_plane`). Unless
+    (:mod:`echo_napari.segmentation.mitral_plane`); ``unsure`` the labelled frames whose LV
+    border the network was unsure of (:mod:`echo_napari.segmentation.uncertainty`: check
+    those first). Unless
     ``options["refine"]`` is False, each frame's LV border is moved to the image's
     blood/wall border (:func:`echo_napari.segmentation.boundary.refine_lv_boundary`;
     ``refined`` counts the frames it moved). With ``options["repair"]`` the frames failing
@@ -133,6 +135,7 @@ def predict_one(item: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
     from echo_napari.metrics_ef import ef_by_beats
     from echo_napari.metrics_plausibility import frame_plausibility
     from echo_napari.segmentation import load_model, predict_sequence
+    from echo_napari.segmentation.uncertainty import count_unsure
 
     src, dst, options = item
     if options.get("threads"):
@@ -145,6 +148,7 @@ def predict_one(item: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
     both = options.get("both_directions", True)
     view = find_field_of_view(frames)  # once, for the network and the border
     tally: dict[str, int] = {}
+    uncertainty: list[float] = []
     labels = predict_sequence(
         frames,
         model,
@@ -154,6 +158,7 @@ def predict_one(item: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
         mirrored=bool(options.get("mirrored", False)),
         field_of_view=view,
         tally=tally,
+        uncertainty=uncertainty,
     )
     refine = options.get("refine", True)
     version = model.version
@@ -201,6 +206,7 @@ def predict_one(item: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
         "lv_frames": int((lv > 0).sum()),
         "no_view": int(np.count_nonzero(~checks.labelled)),
         "mitral_cut": tally.get("cut_at_mitral_plane", 0),
+        "unsure": count_unsure(uncertainty, lv > 0),
         "ef": round(ef, 1),
         # no LV anywhere: nothing the checks could judge (not "100 % plausible")
         "plausible_pct": round(100.0 * checks.plausible_share(), 1) if lv.any() else float("nan"),

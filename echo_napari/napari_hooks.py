@@ -226,7 +226,7 @@ def sequence_layer_data(
     -------
     list of (data, kwargs, layer_type)
     """
-    from echo_napari.review_session import sequence_facts
+    from echo_napari.sequence_facts import sequence_facts
 
     facts = sequence_facts(sequence)
     dy, dx = sequence.spacing_or_unit

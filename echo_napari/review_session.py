@@ -21,10 +21,10 @@ from echo_napari.metrics_plausibility import (
     plausibility_from_features,
 )
 from echo_napari.second_source import SecondSource, label_disagreement
-from echo_napari.sequence import MANUAL, EchoSequence, FrameProvenance, ProvenanceKind
+from echo_napari.sequence import MANUAL, EchoSequence, FrameProvenance
 from echo_napari.shape_memo import ShapeMemo
 
-__all__ = ["ReviewEvents", "ReviewSession", "sequence_facts"]
+__all__ = ["ReviewEvents", "ReviewSession"]
 
 
 class ReviewEvents(SignalGroup):
@@ -46,42 +46,6 @@ def _as_frames(frames: int | Iterable[int]) -> np.ndarray:
     if isinstance(frames, (int, np.integer)):
         return np.array([int(frames)], dtype=np.int64)
     return np.unique(np.fromiter((int(t) for t in frames), dtype=np.int64))
-
-
-def sequence_facts(sequence: EchoSequence) -> dict[str, Any]:
-    """The scalar facts of a sequence as a plain dict (for napari layer metadata).
-
-    Returns
-    -------
-    dict
-        ``spacing`` ((dy, dx) mm or None), ``frame_time_ms``, ``view``, ``ed_index``,
-        ``es_index``, ``keyframes`` (sorted list), ``provenance`` (list of
-        ``{"kind", "model", "version"}``), ``metadata`` (the sequence's free-form dict).
-    """
-    return {
-        "spacing": None if sequence.spacing is None else tuple(map(float, sequence.spacing)),
-        "frame_time_ms": sequence.frame_time_ms,
-        "view": sequence.view,
-        "ed_index": sequence.ed_index,
-        "es_index": sequence.es_index,
-        "keyframes": sorted(int(k) for k in sequence.keyframes),
-        "provenance": [
-            {"kind": p.kind.value, "model": p.model, "version": p.version}
-            for p in sequence.provenance
-        ],
-        "metadata": dict(sequence.metadata),
-    }
-
-
-def provenance_from_facts(facts: dict[str, Any], n_frames: int) -> list[FrameProvenance]:
-    """Inverse of the ``provenance`` entry of :func:`sequence_facts` (length-checked)."""
-    entries = facts.get("provenance") or []
-    if len(entries) != n_frames:
-        return [FrameProvenance()] * n_frames
-    return [
-        FrameProvenance(ProvenanceKind(e["kind"]), e.get("model", ""), e.get("version", ""))
-        for e in entries
-    ]
 
 
 class ReviewSession:
@@ -277,12 +241,14 @@ class ReviewSession:
         labels: np.ndarray,
         provenance: FrameProvenance,
         shapes: ShapeFeatures | None = None,
+        uncertainty: np.ndarray | None = None,
     ) -> None:
         """Show ``labels`` (T, H, W) uint8 from another source next to the reviewed ones.
 
         ``shapes``: their ShapeFeatures, computed by the job (then accepting frames does
-        not recompute the anatomical checks on the GUI thread). Emits
-        ``results("second_source")``; its disagreement joins the suspicion score.
+        not recompute the anatomical checks on the GUI thread); ``uncertainty``: (T,) the
+        network's LV-border uncertainty. Emits ``results("second_source")``; its
+        disagreement (and, once accepted, its uncertainty) joins the suspicion score.
         """
         seq = self.sequence
         if labels.shape != tuple(seq.frames.shape) or labels.dtype != np.uint8:
@@ -296,6 +262,7 @@ class ReviewSession:
             areas=class_areas_mm2(labels, seq.spacing),
             disagreement=label_disagreement(self.labels, labels),
             shapes=shapes,
+            uncertainty=None if uncertainty is None else np.asarray(uncertainty, float),
         )
         self.events.results.emit("second_source")
 
@@ -506,7 +473,8 @@ class ReviewSession:
         class relative to that class's median area (a one-frame spike scores highest on
         its own frame), (b) the forward/backward propagation disagreement (1 − Dice)
         cached in ``results["disagreement"]`` after a propagation, (c) the disagreement
-        with the second source (prediction), when there is one, and (d) the anatomical
+        with the second source (prediction), when there is one, and how unsure the
+        network was of the LV border on the frames accepted from it, and (d) the anatomical
         implausibility of the frame's labels (collapsed or concave LV cavity, LA on the
         wrong side: :func:`echo_napari.metrics_plausibility.frame_plausibility`).
         """
@@ -527,7 +495,8 @@ class ReviewSession:
         if disagreement is not None and len(disagreement) == n:
             scores = np.maximum(scores, np.nan_to_num(np.asarray(disagreement, float)))
         if self.second_source is not None:
-            scores = np.maximum(scores, self.second_source.disagreement)
+            source = self.second_source
+            scores = np.maximum(scores, np.maximum(source.disagreement, source.unsure_scores()))
         if self.sequence.labels is not None:
             self.plausibility = plausibility_from_features(
                 self._current_shapes(), frame_time_ms=self.sequence.frame_time_ms
@@ -573,14 +542,16 @@ class ReviewSession:
     def implausibility_reasons(self, frame: int) -> list[str]:
         """Why ``frame`` is implausible: the anatomical checks, as of the last
         :meth:`suspicion_scores`, then an LV area jump against a neighbouring frame
-        (:func:`echo_napari.metrics_jumps.lv_area_jump`); empty when there is none."""
+        (:func:`echo_napari.metrics_jumps.lv_area_jump`), then the network's uncertainty
+        on labels accepted from it; empty when there is none."""
         from echo_napari.metrics_jumps import lv_area_jump
 
         reasons = []
         if self.plausibility is not None and 0 <= frame < self.plausibility.score.size:
             reasons = self.plausibility.reasons(frame)
         jump = lv_area_jump(self.areas[:, 1], self.areas[:, 3], frame, self.sequence.frame_time_ms)
-        return reasons + ([jump] if jump else [])
+        unsure = self.second_source.unsure_reason(frame) if self.second_source else ""
+        return reasons + [text for text in (jump, unsure) if text]
 
     def suspicious_frames(self, min_score: float = 0.05) -> list[int]:
         """Frames scoring ≥ ``min_score`` in :meth:`suspicion_scores`, most suspicious first."""

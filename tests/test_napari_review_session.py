@@ -10,12 +10,9 @@ import pytest
 
 from echo_napari.errors import SequenceError
 from echo_napari.metrics import class_areas_mm2
-from echo_napari.review_session import (
-    ReviewSession,
-    provenance_from_facts,
-    sequence_facts,
-)
+from echo_napari.review_session import ReviewSession
 from echo_napari.sequence import FrameProvenance, ProvenanceKind
+from echo_napari.sequence_facts import provenance_from_facts, sequence_facts
 
 
 def test_load_computes_all_areas_in_mm2(echo_sequence):

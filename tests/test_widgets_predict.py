@@ -167,11 +167,11 @@ def test_run_prediction_counts_the_frames_the_refinement_moved(monkeypatch):
         network[t][cavity & ~ndimage.binary_erosion(cavity, iterations=3)] = 2
     monkeypatch.setattr(inference, "predict_sequence", lambda *a, **k: network.copy())
     stages = []
-    labels, provenance, moved, shapes, notes, cleaned = run_prediction(
-        frames, lambda: None, progress=lambda stage, d, t: stages.append(stage)
-    )
-    assert moved == 2 and provenance.kind is ProvenanceKind.PREDICTED
-    assert notes == [] and cleaned == []  # an EchoNet-like clip, shown as it is
+    out = run_prediction(frames, lambda: None, progress=lambda stage, d, t: stages.append(stage))
+    labels, provenance = out.labels, out.provenance
+    assert out.moved == 2 and provenance.kind is ProvenanceKind.PREDICTED
+    assert out.notes == [] and out.cleaned == []  # an EchoNet-like clip, shown as it is
+    assert out.uncertainty is None  # this stand-in network gives none
     assert provenance.version.endswith("+refined")
     assert ((labels == 1) != (network == 1)).any(axis=(1, 2)).tolist() == [
         False,
@@ -182,9 +182,9 @@ def test_run_prediction_counts_the_frames_the_refinement_moved(monkeypatch):
         False,
     ]
     assert stages[0] == "predicting" and stages[-1] == "refining the LV border"
-    plain, plain_provenance, none, _, _, _ = run_prediction(frames, lambda: None, refine=False)
-    np.testing.assert_array_equal(plain, network)
-    assert none == 0 and not plain_provenance.version.endswith("+refined")
+    plain = run_prediction(frames, lambda: None, refine=False)
+    np.testing.assert_array_equal(plain.labels, network)
+    assert plain.moved == 0 and not plain.provenance.version.endswith("+refined")
 
 
 def test_a_prediction_on_a_clip_without_labels_is_drawn_within_the_axis(make_napari_viewer, qtbot):

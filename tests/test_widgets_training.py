@@ -27,7 +27,7 @@ def user_dir(tmp_path, monkeypatch):
 
 @pytest.fixture
 def dock(make_napari_viewer, qtbot, user_dir):
-    from echo_napari.review_session import sequence_facts
+    from echo_napari.sequence_facts import sequence_facts
 
     viewer = make_napari_viewer()
     sequence = make_sequence(n_frames=16, size=32)

@@ -40,6 +40,7 @@ from echo_napari.segmentation.masks import (
     largest_component_per_frame,
 )
 from echo_napari.segmentation.mitral_plane import lv_beyond_mitral_plane
+from echo_napari.segmentation.uncertainty import lv_border_uncertainty
 from echo_napari.segmentation.weights import SegmentationModel
 from echo_napari.sequence import MIRRORED_VIEW_KEY, LabelClass
 
@@ -320,6 +321,7 @@ def predict_sequence(
     mirrored: bool = False,
     field_of_view: FieldOfView | None = None,
     tally: dict[str, int] | None = None,
+    uncertainty: list[float] | None = None,
 ) -> np.ndarray:
     """Segment every frame of a sequence.
 
@@ -387,6 +389,9 @@ def predict_sequence(
         Filled with the number of frames each post-processing step changed, for the
         user's status line: ``"cut_at_mitral_plane"`` (LV drawn around the LA, cut back),
         ``"view_lost"`` and ``"lv_displaced"`` (left unlabelled by ``clear_lost_view``).
+    uncertainty : list, optional
+        Filled with each frame's LV-border uncertainty (T floats,
+        :func:`~echo_napari.segmentation.uncertainty.lv_border_uncertainty`).
 
     Returns
     -------
@@ -418,6 +423,7 @@ def predict_sequence(
         both_directions,
         frame_time_ms,
         tally if tally is not None else {},
+        uncertainty if uncertainty is not None else [],
     )
     if mirrored:
         labels = np.ascontiguousarray(labels[:, :, ::-1])
@@ -477,9 +483,10 @@ def _segment(
     both_directions: bool,
     frame_time_ms: float | None,
     tally: dict[str, int],
+    uncertainty: list[float],
 ) -> np.ndarray:
     """:func:`predict_sequence` on frames already framed (and checked) as the network
-    expects; ``tally`` as there."""
+    expects; ``tally`` and ``uncertainty`` as there."""
     n_frames, height, width = (int(n) for n in frames.shape)
     resample = n_frames > 1 and needs_resampling(frame_time_ms)
     network_frames = (
@@ -511,6 +518,7 @@ def _segment(
         probs *= 0.5
     if resample:
         probs = sample_in_time(probs, clip_positions(n_frames, frame_time_ms))
+    uncertainty[:] = lv_border_uncertainty(probs[:, LabelClass.LV_CAVITY]).tolist()
     labels = probabilities_to_labels(probs, (height, width))
     window = place_window(frame_time_ms)  # ~0.5 s either side at any frame rate
     if postprocess:

@@ -171,7 +171,8 @@ class AreaCurveWidget(QWidget):
         )
         self.strip_legend = QLabel(
             f"{legend} &nbsp; &#9660; keyframe<br>grey: suspicion (area spikes, "
-            "disagreement, implausible shapes) · S jumps to the next suspicious frame"
+            "disagreement, implausible shapes, network unsure) · S jumps to the next "
+            "suspicious frame"
         )
         self.strip_legend.setTextFormat(Qt.TextFormat.RichText)
         self.strip_legend.setWordWrap(True)

@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from echo_napari.errors import EchoNapariError
-from echo_napari.review_session import ReviewSession, provenance_from_facts
+from echo_napari.review_session import ReviewSession
 from echo_napari.sequence import EchoSequence
+from echo_napari.sequence_facts import provenance_from_facts
 from echo_napari.widgets._notify import notify_error
 
 if TYPE_CHECKING:

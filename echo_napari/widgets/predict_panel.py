@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -62,6 +63,33 @@ def default_model_factory(version: str, device: str) -> Any:
     return load_model(version, device=device)
 
 
+@dataclass
+class PredictionOutput:
+    """What a Predict job hands back to the GUI thread.
+
+    Attributes
+    ----------
+    labels : (T, H, W) uint8 for every frame
+    provenance : FrameProvenance recorded on the frames accepted from it
+    moved : frames whose LV border the refinement moved (0 when it is off)
+    shapes : the labels' shape features for the anatomical checks
+    notes : how the clip was shown to the network
+        (:func:`~echo_napari.segmentation.inference.framing_notes`)
+    cleaned : what the post-processing changed
+        (:func:`~echo_napari.segmentation.inference.postprocess_notes`)
+    uncertainty : (T,) float64 the network's LV-border uncertainty
+        (:mod:`echo_napari.segmentation.uncertainty`), or None when it gave none
+    """
+
+    labels: np.ndarray
+    provenance: FrameProvenance
+    moved: int
+    shapes: ShapeFeatures
+    notes: list[str]
+    cleaned: list[str]
+    uncertainty: np.ndarray | None = None
+
+
 def run_prediction(
     frames: Any,
     make_model: Callable[[], Any],
@@ -71,12 +99,8 @@ def run_prediction(
     both_directions: bool = True,
     frame_time_ms: float | None = None,
     mirrored: bool = False,
-) -> tuple[np.ndarray, FrameProvenance, int, ShapeFeatures, list[str], list[str]]:
-    """The job body: (T, H, W) uint8 labels for every frame, their provenance, the
-    number of frames whose LV border the refinement moved (0 when ``refine`` is off), the
-    labels' shape features for the anatomical checks, how the clip was shown to the
-    network (:func:`~echo_napari.segmentation.inference.framing_notes`) and what the
-    post-processing changed (:func:`~echo_napari.segmentation.inference.postprocess_notes`).
+) -> PredictionOutput:
+    """The job body: the prediction of every frame and what goes with it.
 
     Parameters
     ----------
@@ -114,6 +138,7 @@ def run_prediction(
     model = make_model()
     view = find_field_of_view(array)  # once, for the network, the border and the notes
     tally: dict[str, int] = {}
+    uncertainty: list[float] = []
     labels = predict_sequence(
         array,
         model,
@@ -124,6 +149,7 @@ def run_prediction(
         mirrored=mirrored,
         field_of_view=view,
         tally=tally,
+        uncertainty=uncertainty,
     )
     moved = 0
     if refine:
@@ -142,8 +168,15 @@ def run_prediction(
     provenance = FrameProvenance(ProvenanceKind.PREDICTED, name, version)
     labels = labels.astype(np.uint8)
     notes = framing_notes(array, frame_time_ms, mirrored, field_of_view=view)
-    # the anatomical checks' features, here rather than on the GUI thread at Accept
-    return labels, provenance, moved, shape_features(labels), notes, postprocess_notes(tally)
+    return PredictionOutput(
+        labels,
+        provenance,
+        moved,
+        shape_features(labels),  # here rather than on the GUI thread at Accept
+        notes,
+        postprocess_notes(tally),
+        np.asarray(uncertainty, dtype=np.float64) if uncertainty else None,
+    )
 
 
 class PredictPanel(ProgressJobMixin, QGroupBox):
@@ -327,23 +360,28 @@ class PredictPanel(ProgressJobMixin, QGroupBox):
         self.status_label.setText(message)
 
     # -- worker callbacks (GUI thread) ------------------------------------------------------
-    def _on_returned(
-        self,
-        output: tuple[np.ndarray, FrameProvenance, int, ShapeFeatures, list[str], list[str]],
-    ) -> None:
-        labels, provenance, moved, shapes, notes, cleaned = output
+    def _on_returned(self, output: PredictionOutput) -> None:
+        labels, provenance = output.labels, output.provenance
         if not self.session.is_loaded or self.session.sequence is not self._job_sequence:
             self.status_label.setText("The layers changed while predicting; result discarded.")
             return
         try:
-            self.session.set_second_source(labels, provenance, shapes)
+            self.session.set_second_source(
+                labels, provenance, output.shapes, uncertainty=output.uncertainty
+            )
         except EchoNapariError as error:
             notify_error(f"Prediction: {error}")
             return
         mean = float(np.mean(self.session.second_source.disagreement))
-        refined = f"; LV border refined on {moved} frames" if self._job_refine else ""
-        shown = f" Shown to the network: {'; '.join(notes)}." if notes else ""
-        shown += f" Post-processing: {'; '.join(cleaned)}." if cleaned else ""
+        refined = f"; LV border refined on {output.moved} frames" if self._job_refine else ""
+        shown = f" Shown to the network: {'; '.join(output.notes)}." if output.notes else ""
+        shown += f" Post-processing: {'; '.join(output.cleaned)}." if output.cleaned else ""
+        unsure = self.session.second_source.n_unsure()
+        if unsure:
+            shown += (
+                f" The network was unsure of the LV border on {unsure} frame"
+                f"{'' if unsure == 1 else 's'}: once accepted, Next suspicious visits them."
+            )
         self.status_label.setText(
             f"Predicted {labels.shape[0]} frames ({provenance.model} {provenance.version}"
             f"{refined}); mean disagreement with the current labels {mean:.2f}.{shown} "

@@ -128,8 +128,8 @@ class ReviewDock(JobPanelsMixin, SessionDockMixin, QWidget):
         self.suspicious_button = QPushButton("Next suspicious ▶")
         self.suspicious_button.setToolTip(
             "Jump to the next most implausible frame (area-curve spikes, propagation "
-            "disagreement, collapsed or concave LV cavity, LA on the wrong side), most "
-            "suspicious first"
+            "disagreement, collapsed or concave LV cavity, LA on the wrong side, an "
+            "accepted prediction the network was unsure of), most suspicious first"
         )
         keys = QHBoxLayout()
         for b in (self.prev_key_button, self.toggle_key_button, self.next_key_button):
@@ -533,7 +533,7 @@ class ReviewDock(JobPanelsMixin, SessionDockMixin, QWidget):
         """Mirror keyframes, ED/ES and provenance into the labels layer's metadata."""
         if self.binding is None:
             return
-        from echo_napari.review_session import sequence_facts
+        from echo_napari.sequence_facts import sequence_facts
 
         self.binding.layer.metadata[FACTS_KEY] = sequence_facts(self.session.sequence)
 
