@@ -12,7 +12,7 @@ the image (:mod:`echo_napari.segmentation.boundary`, part of ``predict_sequence`
 FileList, number of beats, frames left unlabelled because the model found no heart there
 (``no_view``: :func:`echo_napari.metrics_plausibility.view_lost_frames`), labelled frames
 whose LV border the network was unsure of (``unsure``:
-:mod:`echo_napari.segmentation.uncertainty`), share of
+:mod:`echo_napari.uncertainty`), share of
 anatomically plausible frames among the labelled ones (and, ``plausible_all_pct``, among
 all frames, counting those left unlabelled as failing):
 :mod:`echo_napari.metrics_plausibility`, also for the network's own masks; EF and that
@@ -48,8 +48,8 @@ from echo_napari.segmentation import load_model, predict_sequence
 from echo_napari.segmentation.boundary import refine_lv_boundary
 from echo_napari.segmentation.data import HELD_OUT_VIDEOS, _simulator
 from echo_napari.segmentation.evaluate import evaluate_arrays
-from echo_napari.segmentation.uncertainty import count_unsure
 from echo_napari.sequence import LabelClass
+from echo_napari.uncertainty import count_unsure
 
 ROOT = Path(__file__).resolve().parents[1]
 ECHONET = ROOT.parent / "shared" / "data" / "echonet-unlabeled"

@@ -118,8 +118,8 @@ def predict_one(item: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
     (:func:`echo_napari.metrics_plausibility.displaced_lv_frames`); ``mitral_cut`` the
     frames whose LV, drawn around the LA, was cut back to the mitral plane
     (:mod:`echo_napari.segmentation.mitral_plane`); ``unsure`` the labelled frames whose LV
-    border the network was unsure of (:mod:`echo_napari.segmentation.uncertainty`: check
-    those first). Unless
+    border the network was unsure of (:mod:`echo_napari.uncertainty`: check
+    those first; kept in the output's metadata, where the review dock finds them). Unless
     ``options["refine"]`` is False, each frame's LV border is moved to the image's
     blood/wall border (:func:`echo_napari.segmentation.boundary.refine_lv_boundary`;
     ``refined`` counts the frames it moved). With ``options["repair"]`` the frames failing
@@ -135,7 +135,7 @@ def predict_one(item: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
     from echo_napari.metrics_ef import ef_by_beats
     from echo_napari.metrics_plausibility import frame_plausibility
     from echo_napari.segmentation import load_model, predict_sequence
-    from echo_napari.segmentation.uncertainty import count_unsure
+    from echo_napari.uncertainty import count_unsure, store_uncertainty
 
     src, dst, options = item
     if options.get("threads"):
@@ -192,6 +192,9 @@ def predict_one(item: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
     out = seq.copy(labels=labels, keyframes=set(), provenance=provenance)
     if options.get("mirrored"):
         out.metadata[MIRRORED_VIEW_KEY] = True  # fine-tuning on the output mirrors it too
+    if len(uncertainty) == seq.n_frames:  # the review dock's Next suspicious reads it
+        every = np.arange(seq.n_frames)
+        store_uncertainty(out.metadata, every, np.asarray(uncertainty), seq.n_frames)
     write_sequence(out, dst)
     lv = (labels == 1).reshape(seq.n_frames, -1).sum(axis=1)
     ef = (

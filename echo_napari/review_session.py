@@ -21,8 +21,14 @@ from echo_napari.metrics_plausibility import (
     plausibility_from_features,
 )
 from echo_napari.second_source import SecondSource, label_disagreement
-from echo_napari.sequence import MANUAL, EchoSequence, FrameProvenance
+from echo_napari.sequence import MANUAL, EchoSequence, FrameProvenance, ProvenanceKind
 from echo_napari.shape_memo import ShapeMemo
+from echo_napari.uncertainty import (
+    store_uncertainty,
+    stored_uncertainty,
+    unsure_reason,
+    unsure_score,
+)
 
 __all__ = ["ReviewEvents", "ReviewSession"]
 
@@ -247,8 +253,8 @@ class ReviewSession:
 
         ``shapes``: their ShapeFeatures, computed by the job (then accepting frames does
         not recompute the anatomical checks on the GUI thread); ``uncertainty``: (T,) the
-        network's LV-border uncertainty. Emits ``results("second_source")``; its
-        disagreement (and, once accepted, its uncertainty) joins the suspicion score.
+        network's LV-border uncertainty, kept for the frames accepted from it. Emits
+        ``results("second_source")``; its disagreement joins the suspicion score.
         """
         seq = self.sequence
         if labels.shape != tuple(seq.frames.shape) or labels.dtype != np.uint8:
@@ -283,7 +289,7 @@ class ReviewSession:
             return np.zeros(0, dtype=np.int64)
         source = self.second_source
         shapes = source.shapes.take(np.asarray(frames)) if source.shapes is not None else None
-        return self.write_labels(
+        written = self.write_labels(
             frames,
             source.labels[frames],
             source.provenance,
@@ -291,6 +297,9 @@ class ReviewSession:
             areas=source.areas[frames],
             from_second_source=True,
         )
+        if source.uncertainty is not None and written.size:
+            store_uncertainty(self.sequence.metadata, written, source.uncertainty[written], n)
+        return written
 
     def _refresh_disagreement(self, idx: np.ndarray) -> None:
         if self.second_source is not None and idx.size:
@@ -473,8 +482,8 @@ class ReviewSession:
         class relative to that class's median area (a one-frame spike scores highest on
         its own frame), (b) the forward/backward propagation disagreement (1 − Dice)
         cached in ``results["disagreement"]`` after a propagation, (c) the disagreement
-        with the second source (prediction), when there is one, and how unsure the
-        network was of the LV border on the frames accepted from it, and (d) the anatomical
+        with the second source (prediction), when there is one, (d) :meth:`unsure_scores`
+        and (e) the anatomical
         implausibility of the frame's labels (collapsed or concave LV cavity, LA on the
         wrong side: :func:`echo_napari.metrics_plausibility.frame_plausibility`).
         """
@@ -495,8 +504,8 @@ class ReviewSession:
         if disagreement is not None and len(disagreement) == n:
             scores = np.maximum(scores, np.nan_to_num(np.asarray(disagreement, float)))
         if self.second_source is not None:
-            source = self.second_source
-            scores = np.maximum(scores, np.maximum(source.disagreement, source.unsure_scores()))
+            scores = np.maximum(scores, self.second_source.disagreement)
+        scores = np.maximum(scores, self.unsure_scores())
         if self.sequence.labels is not None:
             self.plausibility = plausibility_from_features(
                 self._current_shapes(), frame_time_ms=self.sequence.frame_time_ms
@@ -550,8 +559,21 @@ class ReviewSession:
         if self.plausibility is not None and 0 <= frame < self.plausibility.score.size:
             reasons = self.plausibility.reasons(frame)
         jump = lv_area_jump(self.areas[:, 1], self.areas[:, 3], frame, self.sequence.frame_time_ms)
-        unsure = self.second_source.unsure_reason(frame) if self.second_source else ""
+        unsure = ""
+        if 0 <= frame < self.sequence.n_frames and self.unsure_scores()[frame] > 0:
+            meta = self.sequence.metadata
+            unsure = unsure_reason(stored_uncertainty(meta, self.sequence.n_frames)[frame])
         return reasons + [text for text in (jump, unsure) if text]
+
+    def unsure_scores(self) -> np.ndarray:
+        """(T,) float64 suspicion of the frames whose labels are still the network's
+        (predicted provenance, an LV drawn) and whose LV border it was unsure of, as kept
+        in the sequence's metadata when the prediction was accepted
+        (:mod:`echo_napari.uncertainty`); 0 elsewhere."""
+        seq = self.sequence
+        predicted = np.array([p.kind is ProvenanceKind.PREDICTED for p in seq.provenance])
+        stored = stored_uncertainty(seq.metadata, seq.n_frames)
+        return np.where(predicted & (self.areas[:, 1] > 0), unsure_score(stored), 0.0)
 
     def suspicious_frames(self, min_score: float = 0.05) -> list[int]:
         """Frames scoring ≥ ``min_score`` in :meth:`suspicion_scores`, most suspicious first."""

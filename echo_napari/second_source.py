@@ -8,12 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from echo_napari.metrics_plausibility import ShapeFeatures
-from echo_napari.segmentation.uncertainty import (
-    count_unsure,
-    unsure_reason,
-    unsure_score,
-)
 from echo_napari.sequence import FrameProvenance
+from echo_napari.uncertainty import count_unsure
 
 __all__ = ["DISAGREEMENT_GRID_PX", "SecondSource", "label_disagreement"]
 
@@ -70,7 +66,7 @@ class SecondSource:
     disagreement : (T,) float64, 1 − mean Dice against the reviewed labels
     shapes : ShapeFeatures of ``labels`` (computed by the job), or None
     uncertainty : (T,) float64, the network's LV-border uncertainty
-        (:func:`echo_napari.segmentation.uncertainty.lv_border_uncertainty`), or None
+        (:func:`echo_napari.uncertainty.lv_border_uncertainty`), or None
     """
 
     labels: np.ndarray
@@ -79,25 +75,6 @@ class SecondSource:
     disagreement: np.ndarray
     shapes: ShapeFeatures | None = None
     uncertainty: np.ndarray | None = None
-
-    def _own(self) -> np.ndarray:
-        """(T,) bool: frames where this source drew an LV and the reviewed labels are its
-        own (accepted)."""
-        return (self.disagreement <= 0.0) & (self.areas[:, 1] > 0)
-
-    def unsure_scores(self) -> np.ndarray:
-        """(T,) float64 suspicion of the frames the network was unsure of
-        (:func:`~echo_napari.segmentation.uncertainty.unsure_score`), on the frames whose
-        labels were accepted from it; 0 elsewhere (the reviewed labels are not its)."""
-        if self.uncertainty is None:
-            return np.zeros(self.disagreement.shape)
-        return np.where(self._own(), unsure_score(self.uncertainty), 0.0)
-
-    def unsure_reason(self, frame: int) -> str:
-        """The frame label's words when ``frame``'s accepted labels were drawn unsure."""
-        if self.uncertainty is None or not 0 <= frame < self.uncertainty.size:
-            return ""
-        return unsure_reason(float(self.uncertainty[frame])) if self._own()[frame] else ""
 
     def n_unsure(self) -> int:
         """Frames the network was unsure of, among those it labelled."""

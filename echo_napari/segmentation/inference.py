@@ -40,9 +40,9 @@ from echo_napari.segmentation.masks import (
     largest_component_per_frame,
 )
 from echo_napari.segmentation.mitral_plane import lv_beyond_mitral_plane
-from echo_napari.segmentation.uncertainty import lv_border_uncertainty
 from echo_napari.segmentation.weights import SegmentationModel
 from echo_napari.sequence import MIRRORED_VIEW_KEY, LabelClass
+from echo_napari.uncertainty import lv_border_uncertainty
 
 logger = logging.getLogger(__name__)
 
@@ -391,7 +391,7 @@ def predict_sequence(
         ``"view_lost"`` and ``"lv_displaced"`` (left unlabelled by ``clear_lost_view``).
     uncertainty : list, optional
         Filled with each frame's LV-border uncertainty (T floats,
-        :func:`~echo_napari.segmentation.uncertainty.lv_border_uncertainty`).
+        :func:`~echo_napari.uncertainty.lv_border_uncertainty`).
 
     Returns
     -------

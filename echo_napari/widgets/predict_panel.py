@@ -78,7 +78,7 @@ class PredictionOutput:
     cleaned : what the post-processing changed
         (:func:`~echo_napari.segmentation.inference.postprocess_notes`)
     uncertainty : (T,) float64 the network's LV-border uncertainty
-        (:mod:`echo_napari.segmentation.uncertainty`), or None when it gave none
+        (:mod:`echo_napari.uncertainty`), or None when it gave none
     """
 
     labels: np.ndarray

@@ -18,13 +18,20 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = [
+    "UNCERTAINTY_KEY",
     "UNSURE_BAND",
     "UNSURE_FLAG",
     "count_unsure",
     "lv_border_uncertainty",
+    "store_uncertainty",
+    "stored_uncertainty",
     "unsure_reason",
     "unsure_score",
 ]
+
+#: Sequence metadata key: each frame's uncertainty when its labels were predicted (a list
+#: of T numbers, null where no prediction was accepted), kept in a saved session.
+UNCERTAINTY_KEY = "lv_border_uncertainty"
 
 #: LV probabilities counted as unsure: neither clearly inside nor clearly outside.
 UNSURE_BAND = (0.2, 0.8)
@@ -83,3 +90,22 @@ def unsure_reason(uncertainty: float) -> str:
         f"network unsure of the LV border (unsure pixels {100 * uncertainty:.0f} % of "
         "the cavity's area): check it against the image"
     )
+
+
+def stored_uncertainty(metadata: dict, n_frames: int) -> np.ndarray:
+    """(T,) float64 uncertainty kept under :data:`UNCERTAINTY_KEY`, NaN where none (or
+    when the entry does not have one value per frame)."""
+    values = metadata.get(UNCERTAINTY_KEY)
+    if not isinstance(values, (list, tuple)) or len(values) != n_frames:
+        return np.full(n_frames, np.nan)
+    return np.array([np.nan if v is None else float(v) for v in values], dtype=np.float64)
+
+
+def store_uncertainty(
+    metadata: dict, frames: np.ndarray, values: np.ndarray, n_frames: int
+) -> None:
+    """Keep ``values`` (N,) as the uncertainty of ``frames`` (N,) under
+    :data:`UNCERTAINTY_KEY` in ``metadata`` (JSON-ready: 3 decimals, null where none)."""
+    kept = stored_uncertainty(metadata, n_frames)
+    kept[np.asarray(frames, dtype=np.int64)] = np.asarray(values, dtype=np.float64)
+    metadata[UNCERTAINTY_KEY] = [None if np.isnan(v) else round(float(v), 3) for v in kept]

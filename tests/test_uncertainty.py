@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from echo_napari.segmentation.uncertainty import (
+from echo_napari.sequence import FrameProvenance, ProvenanceKind
+from echo_napari.uncertainty import (
     UNSURE_FLAG,
     count_unsure,
     lv_border_uncertainty,
     unsure_reason,
     unsure_score,
 )
-from echo_napari.sequence import FrameProvenance, ProvenanceKind
 
 
 def _disc(size: int = 64, radius: float = 14.0) -> np.ndarray:
@@ -73,30 +73,37 @@ def test_predict_sequence_reports_each_frames_uncertainty(monkeypatch):
     assert [u >= UNSURE_FLAG for u in uncertainty] == [False, False, False, True, False, False]
 
 
-def test_accepted_unsure_frames_are_suspicious_and_say_why(echo_sequence):
+def test_accepted_unsure_frames_are_suspicious_say_why_and_are_saved(echo_sequence, tmp_path):
+    from echo_napari.io import read_sequence, write_sequence
     from echo_napari.review_session import ReviewSession
+    from echo_napari.uncertainty import UNCERTAINTY_KEY
 
+    echo_sequence.keyframes.clear()
     session = ReviewSession(echo_sequence)
     n = session.sequence.n_frames
-    uncertainty = np.zeros(n)
-    uncertainty[[3, 9]] = 0.9
+    uncertainty = np.full(n, 0.1)
+    uncertainty[[3, 5, 9]] = 0.9
     prov = FrameProvenance(ProvenanceKind.PREDICTED, "seg", "seg_v3")
     predicted = session.labels.copy()
-    predicted[9] = 0  # the network drew nothing here: not counted as an unsure LV
+    predicted[9] = 0  # the network drew nothing here: not an unsure LV
     session.set_second_source(predicted, prov, uncertainty=uncertainty)
-    assert session.second_source.n_unsure() == 1
-    # the reviewed labels are the prediction's on frame 3 (identical): suspicious
-    assert 3 in session.suspicious_frames()
+    assert session.second_source.n_unsure() == 2
+    assert session.unsure_scores().max() == 0.0  # nothing accepted yet
+    session.accept_second_source(0, 7)
+    stored = session.sequence.metadata[UNCERTAINTY_KEY]
+    assert stored[3] == 0.9 and stored[0] == 0.1 and stored[9] is None  # 9 not accepted
+    assert np.flatnonzero(session.unsure_scores()).tolist() == [3, 5]
+    # with frame 9 (disagreeing with the prediction) they top the ranking
+    assert set(session.suspicious_frames()[:3]) == {3, 5, 9}
     assert any("unsure of the LV border" in r for r in session.implausibility_reasons(3))
-    # a frame whose labels are not the prediction's is not blamed on it
-    session.labels[5] = 0
+    # painted over by a human: the labels are no longer the network's
     session.labels_edited([5])
-    uncertainty[5] = 0.9
-    assert session.second_source.unsure_scores()[5] == 0.0
+    assert session.unsure_scores()[5] == 0.0
     assert not any("unsure" in r for r in session.implausibility_reasons(5))
-    # a keyframe is never suspicious
-    session.set_keyframe(3)
-    assert 3 not in session.suspicious_frames()
+    # kept in a saved session: reopened, frame 3 is still flagged
+    write_sequence(session.sequence, tmp_path / "s.h5")
+    reopened = ReviewSession(read_sequence(tmp_path / "s.h5"))
+    assert np.flatnonzero(reopened.unsure_scores()).tolist() == [3]
 
 
 def test_predict_cli_counts_the_unsure_frames(tmp_path, monkeypatch):
@@ -121,3 +128,9 @@ def test_predict_cli_counts_the_unsure_frames(tmp_path, monkeypatch):
     write_sequence(EchoSequence(frames=clip, spacing=(0.5, 0.5)), tmp_path / "c.h5")
     row = predict_one((str(tmp_path / "c.h5"), str(tmp_path / "oc.h5"), {"refine": False}))
     assert row["unsure"] == 2
+    # the written file, reviewed in the dock, points at the same frames
+    from echo_napari.io import read_sequence
+    from echo_napari.review_session import ReviewSession
+
+    session = ReviewSession(read_sequence(tmp_path / "oc.h5"))
+    assert np.flatnonzero(session.unsure_scores()).tolist() == [2, 3]
