@@ -192,6 +192,15 @@ def test_next_suspicious_frame_finds_a_one_frame_spike(docked, qtbot):
     viewer.dims.set_current_step(0, 2)
     dock.go_to_next_suspicious()
     assert viewer.dims.current_step[0] == 11
+    ranking = dock.session.suspicious_frames()
+    dock.go_to_next_suspicious()  # pressed again: on down the ranking
+    assert viewer.dims.current_step[0] == ranking[1]
+    viewer.dims.set_current_step(0, ranking[2])  # the user moved on, then presses it
+    dock.go_to_next_suspicious()
+    assert viewer.dims.current_step[0] == 11  # from the top again
+    dock.go_to_next_suspicious()
+    assert viewer.dims.current_step[0] == ranking[1]
+    viewer.dims.set_current_step(0, 11)
     # the strip is redrawn once the action's events are handled
     qtbot.waitUntil(lambda: int(np.argmax(dock.curve.suspicion_curve.getData()[1])) == 11)
     assert "LV cavity collapsed or missing" in dock.frame_label.text()

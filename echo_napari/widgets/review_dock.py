@@ -72,6 +72,9 @@ class ReviewDock(JobPanelsMixin, SessionDockMixin, QWidget):
         self.link.restored.connect(self._on_restored)
         self.link.changed.connect(self._on_store_changed)
         self.binding: LabelsLayerBinding | None = None
+        # the frame Next suspicious last went to: pressed again there, it goes on down the
+        # ranking; pressed anywhere else, it starts from the most suspicious frame
+        self._last_suspicious: int | None = None
         self._refresh_commit_timer = QTimer(self)
         self._refresh_commit_timer.setSingleShot(True)
         self._refresh_commit_timer.setInterval(0)
@@ -129,7 +132,8 @@ class ReviewDock(JobPanelsMixin, SessionDockMixin, QWidget):
         self.suspicious_button.setToolTip(
             "Jump to the next most implausible frame (area-curve spikes, propagation "
             "disagreement, collapsed or concave LV cavity, LA on the wrong side, an "
-            "accepted prediction the network was unsure of), most suspicious first"
+            "accepted prediction the network was unsure of), most suspicious first; "
+            "pressed again where it went, the next one down"
         )
         keys = QHBoxLayout()
         for b in (self.prev_key_button, self.toggle_key_button, self.next_key_button):
@@ -371,7 +375,8 @@ class ReviewDock(JobPanelsMixin, SessionDockMixin, QWidget):
             self.session.toggle_keyframe(self.current_frame)
 
     def go_to_next_suspicious(self, *_: Any) -> None:
-        """Jump to the next frame in the suspicion ranking (the top one to start with)."""
+        """Jump to the most suspicious frame; pressed again on the frame it went to, to
+        the next one down the ranking."""
         if not self.session.is_loaded:
             return
         ranking = self.session.suspicious_frames()
@@ -381,8 +386,10 @@ class ReviewDock(JobPanelsMixin, SessionDockMixin, QWidget):
             )
             return
         current = self.current_frame
-        position = ranking.index(current) + 1 if current in ranking else 0
-        self.go_to_frame(ranking[position % len(ranking)])
+        going_on = current == self._last_suspicious and current in ranking
+        position = ranking.index(current) + 1 if going_on else 0
+        self._last_suspicious = ranking[position % len(ranking)]
+        self.go_to_frame(self._last_suspicious)
         self._update_frame_label()
 
     def detect_phases(self, *_: Any) -> None:
