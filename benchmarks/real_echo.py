@@ -157,6 +157,7 @@ def real_table(
         checks = frame_plausibility(pred)
         # frames left unlabelled because the model found no heart there (view lost)
         n_lost = int(np.count_nonzero(~checks.labelled))
+        lv_drawn = (pred == LabelClass.LV_CAVITY).any(axis=(1, 2))  # as the dock counts
         extra = {}
         if repair is not None:
             fixed = repair_implausible_frames(frames, pred, repair).labels
@@ -176,7 +177,7 @@ def real_table(
                 "beats": len(result.beats),
                 "rejected": len(result.rejected),
                 "no_view": int(n_lost),
-                "unsure": count_unsure(uncertainty, checks.labelled),
+                "unsure": count_unsure(uncertainty, lv_drawn),
                 "plausible_pct": 100.0 * checks.plausible_share(),
                 "plausible_all_pct": 100.0 * checks.plausible_share() * (1 - n_lost / len(pred)),
                 "plausible_network_pct": 100.0 * frame_plausibility(network).plausible_share(),

@@ -559,21 +559,25 @@ class ReviewSession:
         if self.plausibility is not None and 0 <= frame < self.plausibility.score.size:
             reasons = self.plausibility.reasons(frame)
         jump = lv_area_jump(self.areas[:, 1], self.areas[:, 3], frame, self.sequence.frame_time_ms)
-        unsure = ""
-        if 0 <= frame < self.sequence.n_frames and self.unsure_scores()[frame] > 0:
-            meta = self.sequence.metadata
-            unsure = unsure_reason(stored_uncertainty(meta, self.sequence.n_frames)[frame])
+        seq, unsure = self.sequence, ""
+        if 0 <= frame < seq.n_frames and self._network_lv()[frame]:
+            # below the flag the reason is empty
+            unsure = unsure_reason(stored_uncertainty(seq.metadata, seq.n_frames)[frame])
         return reasons + [text for text in (jump, unsure) if text]
+
+    def _network_lv(self) -> np.ndarray:
+        """(T,) bool: frames whose labels are still the network's (predicted provenance)
+        and hold an LV."""
+        predicted = [p.kind is ProvenanceKind.PREDICTED for p in self.sequence.provenance]
+        return np.array(predicted, dtype=bool) & (self.areas[:, 1] > 0)
 
     def unsure_scores(self) -> np.ndarray:
         """(T,) float64 suspicion of the frames whose labels are still the network's
         (predicted provenance, an LV drawn) and whose LV border it was unsure of, as kept
         in the sequence's metadata when the prediction was accepted
         (:mod:`echo_napari.uncertainty`); 0 elsewhere."""
-        seq = self.sequence
-        predicted = np.array([p.kind is ProvenanceKind.PREDICTED for p in seq.provenance])
-        stored = stored_uncertainty(seq.metadata, seq.n_frames)
-        return np.where(predicted & (self.areas[:, 1] > 0), unsure_score(stored), 0.0)
+        stored = stored_uncertainty(self.sequence.metadata, self.sequence.n_frames)
+        return np.where(self._network_lv(), unsure_score(stored), 0.0)
 
     def suspicious_frames(self, min_score: float = 0.05) -> list[int]:
         """Frames scoring ≥ ``min_score`` in :meth:`suspicion_scores`, most suspicious first."""
