@@ -467,7 +467,13 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     columns = ("frames", "model", "lv_frames", "no_view", "mitral_cut", "unsure", "ef")
     columns += ("plausible_pct",)
     columns += () if args.no_refine else ("refined",)
-    return _print_summary(args, outcomes, columns + (("repaired",) if args.repair else ()))
+    code = _print_summary(
+        args, outcomes, columns + (("repaired",) if args.repair else ()) + ("view",)
+    )
+    for outcome in outcomes:
+        if outcome.status == "done" and outcome.value.get("view_warning"):
+            sys.stderr.write(f"echo-napari: {outcome.name}: {outcome.value['view_warning']}\n")
+    return code
 
 
 def _train(

@@ -128,7 +128,9 @@ def predict_one(item: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
     counts them, recorded as propagated frames). ``options["both_directions"]`` False runs
     the network on the clip played forwards only (half the network time);
     ``options["mirrored"]`` reads the clips as mirrored apical views (LV on the left) and
-    records that in the output's metadata.
+    records that in the output's metadata. ``view`` is the apical convention the clip
+    looks like (:mod:`echo_napari.view_orientation`: "standard", "mirrored" or
+    "unsure"); ``view_warning`` says so when it contradicts ``options["mirrored"]``.
     """
     from echo_napari.field_of_view import find_field_of_view
     from echo_napari.io import write_sequence
@@ -136,6 +138,7 @@ def predict_one(item: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
     from echo_napari.metrics_plausibility import frame_plausibility
     from echo_napari.segmentation import load_model, predict_sequence
     from echo_napari.uncertainty import count_unsure, store_uncertainty
+    from echo_napari.view_orientation import check_orientation
 
     src, dst, options = item
     if options.get("threads"):
@@ -203,6 +206,7 @@ def predict_one(item: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
         else float("nan")
     )
     checks = frame_plausibility(labels, frame_time_ms=seq.frame_time_ms)
+    orientation = check_orientation(frames, field_of_view=view)
     return {
         "frames": seq.n_frames,
         "model": model.version,
@@ -215,6 +219,8 @@ def predict_one(item: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
         "plausible_pct": round(100.0 * checks.plausible_share(), 1) if lv.any() else float("nan"),
         **({"refined": moved} if refine else {}),
         **({"repaired": len(repaired)} if options.get("repair") else {}),
+        "view": orientation.verdict,
+        "view_warning": orientation.warning(bool(options.get("mirrored", False))),
         "output": dst,
     }
 

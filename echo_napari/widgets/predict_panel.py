@@ -28,7 +28,7 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
 )
 
-from echo_napari.errors import EchoNapariError
+from echo_napari.errors import EchoNapariError, ModelError
 from echo_napari.metrics_plausibility import ShapeFeatures, shape_features
 from echo_napari.sequence import MIRRORED_VIEW_KEY, FrameProvenance, ProvenanceKind
 from echo_napari.widgets._jobs import (
@@ -37,7 +37,7 @@ from echo_napari.widgets._jobs import (
     stage_reporter,
     torch_threads_for_jobs,
 )
-from echo_napari.widgets._notify import notify_error, notify_info_after_result
+from echo_napari.widgets._notify import notify_error, notify_info_after_result, notify_warning
 
 if TYPE_CHECKING:
     from echo_napari.widgets.review_dock import ReviewDock
@@ -79,6 +79,9 @@ class PredictionOutput:
         (:func:`~echo_napari.segmentation.inference.postprocess_notes`)
     uncertainty : (T,) float64 the network's LV-border uncertainty
         (:mod:`echo_napari.uncertainty`), or None when it gave none
+    orientation : which apical convention the clip looks like
+        (:class:`~echo_napari.view_orientation.OrientationCheck`), or None when the
+        check could not run
     """
 
     labels: np.ndarray
@@ -88,6 +91,7 @@ class PredictionOutput:
     notes: list[str]
     cleaned: list[str]
     uncertainty: np.ndarray | None = None
+    orientation: Any = None
 
 
 def run_prediction(
@@ -168,6 +172,13 @@ def run_prediction(
     provenance = FrameProvenance(ProvenanceKind.PREDICTED, name, version)
     labels = labels.astype(np.uint8)
     notes = framing_notes(array, frame_time_ms, mirrored, field_of_view=view)
+    try:
+        from echo_napari.view_orientation import check_orientation
+
+        orientation = check_orientation(array, field_of_view=view)
+    except ModelError as error:  # a missing check must not cost the prediction
+        logger.warning("view-orientation check skipped: %s", error)
+        orientation = None
     return PredictionOutput(
         labels,
         provenance,
@@ -176,6 +187,7 @@ def run_prediction(
         notes,
         postprocess_notes(tally),
         np.asarray(uncertainty, dtype=np.float64) if uncertainty else None,
+        orientation,
     )
 
 
@@ -200,6 +212,7 @@ class PredictPanel(ProgressJobMixin, QGroupBox):
         self.worker: Any = None
         self._cancel = threading.Event()
         self._job_refine = True
+        self._job_mirrored = False
         self._relay = _Relay(self)
         self._relay.progress.connect(self._on_progress)
         self._last_progress = 0.0
@@ -310,6 +323,7 @@ class PredictPanel(ProgressJobMixin, QGroupBox):
         self._cancel = threading.Event()
         self._job_sequence = self.session.sequence
         self._job_refine = self.refine_check.isChecked()
+        self._job_mirrored = self.mirrored_check.isChecked()
         # fine-tuning reads it, and a saved session keeps it
         self.session.sequence.metadata[MIRRORED_VIEW_KEY] = self.mirrored_check.isChecked()
         worker = create_worker(
@@ -321,7 +335,7 @@ class PredictPanel(ProgressJobMixin, QGroupBox):
             refine=self._job_refine,
             both_directions=self.directions_check.isChecked(),
             frame_time_ms=self.session.sequence.frame_time_ms,
-            mirrored=self.mirrored_check.isChecked(),
+            mirrored=self._job_mirrored,
             _start_thread=False,
             _ignore_errors=True,
         )
@@ -382,11 +396,16 @@ class PredictPanel(ProgressJobMixin, QGroupBox):
                 f" The network was unsure of the LV border on {unsure} frame"
                 f"{'' if unsure == 1 else 's'}: once accepted, Next suspicious visits them."
             )
+        view = output.orientation.warning(self._job_mirrored) if output.orientation else ""
         self.status_label.setText(
-            f"Predicted {labels.shape[0]} frames ({provenance.model} {provenance.version}"
+            (f"{view} " if view else "")
+            + f"Predicted {labels.shape[0]} frames ({provenance.model} {provenance.version}"
             f"{refined}); mean disagreement with the current labels {mean:.2f}.{shown} "
             "Dashed curves: prediction."
         )
+        if view:
+            notify_warning(f"echo-napari: {view}")
+            return
         notify_info_after_result(
             "echo-napari: prediction ready (dashed curves); accept it for a range"
         )
