@@ -80,11 +80,8 @@ def check_views(videos_npz) -> None:
         held = stem in HELD_OUT_VIDEOS
         as_is = check_orientation(frames, network)
         mirrored = check_orientation(np.ascontiguousarray(frames[:, :, ::-1]), network)
-        for check, truth in ((as_is, "standard"), (mirrored, "mirrored")):
-            verdict = check.verdict
-            tally[held][
-                "right" if verdict == truth else verdict if verdict == "unsure" else "wrong"
-            ] += 1
+        tally[held][as_is.judged("standard")] += 1
+        tally[held][mirrored.judged("mirrored")] += 1
         print(
             f"{stem[:10]} {'held-out' if held else 'training'}  view score as it is "
             f"{as_is.score:+6.2f} ({as_is.verdict}), mirrored {mirrored.score:+6.2f} "

@@ -108,6 +108,13 @@ class OrientationCheck:
             return "standard"
         return "unsure"
 
+    def judged(self, truth: str) -> str:
+        """``"right"``, ``"unsure"`` or ``"wrong"`` for a clip known to be ``truth``
+        (``"standard"`` or ``"mirrored"``)."""
+        if self.verdict == "unsure":
+            return "unsure"
+        return "right" if self.verdict == truth else "wrong"
+
     def contradicts(self, mirrored: bool) -> bool:
         """True when the clip looks the other way round from the ``mirrored`` setting."""
         return self.verdict == ("standard" if mirrored else "mirrored")

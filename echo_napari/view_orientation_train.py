@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import logging
 import time
+from collections import Counter
 from datetime import datetime, timezone
 
 import numpy as np
@@ -140,20 +141,13 @@ def score_both_ways(network: OrientationNet, frames: np.ndarray) -> tuple[float,
 
 def _summary(scores: dict[str, tuple[float, float]]) -> dict:
     """Right / unsure / wrong verdicts over videos shown both ways."""
-    verdicts = []
+    counts = Counter()
     for as_is, mirrored in scores.values():
-        verdicts += [
-            OrientationCheck(as_is, 1).verdict == "standard",
-            OrientationCheck(mirrored, 1).verdict == "mirrored",
-        ]
-    wrong = sum(OrientationCheck(a, 1).verdict == "mirrored" for a, _ in scores.values()) + sum(
-        OrientationCheck(m, 1).verdict == "standard" for _, m in scores.values()
-    )
+        counts[OrientationCheck(as_is, 1).judged("standard")] += 1
+        counts[OrientationCheck(mirrored, 1).judged("mirrored")] += 1
     return {
-        "shown": len(verdicts),
-        "right": int(sum(verdicts)),
-        "wrong": int(wrong),
-        "unsure": int(len(verdicts) - sum(verdicts) - wrong),
+        "shown": sum(counts.values()),
+        **{outcome: counts[outcome] for outcome in ("right", "wrong", "unsure")},
         "closest_to_zero": round(min(min(abs(a), abs(m)) for a, m in scores.values()), 2),
     }
 

@@ -68,6 +68,9 @@ def test_verdicts_warnings_and_the_margin():
     assert standard_looking.warning(False) == ""
     assert OrientationCheck(0.2, 3).warning(False) == OrientationCheck(0.2, 3).warning(True) == ""
     assert OrientationCheck(4.0, 3).to_dict()["verdict"] == "mirrored"
+    assert mirrored_looking.judged("mirrored") == "right"
+    assert mirrored_looking.judged("standard") == "wrong"
+    assert OrientationCheck(0.2, 3).judged("standard") == "unsure"
 
 
 def test_the_bundled_card_records_its_cross_validation_and_held_out_videos():
