@@ -494,7 +494,10 @@ def _train(
 
         result = run(*pos, device=args.device, progress=progress, **kw)
     outcome = TaskOutcome(str(args.data), "done", result)
-    return _print_summary(args, [outcome], columns)
+    code = _print_summary(args, [outcome], columns)
+    if result.get("view_warning"):
+        sys.stderr.write(f"echo-napari: {args.data}: {result['view_warning']}\n")
+    return code
 
 
 def _cmd_train_dir(args: argparse.Namespace) -> int:

@@ -438,6 +438,7 @@ def fine_tune_seg(
         "dice before": _format_dice(dice.get("before")),
         "dice after": _format_dice(dice.get("after")),
         "output": str(version.path),
+        "view_warning": version.card.get("fine_tune", {}).get("view_warning", ""),
     }
 
 

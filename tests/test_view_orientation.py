@@ -164,3 +164,23 @@ def test_the_predict_panel_warns_when_the_clip_looks_mirrored(
     panel.predict_button.click()
     qtbot.waitUntil(lambda: panel.worker is None, timeout=30000)
     assert panel.status_label.text().startswith("Predicted")
+
+
+def test_fine_tuning_on_a_clip_that_looks_mirrored_says_so(simulated_clip, tmp_path, monkeypatch):
+    from test_widgets_predict import _tiny_model
+
+    from echo_napari.segmentation import fine_tune
+    from echo_napari.sequence import MANUAL, MIRRORED_VIEW_KEY, NO_PROVENANCE, EchoSequence
+
+    monkeypatch.setenv("ECHO_NAPARI_DATA_DIR", str(tmp_path / "user"))
+    frames = np.ascontiguousarray(simulated_clip[:16, :, ::-1])
+    labels = np.zeros(frames.shape, np.uint8)
+    labels[:, 40:70, 30:50] = 1
+    provenance = [MANUAL if t in (0, 8) else NO_PROVENANCE for t in range(16)]
+    warnings = []
+    for marked in (False, True):
+        sequence = EchoSequence(frames=frames, labels=labels, provenance=provenance)
+        sequence.metadata[MIRRORED_VIEW_KEY] = marked
+        version = fine_tune(sequence, _tiny_model("", "cpu"), steps=2)
+        warnings.append(version.card["fine_tune"]["view_warning"])
+    assert warnings[0].startswith("This clip looks mirrored") and warnings[1] == ""

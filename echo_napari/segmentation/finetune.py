@@ -168,6 +168,7 @@ def fine_tune_steps(
     frames = sequence.frames_array()
     labels = sequence.labels
     mirrored = bool(sequence.metadata.get(MIRRORED_VIEW_KEY, False))
+    view_warning = _view_warning(frames, mirrored)
     started = time.perf_counter()
     try:
         before = _dice_on(
@@ -229,11 +230,29 @@ def fine_tune_steps(
             "final_loss": float(np.mean(losses[-10:])),
             "wall_time_s": round(time.perf_counter() - started, 1),
             "dice_on_corrected_frames": {"before": before, "after": after},
+            "view_warning": view_warning,
         }
     )
     save_model(tuned, path.with_suffix(""))
     logger.info("fine-tuned version %s written (parent %s)", path.stem, parent)
     return get_version(path.stem)
+
+
+def _view_warning(frames: np.ndarray, mirrored: bool) -> str:
+    """The view check's warning (:mod:`echo_napari.view_orientation`) when the clip looks
+    the other way round from its Mirrored view setting: fine-tuning would then teach the
+    model the wrong layout. ``""`` when it agrees, cannot tell, or cannot run."""
+    from echo_napari.errors import ModelError
+    from echo_napari.view_orientation import check_orientation
+
+    try:
+        warning = check_orientation(frames).warning(mirrored)
+    except ModelError as error:
+        logger.warning("view-orientation check skipped: %s", error)
+        return ""
+    if warning:
+        logger.warning("fine-tuning: %s", warning)
+    return warning
 
 
 def _card(

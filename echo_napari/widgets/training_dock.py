@@ -30,7 +30,7 @@ from qtpy.QtWidgets import (
 )
 
 from echo_napari.errors import EchoNapariError, ModelError, SequenceError
-from echo_napari.widgets._notify import notify_error, notify_info
+from echo_napari.widgets._notify import notify_error, notify_info, notify_warning
 from echo_napari.widgets.job_cores import CoreGate, WaitsForCores
 from echo_napari.widgets.train_panel import TrainJobPanel
 
@@ -243,10 +243,19 @@ class TrainingDock(WaitsForCores, QWidget):
 
     def _on_seg_done(self, version: Any) -> None:
         self.refresh_versions()
+        view = version.card.get("fine_tune", {}).get("view_warning", "")
         self.comparison_label.setText(
             f"{version.id}: Dice on the corrected frames, before → after: "
             f"{dice_summary(version.card)}. Select it to use it for predictions."
+            + (
+                f" Trained on a clip whose view check disagrees with its setting: {view}"
+                if view
+                else ""
+            )
         )
+        if view:
+            notify_warning(f"echo-napari: {version.id} was trained on this clip as it is. {view}")
+            return
         notify_info(f"echo-napari: new segmentation version {version.id}")
 
     # -- versions --------------------------------------------------------------------------
