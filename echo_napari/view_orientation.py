@@ -16,7 +16,6 @@ flipped without the user.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from torch import nn
 
 from echo_napari.errors import ModelError
 from echo_napari.field_of_view import FieldOfView, find_field_of_view, sector_mask
+from echo_napari.models.files import load_state, read_network_files, save_network_files
 
 MODEL_NAME = "orient"
 #: Frames per window and the step between windows.
@@ -219,23 +219,10 @@ def check_orientation(
 
 
 def save_orientation_model(network: OrientationNet, stem: str | Path, card: dict) -> Path:
-    """Write ``<stem>.safetensors`` and ``<stem>.json`` (config + ``card``), each through a
-    temporary file; returns the weights path."""
-    from safetensors.torch import save_file
-
-    stem = Path(stem)
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    weights = stem.with_suffix(".safetensors")
-    state = {k: v.detach().cpu().contiguous() for k, v in network.state_dict().items()}
-    tmp = weights.with_name(weights.name + ".tmp")
-    save_file(state, str(tmp))
-    tmp.replace(weights)
+    """Write ``<stem>.safetensors`` and ``<stem>.json`` (config + ``card``); returns the
+    weights path."""
     full = {"name": MODEL_NAME, "config": asdict(network.config), **card}
-    card_path = stem.with_suffix(".json")
-    tmp_card = card_path.with_name(card_path.name + ".tmp")
-    tmp_card.write_text(json.dumps(full, indent=1, ensure_ascii=False) + "\n")
-    tmp_card.replace(card_path)
-    return weights
+    return save_network_files(network, stem, full)
 
 
 _CACHE: dict[str, OrientationNet] = {}
@@ -249,26 +236,17 @@ def load_orientation_model(path: str | Path | None = None) -> OrientationNet:
     ModelError
         When the weights or card are missing, corrupt or do not fit the architecture.
     """
-    from safetensors.torch import load_file
-
     if path is None:
         from echo_napari.models.registry import bundled_model
 
         path = bundled_model(MODEL_NAME).path
     path = Path(path)
     key = str(path.resolve())
-    if key in _CACHE:
-        return _CACHE[key]
-    try:
-        card = json.loads(path.with_suffix(".json").read_text())
-        config = OrientationNetConfig.from_dict(card.get("config", {}))
-        state = load_file(str(path.with_suffix(".safetensors")))
-    except (OSError, ValueError, TypeError) as exc:
-        raise ModelError(f"{path}: cannot load the view-orientation model ({exc})") from exc
-    network = OrientationNet(config)
-    try:
-        network.load_state_dict(state)
-    except RuntimeError as exc:
-        raise ModelError(f"{path}: weights do not fit the model card's config ({exc})") from exc
-    _CACHE[key] = network.eval()
-    return network
+    if key not in _CACHE:
+        card, state = read_network_files(path, "view-orientation model")
+        try:
+            config = OrientationNetConfig.from_dict(card.get("config", {}))
+        except (TypeError, ValueError) as exc:
+            raise ModelError(f"{path}: cannot load the view-orientation model ({exc})") from exc
+        _CACHE[key] = load_state(OrientationNet(config), state, path)
+    return _CACHE[key]

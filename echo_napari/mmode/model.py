@@ -9,7 +9,6 @@ logits (0 outside, 1 inside the LV band). D and N must be multiples of ``2**leve
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ import torch
 from torch import nn
 
 from echo_napari.errors import ModelError
+from echo_napari.models.files import load_state, read_network_files, save_network_files
 
 MODEL_NAME = "mmode"
 
@@ -116,18 +116,8 @@ def save_mmode_model(
     -------
     Path of the .safetensors file.
     """
-    from safetensors.torch import save_file
-
-    stem = Path(stem)
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    weights = stem.with_suffix(".safetensors")
-    state = {k: v.detach().cpu().contiguous() for k, v in network.state_dict().items()}
-    tmp = weights.with_name(weights.name + ".tmp")
-    save_file(state, str(tmp))
-    tmp.replace(weights)
     full = {"name": MODEL_NAME, "config": asdict(network.config), **(card or {})}
-    stem.with_suffix(".json").write_text(json.dumps(full, indent=2))
-    return weights
+    return save_network_files(network, stem, full)
 
 
 def load_mmode_model(
@@ -140,23 +130,13 @@ def load_mmode_model(
     ModelError
         When the weights or card are missing, corrupt or do not fit the architecture.
     """
-    from safetensors.torch import load_file
-
     if path is None:
         from echo_napari.models.registry import find_model
 
         path = find_model(MODEL_NAME).path
-    path = Path(path)
-    card_path = path.with_suffix(".json")
+    card, state = read_network_files(path, "M-mode model")
     try:
-        card = json.loads(card_path.read_text())
         config = MModeNetConfig.from_dict(card.get("config", {}))
-        state = load_file(str(path.with_suffix(".safetensors")))
-    except (OSError, ValueError, TypeError) as exc:
+    except (TypeError, ValueError) as exc:
         raise ModelError(f"{path}: cannot load the M-mode model ({exc})") from exc
-    network = MModeNet(config)
-    try:
-        network.load_state_dict(state)
-    except RuntimeError as exc:
-        raise ModelError(f"{path}: weights do not fit the model card's config ({exc})") from exc
-    return network.to(device).eval()
+    return load_state(MModeNet(config), state, path).to(device)
