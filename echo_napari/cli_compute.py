@@ -138,7 +138,7 @@ def predict_one(item: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
     from echo_napari.metrics_plausibility import frame_plausibility
     from echo_napari.segmentation import load_model, predict_sequence
     from echo_napari.uncertainty import count_unsure, store_uncertainty
-    from echo_napari.view_orientation import check_orientation
+    from echo_napari.view_orientation import check_orientation_or_none
 
     src, dst, options = item
     if options.get("threads"):
@@ -206,7 +206,7 @@ def predict_one(item: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
         else float("nan")
     )
     checks = frame_plausibility(labels, frame_time_ms=seq.frame_time_ms)
-    orientation = check_orientation(frames, field_of_view=view)
+    orientation = check_orientation_or_none(frames, field_of_view=view)
     return {
         "frames": seq.n_frames,
         "model": model.version,
@@ -219,8 +219,10 @@ def predict_one(item: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
         "plausible_pct": round(100.0 * checks.plausible_share(), 1) if lv.any() else float("nan"),
         **({"refined": moved} if refine else {}),
         **({"repaired": len(repaired)} if options.get("repair") else {}),
-        "view": orientation.verdict,
-        "view_warning": orientation.warning(bool(options.get("mirrored", False))),
+        "view": orientation.verdict if orientation is not None else "",
+        "view_warning": (
+            orientation.warning(bool(options.get("mirrored", False))) if orientation else ""
+        ),
         "output": dst,
     }
 

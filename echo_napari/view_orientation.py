@@ -16,6 +16,7 @@ flipped without the user.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,8 @@ from torch import nn
 from echo_napari.errors import ModelError
 from echo_napari.field_of_view import FieldOfView, find_field_of_view, sector_mask
 from echo_napari.models.files import load_state, read_network_files, save_network_files
+
+logger = logging.getLogger(__name__)
 
 MODEL_NAME = "orient"
 #: Frames per window and the step between windows.
@@ -216,6 +219,19 @@ def check_orientation(
     # np.median averages the two middle values (torch.median takes the lower one, which
     # would break the mirror symmetry for an even number of windows)
     return OrientationCheck(float(np.median(scores.numpy())), int(features.shape[0]))
+
+
+def check_orientation_or_none(
+    frames: Any, field_of_view: FieldOfView | None = None
+) -> OrientationCheck | None:
+    """:func:`check_orientation` with the bundled network, or None (logged) when it cannot
+    load: the check only advises, so its absence must not stop a prediction or a
+    fine-tuning."""
+    try:
+        return check_orientation(frames, field_of_view=field_of_view)
+    except ModelError as error:
+        logger.warning("view-orientation check skipped: %s", error)
+        return None
 
 
 def save_orientation_model(network: OrientationNet, stem: str | Path, card: dict) -> Path:

@@ -184,3 +184,16 @@ def test_fine_tuning_on_a_clip_that_looks_mirrored_says_so(simulated_clip, tmp_p
         version = fine_tune(sequence, _tiny_model("", "cpu"), steps=2)
         warnings.append(version.card["fine_tune"]["view_warning"])
     assert warnings[0].startswith("This clip looks mirrored") and warnings[1] == ""
+
+
+def test_a_missing_view_model_is_logged_and_skipped(simulated_clip, monkeypatch, caplog):
+    import echo_napari.models.registry as registry
+    from echo_napari.view_orientation import check_orientation_or_none
+
+    def no_weights(name="dirnet"):
+        raise ModelError(f"no bundled '{name}' weights")
+
+    monkeypatch.setattr(registry, "bundled_model", no_weights)
+    monkeypatch.setattr("echo_napari.view_orientation._CACHE", {})
+    assert check_orientation_or_none(simulated_clip) is None
+    assert "view-orientation check skipped" in caplog.text

@@ -242,14 +242,10 @@ def _view_warning(frames: np.ndarray, mirrored: bool) -> str:
     """The view check's warning (:mod:`echo_napari.view_orientation`) when the clip looks
     the other way round from its Mirrored view setting: fine-tuning would then teach the
     model the wrong layout. ``""`` when it agrees, cannot tell, or cannot run."""
-    from echo_napari.errors import ModelError
-    from echo_napari.view_orientation import check_orientation
+    from echo_napari.view_orientation import check_orientation_or_none
 
-    try:
-        warning = check_orientation(frames).warning(mirrored)
-    except ModelError as error:
-        logger.warning("view-orientation check skipped: %s", error)
-        return ""
+    check = check_orientation_or_none(frames)
+    warning = check.warning(mirrored) if check is not None else ""
     if warning:
         logger.warning("fine-tuning: %s", warning)
     return warning

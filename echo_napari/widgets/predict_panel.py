@@ -28,7 +28,7 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
 )
 
-from echo_napari.errors import EchoNapariError, ModelError
+from echo_napari.errors import EchoNapariError
 from echo_napari.metrics_plausibility import ShapeFeatures, shape_features
 from echo_napari.sequence import MIRRORED_VIEW_KEY, FrameProvenance, ProvenanceKind
 from echo_napari.widgets._jobs import (
@@ -40,6 +40,7 @@ from echo_napari.widgets._jobs import (
 from echo_napari.widgets._notify import notify_error, notify_info_after_result, notify_warning
 
 if TYPE_CHECKING:
+    from echo_napari.view_orientation import OrientationCheck
     from echo_napari.widgets.review_dock import ReviewDock
 
 logger = logging.getLogger(__name__)
@@ -91,7 +92,7 @@ class PredictionOutput:
     notes: list[str]
     cleaned: list[str]
     uncertainty: np.ndarray | None = None
-    orientation: Any = None
+    orientation: OrientationCheck | None = None
 
 
 def run_prediction(
@@ -172,13 +173,9 @@ def run_prediction(
     provenance = FrameProvenance(ProvenanceKind.PREDICTED, name, version)
     labels = labels.astype(np.uint8)
     notes = framing_notes(array, frame_time_ms, mirrored, field_of_view=view)
-    try:
-        from echo_napari.view_orientation import check_orientation
+    from echo_napari.view_orientation import check_orientation_or_none
 
-        orientation = check_orientation(array, field_of_view=view)
-    except ModelError as error:  # a missing check must not cost the prediction
-        logger.warning("view-orientation check skipped: %s", error)
-        orientation = None
+    orientation = check_orientation_or_none(array, field_of_view=view)
     return PredictionOutput(
         labels,
         provenance,
