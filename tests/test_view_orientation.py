@@ -160,10 +160,13 @@ def test_the_predict_panel_warns_when_the_clip_looks_mirrored(
     panel.predict_button.click()
     qtbot.waitUntil(lambda: panel.worker is None, timeout=30000)
     assert panel.status_label.text().startswith("This clip looks mirrored")
-    panel.mirrored_check.setChecked(True)
-    panel.predict_button.click()
+    assert panel.view_button.isVisibleTo(panel)
+    assert panel.view_button.text() == "Predict again with Mirrored view on"
+    panel.view_button.click()  # one click: the setting flipped and predicted again
+    assert panel.mirrored_check.isChecked() and not panel.view_button.isVisibleTo(panel)
     qtbot.waitUntil(lambda: panel.worker is None, timeout=30000)
     assert panel.status_label.text().startswith("Predicted")
+    assert not panel.view_button.isVisibleTo(panel)
 
 
 def test_fine_tuning_on_a_clip_that_looks_mirrored_says_so(simulated_clip, tmp_path, monkeypatch):

@@ -256,6 +256,9 @@ class PredictPanel(ProgressJobMixin, QGroupBox):
         self.progress_bar.setValue(0)
         self.status_label = QLabel("")
         self.status_label.setWordWrap(True)
+        # offered when the view check disagrees with the Mirrored view setting
+        self.view_button = QPushButton("")
+        self.view_button.hide()
 
         form = QFormLayout()
         form.addRow("Model", self.model_combo)
@@ -280,11 +283,13 @@ class PredictPanel(ProgressJobMixin, QGroupBox):
         layout.addLayout(run_row)
         layout.addWidget(self.progress_bar)
         layout.addLayout(accept_row)
+        layout.addWidget(self.view_button)
         layout.addWidget(self.status_label)
 
         self.predict_button.clicked.connect(self.predict)
         self.cancel_button.clicked.connect(self.cancel)
         self.accept_button.clicked.connect(self.accept_range)
+        self.view_button.clicked.connect(self.predict_other_view)
         self.session.events.sequence.connect(self._on_new_sequence)
         self._on_new_sequence()
 
@@ -295,6 +300,7 @@ class PredictPanel(ProgressJobMixin, QGroupBox):
             spin.setRange(0, n - 1)
         self.first_spin.setValue(0)
         self.last_spin.setValue(n - 1)
+        self.view_button.hide()
         # a session remembers the view convention its frames were predicted in
         metadata = self.session.sequence.metadata if self.session.is_loaded else {}
         self.mirrored_check.setChecked(bool(metadata.get(MIRRORED_VIEW_KEY, False)))
@@ -321,6 +327,7 @@ class PredictPanel(ProgressJobMixin, QGroupBox):
         self._job_sequence = self.session.sequence
         self._job_refine = self.refine_check.isChecked()
         self._job_mirrored = self.mirrored_check.isChecked()
+        self.view_button.hide()
         # fine-tuning reads it, and a saved session keeps it
         self.session.sequence.metadata[MIRRORED_VIEW_KEY] = self.mirrored_check.isChecked()
         worker = create_worker(
@@ -337,6 +344,11 @@ class PredictPanel(ProgressJobMixin, QGroupBox):
             _ignore_errors=True,
         )
         self._launch(worker, self._on_returned)
+
+    def predict_other_view(self) -> None:
+        """Flip the Mirrored view setting (as the view check suggests) and predict again."""
+        self.mirrored_check.setChecked(not self._job_mirrored)
+        self.predict()
 
     def cancel(self) -> None:
         """Stop the running prediction after its current window."""
@@ -401,6 +413,9 @@ class PredictPanel(ProgressJobMixin, QGroupBox):
             "Dashed curves: prediction."
         )
         if view:
+            state = "off" if self._job_mirrored else "on"
+            self.view_button.setText(f"Predict again with Mirrored view {state}")
+            self.view_button.show()
             notify_warning(f"echo-napari: {view}")
             return
         notify_info_after_result(
