@@ -161,7 +161,7 @@ def test_the_predict_panel_warns_when_the_clip_looks_mirrored(
     qtbot.waitUntil(lambda: panel.worker is None, timeout=30000)
     assert panel.status_label.text().startswith("This clip looks mirrored")
     assert panel.view_button.isVisibleTo(panel)
-    assert panel.view_button.text() == "Predict again with Mirrored view on"
+    assert panel.view_button.text() == "Predict with Mirrored view on"
     panel.view_button.click()  # one click: the setting flipped and predicted again
     assert panel.mirrored_check.isChecked() and not panel.view_button.isVisibleTo(panel)
     qtbot.waitUntil(lambda: panel.worker is None, timeout=30000)

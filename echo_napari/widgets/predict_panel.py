@@ -272,6 +272,7 @@ class PredictPanel(ProgressJobMixin, QGroupBox):
         run_row = QHBoxLayout()
         run_row.addWidget(self.predict_button)
         run_row.addWidget(self.cancel_button)
+        run_row.addWidget(self.view_button)  # in the row: it adds no height when shown
         accept_row = QHBoxLayout()
         accept_row.addWidget(QLabel("frames"))
         accept_row.addWidget(self.first_spin)
@@ -283,7 +284,6 @@ class PredictPanel(ProgressJobMixin, QGroupBox):
         layout.addLayout(run_row)
         layout.addWidget(self.progress_bar)
         layout.addLayout(accept_row)
-        layout.addWidget(self.view_button)
         layout.addWidget(self.status_label)
 
         self.predict_button.clicked.connect(self.predict)
@@ -414,7 +414,7 @@ class PredictPanel(ProgressJobMixin, QGroupBox):
         )
         if view:
             state = "off" if self._job_mirrored else "on"
-            self.view_button.setText(f"Predict again with Mirrored view {state}")
+            self.view_button.setText(f"Predict with Mirrored view {state}")
             self.view_button.show()
             notify_warning(f"echo-napari: {view}")
             return
