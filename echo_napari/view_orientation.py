@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from echo_napari.errors import ModelError
-from echo_napari.field_of_view import FieldOfView, find_field_of_view, sector_mask
+from echo_napari.field_of_view import FieldOfView, sector_mask
 from echo_napari.models.files import load_state, read_network_files, save_network_files
 
 logger = logging.getLogger(__name__)
@@ -186,12 +186,9 @@ def symmetric_sector(frames: np.ndarray) -> np.ndarray:
 def prepare_frames(frames: Any, field_of_view: FieldOfView | None = None) -> np.ndarray:
     """Frames as the network sees them: the square around the sector (as the segmentation
     is shown it), resized to :data:`FRAME_SIZE`; ``(T, S, S)`` float32 in [0, 1]."""
-    view = field_of_view if field_of_view is not None else find_field_of_view(frames)
-    square = view.crop(frames) if not view.is_whole else frames
-    x = torch.from_numpy(np.ascontiguousarray(np.asarray(square, dtype=np.float32)))[:, None]
-    if tuple(x.shape[-2:]) != (FRAME_SIZE, FRAME_SIZE):
-        x = F.interpolate(x, size=(FRAME_SIZE, FRAME_SIZE), mode="bilinear", antialias=True)
-    return x[:, 0].clamp(0.0, 1.0).numpy()
+    from echo_napari.segmentation.training import resize_sequence
+
+    return resize_sequence(frames, None, FRAME_SIZE, field_of_view=field_of_view)[0]
 
 
 def check_orientation(

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from echo_napari.errors import ModelError, SequenceError
-from echo_napari.field_of_view import find_field_of_view
+from echo_napari.field_of_view import FieldOfView, find_field_of_view
 from echo_napari.segmentation.augment import AugmentConfig, augment_batch
 from echo_napari.segmentation.model import UNet2DTime
 
@@ -103,16 +103,21 @@ class TrainProgress:
 
 
 def resize_sequence(
-    frames: np.ndarray, labels: np.ndarray | None, size: int, crop_to_sector: bool = True
+    frames: np.ndarray,
+    labels: np.ndarray | None,
+    size: int,
+    crop_to_sector: bool = True,
+    field_of_view: FieldOfView | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Resize ``(T, H, W)`` frames (bilinear, antialiased) and labels (nearest) to ``size``².
 
     With ``crop_to_sector``, a scanner's screen is first cut to the square around its
     imaging sector (:mod:`echo_napari.field_of_view`), as ``predict_sequence`` does, so
-    that a model fine-tuned on such a clip learns the framing it will be shown.
+    that a model fine-tuned on such a clip learns the framing it will be shown;
+    ``field_of_view`` is that square when the caller found it already.
     """
     if crop_to_sector:
-        view = find_field_of_view(frames)
+        view = field_of_view if field_of_view is not None else find_field_of_view(frames)
         if not view.is_whole:
             frames = np.asarray(view.crop(np.asarray(frames, dtype=np.float32)))
             labels = None if labels is None else view.crop(np.asarray(labels, dtype=np.uint8))
