@@ -9,6 +9,11 @@ edge). Fed a whole 800 × 600 screen, the network sees a heart a third of the si
 squeezed sideways, among letters. :func:`find_field_of_view` finds the sector and
 :class:`FieldOfView` cuts that square out (pixels outside the sector set to 0) and puts
 labels drawn on it back into the whole frame.
+
+Some sites display the apical views apex down (the probe at the bottom of the screen, the
+atria at the top). The fan then widens upwards; :func:`find_field_of_view` sees that and
+its square is cut upside down (``apex_down``), so the models see the apex at the top as
+they were trained, and labels and fields go back the way the clip shows them.
 """
 
 from __future__ import annotations
@@ -38,6 +43,9 @@ WHOLE_FRAME_IOU = 0.85
 #: a live region covering this share of the frame is no sector inside a screen (a fan
 #: fills at most ~80 % of its bounding square): the frame is used as it is
 WHOLE_FRAME_SECTOR = 0.9
+#: a mask whose width grows by less than this many pixels per row of depth is no fan (a
+#: 90° sector grows by 2, a linear probe's rectangle by 0)
+FAN_SLOPE = 0.2
 
 
 @dataclass(frozen=True)
@@ -49,12 +57,15 @@ class FieldOfView:
     sector : (H, W) bool, the imaging sector (convex)
     top, left : int, the square's corner in frame pixels (may lie outside the frame)
     side : int, the square's side, frame pixels
+    apex_down : bool, the fan's apex is at the bottom of the screen: the square is cut
+        upside down (:meth:`crop`) and put back the right way up (:meth:`place`)
     """
 
     sector: np.ndarray
     top: int
     left: int
     side: int
+    apex_down: bool = False
 
     @property
     def frame_shape(self) -> tuple[int, int]:
@@ -62,8 +73,16 @@ class FieldOfView:
 
     @property
     def is_whole(self) -> bool:
-        """True when the square is (nearly) the frame, or the live region fills the frame
-        (:data:`WHOLE_FRAME_SECTOR`): the frames are used as they are."""
+        """True when the frames are used as they are: the square is (nearly) the frame, or
+        the live region fills the frame (:data:`WHOLE_FRAME_SECTOR`), and the apex is at
+        the top. A whole frame shown apex down is only turned upside down (:meth:`crop`)."""
+        return self.crops_whole_frame and not self.apex_down
+
+    @property
+    def crops_whole_frame(self) -> bool:
+        """True when :meth:`crop` gives the whole frame (turned upside down when
+        :attr:`apex_down`), no square cut out of it: the square is (nearly) the frame, or
+        the live region fills it."""
         if self.sector.mean() >= WHOLE_FRAME_SECTOR:
             return True
         height, width = self.frame_shape
@@ -93,35 +112,46 @@ class FieldOfView:
 
         Returns
         -------
-        (T, side, side), of the same dtype and kind (lazy stays lazy)
+        (T, side, side), of the same dtype and kind (lazy stays lazy); upside down when
+        :attr:`apex_down`, so the apex is at the top (a frame that is the square already:
+        the whole frame, (T, H, W), upside down)
         """
+        if self.apex_down and self.crops_whole_frame:
+            return _upside_down(frames[:, :, :])
         rows, cols, pad = self._spans()
         part = frames[:, rows, cols] * self.sector[rows, cols][None].astype(frames.dtype)
-        if not any(any(p) for p in pad):
-            return part
-        widths = ((0, 0), *pad)
-        if isinstance(part, np.ndarray):
-            return np.pad(part, widths)
-        import dask.array as da
+        if any(any(p) for p in pad):
+            widths = ((0, 0), *pad)
+            if isinstance(part, np.ndarray):
+                part = np.pad(part, widths)
+            else:
+                import dask.array as da
 
-        return da.pad(part, widths)
+                part = da.pad(part, widths)
+        return _upside_down(part) if self.apex_down else part
 
     def place(self, square: np.ndarray) -> np.ndarray:
         """Any per-pixel array of the square, in the whole frame, 0 outside the square.
 
         Parameters
         ----------
-        square : (..., side, side), e.g. displacement fields (N, 2, side, side)
+        square : (..., side, side), as :meth:`crop` gives it (upside down when
+            :attr:`apex_down`); a displacement field's row component must be negated by
+            the caller when :attr:`apex_down` (only its place is turned here)
 
         Returns
         -------
         (..., H, W), same dtype
         """
         square = np.asarray(square)
+        if self.apex_down and self.crops_whole_frame and square.shape[-2:] == self.frame_shape:
+            return np.ascontiguousarray(square[..., ::-1, :])
         if square.shape[-2:] != (self.side, self.side):
             raise SequenceError(
                 f"an array of {square.shape[-2:]} pixels does not fit the {self.side}-pixel square"
             )
+        if self.apex_down:
+            square = np.ascontiguousarray(square[..., ::-1, :])
         rows, cols, pad = self._spans()
         out = np.zeros((*square.shape[:-2], *self.frame_shape), dtype=square.dtype)
         out[..., rows, cols] = square[
@@ -143,12 +173,22 @@ class FieldOfView:
         (T, H, W) uint8
         """
         whole = self.place(labels)
+        if self.apex_down and self.crops_whole_frame:
+            return whole
         if into is None:
             return whole * self.sector[None].astype(whole.dtype)
         rows, cols, _ = self._spans()
         out = np.array(into, copy=True)
         out[:, rows, cols] = whole[:, rows, cols]
         return out
+
+
+def _upside_down(frames: Any) -> Any:
+    """(T, H, W) frames flipped top to bottom; numpy copies stay contiguous (torch reads
+    them without a copy), lazy arrays stay lazy."""
+    if isinstance(frames, np.ndarray):
+        return np.ascontiguousarray(frames[:, ::-1])
+    return frames[:, ::-1]
 
 
 def _sample(frames: Any) -> np.ndarray:
@@ -220,9 +260,30 @@ def sector_apex_row(sector: np.ndarray) -> float:
     if free.sum() < 4:
         return float(rows[0])
     slope, intercept = np.polyfit(upper[free], (right - left + 1)[free], 1)
-    if slope < 0.2:  # not a fan
+    if slope < FAN_SLOPE:  # not a fan
         return float(rows[0])
     return min(float(rows[0]), -intercept / slope)
+
+
+def fan_points_up(sector: np.ndarray) -> bool:
+    """True when a fan narrows downwards: its apex (the probe) is at the bottom of the
+    screen, as some sites display the apical views. Judged from the straight sides only:
+    the width's slope over the middle half of the mask's rows (the arcs at either end
+    cut off), rows cut by the frame's sides left out, is below ``-FAN_SLOPE``.
+
+    Parameters
+    ----------
+    sector : (H, W) bool, convex
+    """
+    rows = np.flatnonzero(sector.any(axis=1))
+    middle = rows[rows.size // 4 : rows.size - rows.size // 4]
+    left = np.argmax(sector[middle], axis=1)
+    right = sector.shape[1] - 1 - np.argmax(sector[middle, ::-1], axis=1)
+    free = (left > 0) & (right < sector.shape[1] - 1)
+    if free.sum() < 4:
+        return False
+    slope = np.polyfit(middle[free], (right - left + 1)[free], 1)[0]
+    return bool(slope <= -FAN_SLOPE)
 
 
 def find_field_of_view(frames: Any) -> FieldOfView:
@@ -231,7 +292,9 @@ def find_field_of_view(frames: Any) -> FieldOfView:
     The square's side is the depth from the sector's apex (:func:`sector_apex_row`) to
     its lowest row divided by ``1 - TOP_MARGIN`` (a 90° sector cut off at the bottom, as
     EchoNet frames are, is about as deep as its radius), its top ``TOP_MARGIN`` of the
-    side above the apex, centred on the sector's middle column.
+    side above the apex, centred on the sector's middle column. A fan with its apex at the
+    bottom (:func:`fan_points_up`) is measured upside down and its square is cut upside
+    down (``apex_down``).
 
     Parameters
     ----------
@@ -244,13 +307,17 @@ def find_field_of_view(frames: Any) -> FieldOfView:
     if len(getattr(frames, "shape", ())) != 3 or 0 in frames.shape:
         raise SequenceError(f"frames must be (T, H, W); got shape {getattr(frames, 'shape', ())}")
     sector = sector_mask(frames)
-    rows = np.flatnonzero(sector.any(axis=1))
-    cols = np.flatnonzero(sector.any(axis=0))
-    apex = sector_apex_row(sector)
+    apex_down = fan_points_up(sector)
+    upright = sector[::-1] if apex_down else sector
+    rows = np.flatnonzero(upright.any(axis=1))
+    cols = np.flatnonzero(upright.any(axis=0))
+    apex = sector_apex_row(upright)
     side = max(int(round((rows[-1] + 1 - apex) / (1.0 - TOP_MARGIN))), 1)
     top = int(round(apex - TOP_MARGIN * side))
+    if apex_down:  # the square's top row, counted in the clip as it is shown
+        top = sector.shape[0] - top - side
     left = int(round((cols[0] + cols[-1] + 1) / 2.0 - side / 2.0))
-    return FieldOfView(sector=sector, top=top, left=left, side=side)
+    return FieldOfView(sector=sector, top=top, left=left, side=side, apex_down=apex_down)
 
 
-__all__ = ["FieldOfView", "find_field_of_view", "sector_apex_row", "sector_mask"]
+__all__ = ["FieldOfView", "fan_points_up", "find_field_of_view", "sector_apex_row", "sector_mask"]

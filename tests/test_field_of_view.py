@@ -215,3 +215,56 @@ def test_framing_notes_say_how_the_clip_is_shown_to_the_network(clip, screen):
     notes = framing_notes(frames, 33.3, mirrored=True)
     assert len(notes) == 3 and "square around the imaging sector" in notes[0]
     assert notes[1] == "resampled from 30 to 50 frames/s" and "mirrored" in notes[2]
+
+
+def test_a_fan_with_its_apex_at_the_bottom_is_found_apex_down(clip, screen):
+    from echo_napari.field_of_view import fan_points_up
+
+    yy, xx = np.mgrid[:200, :200]
+    fan = (yy >= np.abs(xx - 100) + 20) & (np.hypot(yy - 20, xx - 100) <= 170)
+    assert not fan_points_up(fan) and fan_points_up(fan[::-1])
+    box = np.zeros((200, 200), bool)
+    box[50:150, 20:180] = True  # a linear probe has no apex, either way up
+    assert not fan_points_up(box) and not fan_points_up(box[::-1])
+    frames, placed = screen
+    upright, down = find_field_of_view(frames), find_field_of_view(frames[:, ::-1])
+    assert not upright.apex_down and down.apex_down and not down.is_whole
+    # the same square, counted from the other end of the frame
+    assert down.side == upright.side and down.left == upright.left
+    assert down.top == frames.shape[1] - upright.top - upright.side
+    np.testing.assert_array_equal(down.crop(frames[:, ::-1]), upright.crop(frames))
+    assert find_field_of_view(clip[:, ::-1]).apex_down and find_field_of_view(clip).is_whole
+
+
+def test_an_apex_down_clip_gets_the_upside_down_prediction_of_the_clip(clip, screen):
+    from echo_napari.segmentation.inference import framing_notes
+
+    direct = predict_sequence(clip, both_directions=False)
+    down = np.ascontiguousarray(clip[:, ::-1])
+    np.testing.assert_array_equal(predict_sequence(down, both_directions=False)[:, ::-1], direct)
+    # read as it is shown, the network finds hardly any of the LV
+    plain = predict_sequence(down, both_directions=False, crop_to_sector=False)[:, ::-1]
+    a, b = plain == LabelClass.LV_CAVITY, direct == LabelClass.LV_CAVITY
+    assert 2 * (a & b).sum() / (a.sum() + b.sum()) < 0.6  # 0.35 here
+    assert framing_notes(down) == ["turned apex up (the clip shows the apex at the bottom)"]
+    frames, _ = screen
+    on_screen = predict_sequence(frames[:12], both_directions=False)
+    upside_down = predict_sequence(np.ascontiguousarray(frames[:12, ::-1]), both_directions=False)
+    np.testing.assert_array_equal(upside_down[:, ::-1], on_screen)
+    notes = framing_notes(frames[:, ::-1])
+    assert "square around the imaging sector" in notes[0] and "apex up" in notes[1]
+
+
+def test_propagation_on_an_apex_down_clip_moves_labels_as_on_the_clip(clip):
+    from echo_napari.registration import pairwise_fields, propagate_from_keyframes
+    from echo_napari.registration.sector_square import SectorSquareBackend
+
+    truth = np.asarray(simulate_sequence(3).sequence.labels[:40])
+    keys = (0, 20)
+    upright = propagate_from_keyframes(pairwise_fields(clip), {k: truth[k] for k in keys})
+    fields = pairwise_fields(np.ascontiguousarray(clip[:, ::-1]))
+    assert isinstance(fields.registrar, SectorSquareBackend) and fields.registrar.view.apex_down
+    down = propagate_from_keyframes(fields, {k: truth[k, ::-1] for k in keys})
+    a, b = down.labels[:, ::-1] == LabelClass.LV_CAVITY, upright.labels == LabelClass.LV_CAVITY
+    # the row component of the fields turned with the picture: without it, labels drift
+    assert 2 * (a & b).sum() / (a.sum() + b.sum()) >= 0.99

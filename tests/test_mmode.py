@@ -93,6 +93,23 @@ def test_default_line_is_perpendicular_to_long_axis_at_one_third():
     assert min(line.x0, line.x1) < 45 and max(line.x0, line.x1) > 75
 
 
+def test_default_line_of_a_sequence_shown_apex_down_sits_near_its_base():
+    from echo_napari.mmode.analysis import sequence_line
+    from echo_napari.sequence import EchoSequence, LabelClass
+
+    size = 120
+    yy, xx = np.mgrid[:size, :size]
+    labels = np.zeros((2, size, size), np.uint8)
+    labels[:, ((yy - 60) / 40.0) ** 2 + ((xx - 60) / 15.0) ** 2 < 1] = LabelClass.LV_CAVITY
+    labels[:, (yy > 101) & (yy < 115) & (np.abs(xx - 60) < 12)] = LabelClass.LA
+    frames = np.zeros(labels.shape, np.float32)
+    upright = sequence_line(EchoSequence(frames=frames, labels=labels))
+    down = sequence_line(EchoSequence(frames=frames, labels=labels[:, ::-1].copy()))
+    # a third of the way from the base (by the LA) either way up
+    assert 0.5 * (upright.y0 + upright.y1) == pytest.approx(100 - 80 / 3, abs=1.5)
+    assert 0.5 * (down.y0 + down.y1) == pytest.approx(size - 1 - (100 - 80 / 3), abs=1.5)
+
+
 def test_sampling_256_frames_is_fast():
     frames = np.random.default_rng(0).random((256, 112, 112), dtype=np.float32)
     line = MModeLine(10, 10, 100, 90)

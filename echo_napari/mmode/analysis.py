@@ -61,7 +61,9 @@ def quality_threshold(path: str | Path | None = None) -> float:
 
 
 def sequence_line(sequence: EchoSequence, line: MModeLine | None = None) -> MModeLine:
-    """``line`` itself, or the default line from the ED frame's LV cavity labels."""
+    """``line`` itself, or the default line from the ED frame's LV cavity labels, its base
+    the end of the LV's long axis nearer the LA (so a clip shown apex down gets its line
+    near the base too); without an LA, the end farther from the top of the image."""
     if line is not None:
         return line
     if sequence.labels is None:
@@ -73,7 +75,9 @@ def sequence_line(sequence: EchoSequence, line: MModeLine | None = None) -> MMod
     if frame is None:
         areas = (sequence.labels == LabelClass.LV_CAVITY).reshape(sequence.n_frames, -1).sum(1)
         frame = int(np.argmax(areas))
-    return default_line(sequence.labels[frame] == LabelClass.LV_CAVITY)
+    atrium = np.argwhere(sequence.labels[frame] == LabelClass.LA)
+    base_point = tuple(atrium.mean(axis=0)) if atrium.size else None
+    return default_line(sequence.labels[frame] == LabelClass.LV_CAVITY, base_point=base_point)
 
 
 def anatomical_mmode(sequence: EchoSequence, line: MModeLine | None = None) -> MModeImage:

@@ -4,9 +4,10 @@ On a DICOM cine or a screen recording the sector is a part of the frame; a backe
 resizes the whole frame to its grid (DIRNet: 128 × 128) would spend most of its grid on
 text and black and squeeze the heart sideways. :class:`SectorSquareBackend` gives the
 backend the EchoNet-like square around the sector (:mod:`echo_napari.field_of_view`) at
-the frame's own pixel size and puts the fields back in the whole frame (no displacement
-outside the square), so that propagation, drift correction and *Repair implausible* on a
-screen see what they see on an EchoNet video.
+the frame's own pixel size (turned apex up when the clip shows it apex down) and puts the
+fields back in the whole frame (no displacement outside the square), so that propagation,
+drift correction and *Repair implausible* on a screen see what they see on an EchoNet
+video.
 """
 
 from __future__ import annotations
@@ -43,7 +44,10 @@ class SectorSquareBackend:
             progress=progress,
             **options,
         )
-        return self.view.place(np.asarray(fields, dtype=np.float32))
+        fields = np.array(fields, dtype=np.float32)
+        if self.view.apex_down:  # registered upside down: a move down there is one up here
+            fields[:, 0] *= -1.0
+        return self.view.place(fields)
 
     def __getattr__(self, name: str) -> Any:
         # device, size, card…: what callers read from the backend they chose

@@ -437,8 +437,8 @@ def framing_notes(
     field_of_view: FieldOfView | None = None,
 ) -> list[str]:
     """How :func:`predict_sequence` shows this clip to the network, in words for a status
-    line ("the 448-pixel square around the imaging sector", "resampled from 30 to 50
-    frames/s", "mirrored back"); empty for an EchoNet-like clip.
+    line ("the 448-pixel square around the imaging sector", "turned apex up", "resampled
+    from 30 to 50 frames/s", "mirrored back"); empty for an EchoNet-like clip.
 
     Parameters
     ----------
@@ -447,8 +447,10 @@ def framing_notes(
     """
     notes = []
     view = field_of_view if field_of_view is not None else find_field_of_view(frames)
-    if not view.is_whole:
+    if not view.is_whole and not view.crops_whole_frame:
         notes.append(f"the {view.side}-pixel square around the imaging sector")
+    if view.apex_down:
+        notes.append("turned apex up (the clip shows the apex at the bottom)")
     if int(frames.shape[0]) > 1 and needs_resampling(frame_time_ms):
         notes.append(f"resampled from {1000.0 / frame_time_ms:.0f} to 50 frames/s")
     if mirrored:
