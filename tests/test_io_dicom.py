@@ -67,6 +67,30 @@ def test_rle_compressed_decodes(tmp_path):
     np.testing.assert_allclose(seq.frames, np.rint(frames * 255) / 255, atol=1e-6)
 
 
+def test_a_jpeg_ybr_cine_reads_its_luma_frame_by_frame(tmp_path, monkeypatch):
+    import pydicom
+    from pydicom.pixels import pixel_array
+
+    frames, _ = beating_sequence(5, 64, 80)
+    path = make_dicom(tmp_path / "jpeg.dcm", frames, compress="jpeg")
+    calls = []
+
+    def counted(ds, **options):
+        calls.append(options)
+        return pixel_array(ds, **options)
+
+    monkeypatch.setattr("pydicom.pixels.pixel_array", counted)
+    seq = read_sequence(path)
+    # one frame at a time, the luma sample only: no conversion to RGB
+    assert [c.get("index") for c in calls] == list(range(5))
+    assert all(c.get("as_rgb") is False for c in calls)
+    rgb = pixel_array(pydicom.dcmread(path)).astype(np.float32)
+    luma_of_rgb = rgb @ np.array([0.299, 0.587, 0.114], np.float32) / 255
+    assert seq.frames.shape == (5, 64, 80)
+    assert np.abs(seq.frames - luma_of_rgb).mean() < 1e-3
+    np.testing.assert_allclose(seq.frames, luma_of_rgb, atol=0.04)
+
+
 def test_undecodable_transfer_syntax_names_it(tmp_path):
     from pydicom import dcmread
     from pydicom.encaps import encapsulate
