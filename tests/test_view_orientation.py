@@ -172,7 +172,8 @@ def test_the_predict_panel_warns_when_the_clip_looks_mirrored(
 def test_fine_tuning_on_a_clip_that_looks_mirrored_says_so(simulated_clip, tmp_path, monkeypatch):
     from test_widgets_predict import _tiny_model
 
-    from echo_napari.segmentation import fine_tune
+    from echo_napari.segmentation import fine_tune, fine_tune_steps
+    from echo_napari.segmentation.finetune import FineTuneNotice
     from echo_napari.sequence import MANUAL, MIRRORED_VIEW_KEY, NO_PROVENANCE, EchoSequence
 
     monkeypatch.setenv("ECHO_NAPARI_DATA_DIR", str(tmp_path / "user"))
@@ -180,13 +181,18 @@ def test_fine_tuning_on_a_clip_that_looks_mirrored_says_so(simulated_clip, tmp_p
     labels = np.zeros(frames.shape, np.uint8)
     labels[:, 40:70, 30:50] = 1
     provenance = [MANUAL if t in (0, 8) else NO_PROVENANCE for t in range(16)]
-    warnings = []
+    warnings, notices = [], []
     for marked in (False, True):
         sequence = EchoSequence(frames=frames, labels=labels, provenance=provenance)
         sequence.metadata[MIRRORED_VIEW_KEY] = marked
+        steps = fine_tune_steps(sequence, _tiny_model("", "cpu"), steps=2)
+        first = next(steps)
+        notices.append(first.message if isinstance(first, FineTuneNotice) else "")
         version = fine_tune(sequence, _tiny_model("", "cpu"), steps=2)
         warnings.append(version.card["fine_tune"]["view_warning"])
     assert warnings[0].startswith("This clip looks mirrored") and warnings[1] == ""
+    # the same words before the first training step, while the user can still cancel
+    assert warnings[0] in notices[0] and notices[1] == ""
 
 
 def test_a_missing_view_model_is_logged_and_skipped(simulated_clip, monkeypatch, caplog):

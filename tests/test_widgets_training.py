@@ -82,6 +82,30 @@ def test_short_fine_tune_completes_with_before_after(dock, qtbot, user_dir):
     assert version.card["fine_tune"]["manual_frames"] == [0, 8]
 
 
+def test_a_view_warning_shows_before_the_training_steps(dock, qtbot, user_dir, monkeypatch):
+    import echo_napari.segmentation.finetune as finetune
+
+    _, widget = dock
+    panel = widget.seg_panel
+    message = "This clip looks mirrored (LV on the left of the screen; view score +4.0)"
+    monkeypatch.setattr(finetune, "_view_warning", lambda frames, mirrored: message)
+    widget.seg_base = tiny_model()
+    widget.seg_steps.setValue(5000)
+    panel.start_button.click()
+    # shown while the job runs, so the user can cancel before minutes of training
+    qtbot.waitUntil(lambda: not panel.notice_label.isHidden(), timeout=60000)
+    assert panel.running and message in panel.notice_label.text()
+    panel.cancel_button.click()
+    qtbot.waitUntil(lambda: not panel.running, timeout=5000)
+    assert panel.result is None and _files(user_dir) == []
+    monkeypatch.setattr(finetune, "_view_warning", lambda frames, mirrored: "")
+    widget.seg_steps.setValue(2)
+    panel.start_button.click()  # a new job clears the last one's notice
+    assert panel.notice_label.isHidden()
+    qtbot.waitUntil(lambda: not panel.running, timeout=60000)
+    assert panel.notice_label.isHidden() and panel.result is not None
+
+
 def test_tiny_dir_training_lists_a_new_version(dock, qtbot, user_dir):
     _, widget = dock
     rows = widget.dir_table.rowCount()

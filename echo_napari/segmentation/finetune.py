@@ -15,6 +15,7 @@ import copy
 import logging
 import time
 from collections.abc import Callable, Generator
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -53,6 +54,15 @@ FINE_TUNE_AUGMENT = AugmentConfig(
 
 class _Cancelled(Exception):
     """Internal: raised from a progress callback to abandon a prediction."""
+
+
+@dataclass(frozen=True)
+class FineTuneNotice:
+    """Something the user should know before the training steps run (the view check
+    disagreeing with the clip's Mirrored view setting), yielded by
+    :func:`fine_tune_steps` before its first step."""
+
+    message: str
 
 
 def corrected_frames(sequence: EchoSequence) -> tuple[list[int], list[int]]:
@@ -136,8 +146,11 @@ def fine_tune_steps(
     should_stop: Callable[[], bool] | None = None,
     device: str | None = None,
     seed: int = 0,
-) -> Generator[TrainProgress, None, ModelVersion | None]:
+) -> Generator[TrainProgress | FineTuneNotice, None, ModelVersion | None]:
     """Fine-tune on ``sequence``'s corrected frames; yields progress, returns the new version.
+
+    A :class:`FineTuneNotice` comes first when the view check disagrees with the clip's
+    Mirrored view setting (the card records it too, ``fine_tune.view_warning``).
 
     Parameters
     ----------
@@ -169,6 +182,8 @@ def fine_tune_steps(
     labels = sequence.labels
     mirrored = bool(sequence.metadata.get(MIRRORED_VIEW_KEY, False))
     view_warning = _view_warning(frames, mirrored)
+    if view_warning:  # before minutes of training, while the user can still cancel
+        yield FineTuneNotice(f"Fine-tuning on this clip as it is set up. {view_warning}")
     started = time.perf_counter()
     try:
         before = _dice_on(
@@ -305,5 +320,5 @@ def fine_tune(
             record = next(generator)
         except StopIteration as stop:
             return stop.value
-        if progress is not None:
+        if progress is not None and not isinstance(record, FineTuneNotice):
             progress(record.step, record.total)

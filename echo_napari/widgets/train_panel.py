@@ -1,7 +1,9 @@
 """A training-job panel: Start / Cancel, progress bar, ETA and a live loss curve (pyqtgraph).
 
 The panel runs a generator function in a napari ``thread_worker``. The generator yields
-records with ``step`` and ``loss`` (``total`` optional) and returns the job's result;
+records with ``step`` and ``loss`` (``total`` optional), or notices with a ``message``
+for the user (shown above the curve and as a napari warning while the job goes on), and
+returns the job's result;
 Cancel sets an event the generator checks as ``should_stop`` before every step, so it
 returns at the next step boundary (within a second) and writes nothing.
 """
@@ -34,7 +36,7 @@ from echo_napari.widgets._jobs import (
     show_job_failure,
     start_counted_job,
 )
-from echo_napari.widgets._notify import notify_error
+from echo_napari.widgets._notify import notify_error, notify_warning
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +99,10 @@ class TrainJobPanel(QGroupBox):
         self.eta_label = QLabel("")
         self.status_label = QLabel("Idle.")
         self.status_label.setWordWrap(True)
+        self.notice_label = QLabel("")
+        self.notice_label.setWordWrap(True)
+        self.notice_label.setStyleSheet("color: #ffb347;")
+        self.notice_label.hide()
         self.plot_widget = pg.PlotWidget()
         self.plot_widget.setMinimumHeight(110)
         self.plot_widget.setMaximumHeight(150)
@@ -120,6 +126,7 @@ class TrainJobPanel(QGroupBox):
         row.addWidget(self.progress_bar, 1)
         row.addWidget(self.eta_label)
         layout.addLayout(row)
+        layout.addWidget(self.notice_label)
         layout.addWidget(self.plot_widget)
         layout.addWidget(self.status_label)
 
@@ -151,6 +158,8 @@ class TrainJobPanel(QGroupBox):
         self.result = None
         self.curve.setData([], [])
         self.smooth_curve.setData([], [])
+        self.notice_label.clear()
+        self.notice_label.hide()
         self.worker = create_worker(
             function, self._cancel.is_set, _start_thread=False, _ignore_errors=True
         )
@@ -180,6 +189,12 @@ class TrainJobPanel(QGroupBox):
             self.cancel_button.setEnabled(False)
 
     def _on_yielded(self, record: Any) -> None:
+        message = getattr(record, "message", None)
+        if message is not None:
+            self.notice_label.setText(message)
+            self.notice_label.show()
+            notify_warning(f"echo-napari: {message}")
+            return
         step = int(record.step)
         self._total = int(getattr(record, "total", self._total) or self._total)
         self._steps.append(step)
