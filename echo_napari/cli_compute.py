@@ -130,7 +130,9 @@ def predict_one(item: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
     ``options["mirrored"]`` reads the clips as mirrored apical views (LV on the left) and
     records that in the output's metadata. ``view`` is the apical convention the clip
     looks like (:mod:`echo_napari.view_orientation`: "standard", "mirrored" or
-    "unsure"); ``view_warning`` says so when it contradicts ``options["mirrored"]``.
+    "unsure"), followed by ", apex down" for a clip shown apex down (turned apex up for
+    the models: :mod:`echo_napari.field_of_view`); ``view_warning`` says so when it
+    contradicts ``options["mirrored"]``.
     """
     from echo_napari.field_of_view import find_field_of_view
     from echo_napari.io import write_sequence
@@ -219,7 +221,14 @@ def predict_one(item: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
         "plausible_pct": round(100.0 * checks.plausible_share(), 1) if lv.any() else float("nan"),
         **({"refined": moved} if refine else {}),
         **({"repaired": len(repaired)} if options.get("repair") else {}),
-        "view": orientation.verdict if orientation is not None else "",
+        "view": ", ".join(
+            part
+            for part in (
+                orientation.verdict if orientation is not None else "",
+                "apex down" if view.apex_down else "",
+            )
+            if part
+        ),
         "view_warning": (
             orientation.warning(bool(options.get("mirrored", False))) if orientation else ""
         ),

@@ -115,6 +115,8 @@ def _mirrored_file(clip: np.ndarray, path) -> None:
 def test_predict_warns_when_a_clip_looks_mirrored(simulated_clip, tmp_path, monkeypatch, capsys):
     import echo_napari.segmentation as segmentation
     from echo_napari.cli import main
+    from echo_napari.io import write_sequence
+    from echo_napari.sequence import EchoSequence
 
     def fake_network(frames, *args, **kwargs):  # the view check is what is tested here
         labels = np.zeros(frames.shape, np.uint8)
@@ -133,6 +135,10 @@ def test_predict_warns_when_a_clip_looks_mirrored(simulated_clip, tmp_path, monk
     args = ["predict", str(tmp_path / "clip.h5"), "-o", str(tmp_path / "b"), "--no-refine"]
     assert main([*args, "--mirrored"]) == 0
     assert "looks" not in capsys.readouterr().err  # told so: no warning
+    # shown apex down: said in the same column
+    write_sequence(EchoSequence(np.ascontiguousarray(simulated_clip[:, ::-1])), tmp_path / "d.h5")
+    assert main(["predict", str(tmp_path / "d.h5"), "-o", str(tmp_path / "c"), "--no-refine"]) == 0
+    assert "standard, apex down" in capsys.readouterr().out
 
 
 class _Named:
