@@ -117,7 +117,7 @@ class FieldOfView:
         the whole frame, (T, H, W), upside down)
         """
         if self.apex_down and self.crops_whole_frame:
-            return _upside_down(frames[:, :, :])
+            return _upside_down(frames)
         rows, cols, pad = self._spans()
         part = frames[:, rows, cols] * self.sector[rows, cols][None].astype(frames.dtype)
         if any(any(p) for p in pad):
@@ -135,9 +135,10 @@ class FieldOfView:
 
         Parameters
         ----------
-        square : (..., side, side), as :meth:`crop` gives it (upside down when
-            :attr:`apex_down`); a displacement field's row component must be negated by
-            the caller when :attr:`apex_down` (only its place is turned here)
+        square : (..., side, side), or (..., H, W) for a whole frame shown apex down: as
+            :meth:`crop` gives it (upside down when :attr:`apex_down`); a displacement
+            field's row component must be negated by the caller when :attr:`apex_down`
+            (only its place is turned here)
 
         Returns
         -------

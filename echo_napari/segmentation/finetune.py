@@ -183,7 +183,7 @@ def fine_tune_steps(
     mirrored = bool(sequence.metadata.get(MIRRORED_VIEW_KEY, False))
     view_warning = _view_warning(frames, mirrored)
     if view_warning:  # before minutes of training, while the user can still cancel
-        yield FineTuneNotice(f"Fine-tuning on this clip as it is set up. {view_warning}")
+        yield FineTuneNotice(f"Before fine-tuning on it: {view_warning}")
     started = time.perf_counter()
     try:
         before = _dice_on(
