@@ -5,10 +5,13 @@ YBR_FULL_422), against pydicom's whole-array decode with the luma taken from its
 
 Writes a simulated clip inside an 800 × 600 scanner screen as such a cine in a temporary
 folder (the test suite's writer, ``tests/io_fixtures.py``), then times, best of
-``--repeats``: (a) ``read_sequence`` (frame by frame, the luma sample kept, no RGB
-conversion; what File › Open and every CLI command do); (b) the reference,
-``pydicom.pixels.pixel_array`` on the whole cine and the BT.601 luma of its RGB (what the
-reader did before 2026-11-27). Prints both, their ratio and how far the two greys differ.
+``--repeats``: (a) ``read_sequence`` (frame by frame with Pillow, the luma sample kept,
+no RGB conversion; what File › Open and every CLI command do for a cine under 256 MB of
+float32); (b) the reference, ``pydicom.pixels.pixel_array`` on the whole cine and the
+BT.601 luma of its RGB (what the reader did before 2026-11-27); (c) ``read_sequence(...,
+lazy=True)`` up to its first frame (what File › Open does for a longer cine: the rest is
+decoded as napari shows the frames or a job reads them). Prints the times, the ratio of
+(b) to (a) and how far the two greys differ.
 """
 
 from __future__ import annotations
@@ -59,6 +62,9 @@ def main() -> int:
             return rgb.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32) / 255
 
         reference_s, grey = best_time(reference, args.repeats)
+        lazy_s, _ = best_time(
+            lambda: np.asarray(read_sequence(path, lazy=True).frames[0]), args.repeats
+        )
     difference = np.abs(ours - grey)
     print(
         f"{args.frames} frames of 600 x 800, JPEG Baseline YBR_FULL_422, {size_mb:.1f} MB; "
@@ -67,6 +73,7 @@ def main() -> int:
     print(f"read_sequence (frame by frame, luma sample): {ours_s:.3f} s")
     print(f"pydicom whole array, luma of RGB (reference): {reference_s:.3f} s")
     print(f"ratio reference / ours: {reference_s / ours_s:.1f}x")
+    print(f"lazy open, up to the first frame: {lazy_s:.3f} s")
     print(
         f"grey difference: mean {difference.mean():.5f}, 99.9th percentile "
         f"{np.percentile(difference, 99.9):.4f}, max {difference.max():.4f} (0-1 range)"

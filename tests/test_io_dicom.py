@@ -145,3 +145,38 @@ def test_lossless_jpeg_decoders_are_installed():
 
     lossless = (JPEGLosslessSV1, JPEGLossless, JPEGLSLossless)
     assert all(get_decoder(s).is_available for s in lossless)
+
+
+@pytest.mark.parametrize(
+    ("photometric", "compress"),
+    [("MONOCHROME2", "jpeg"), ("PALETTE COLOR", None), ("MONOCHROME1", "rle"), ("RGB", None)],
+)
+def test_a_lazy_cine_decodes_the_frames_an_eager_read_gives(tmp_path, photometric, compress):
+    import pickle
+
+    import dask.array as da
+
+    frames, _ = beating_sequence(6, 32, 48)
+    path = make_dicom(tmp_path / "x.dcm", frames, photometric=photometric, compress=compress)
+    eager = read_sequence(path, lazy=False)
+    lazy = read_sequence(path, lazy=True)
+    assert isinstance(lazy.frames, da.Array) and isinstance(eager.frames, np.ndarray)
+    np.testing.assert_array_equal(np.asarray(lazy.frames), eager.frames)
+    np.testing.assert_array_equal(np.asarray(lazy.frames[4, 3:9]), eager.frames[4, 3:9])
+    assert lazy.frame_time_ms == eager.frame_time_ms and lazy.spacing == eager.spacing
+    # dask.distributed ships the array, and the source behind it, to its workers
+    shipped = pickle.loads(pickle.dumps(lazy.frames))
+    np.testing.assert_array_equal(np.asarray(shipped[2]), eager.frames[2])
+
+
+def test_a_long_cine_is_read_lazily_by_default(tmp_path, monkeypatch):
+    import dask.array as da
+
+    import echo_napari.io.dicom as dicom
+
+    path = make_dicom(tmp_path / "x.dcm", beating_sequence(6, 32, 48)[0], compress="jpeg")
+    assert isinstance(read_sequence(path).frames, np.ndarray)  # 37 kB of frames
+    monkeypatch.setattr(dicom, "LAZY_THRESHOLD_BYTES", 6 * 32 * 48 * 4 - 1)
+    assert isinstance(read_sequence(path).frames, da.Array)
+    single = make_dicom(tmp_path / "one.dcm", beating_sequence(1, 32, 48)[0], compress="jpeg")
+    assert isinstance(read_sequence(single, lazy=True).frames, np.ndarray)  # nothing to defer

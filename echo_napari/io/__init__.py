@@ -187,7 +187,8 @@ def read_sequence(path: str | Path, **options: Any) -> EchoSequence:
     key : str, optional
         HDF5 (DIR layout) sequence key, e.g. ``"patient0001/4CH"`` (default: the first).
     lazy : bool or None, optional
-        Videos: decode on demand (dask) or all at once; None decides by size.
+        Videos and multi-frame DICOM: decode on demand (dask) or all at once; None decides
+        by size (lazy above 256 MB of float32 frames).
     view : str, optional
         CAMUS patient folders: ``"4CH"`` or ``"2CH"`` (default 4CH when present).
 
@@ -233,7 +234,7 @@ def _dispatch(path: Path, key: str | None, options: dict[str, Any]) -> EchoSeque
     if kind == "dicom" or (kind is None and suffix == ".dcm"):
         from echo_napari.io.dicom import read_dicom
 
-        return _attach_sibling_labels(path, read_dicom(path))
+        return _attach_sibling_labels(path, read_dicom(path, lazy=options.get("lazy")))
     if kind == "hdf5":
         from echo_napari.io.hdf5 import read_hdf5_sequence
 

@@ -14,11 +14,9 @@ import numpy as np
 
 from echo_napari.errors import EchoIOError
 from echo_napari.io._common import MAX_FRAMES, MAX_SIDE, atomic_output, frames_to_uint8
+from echo_napari.io.frame_source import LAZY_THRESHOLD_BYTES, FrameSource, lazy_frames
 
 logger = logging.getLogger(__name__)
-
-#: Videos whose decoded float32 frames exceed this many bytes are read lazily by default.
-LAZY_THRESHOLD_BYTES = 256 * 1024**2
 
 
 def _av():
@@ -55,7 +53,7 @@ def _grey(frame: Any) -> np.ndarray:
     return frame.to_ndarray(format="gray")
 
 
-class VideoFrameSource:
+class VideoFrameSource(FrameSource):
     """Random access to the grey frames of a video file, decoding on demand.
 
     On opening, the packets are demuxed (not decoded) to index the presentation time of
@@ -71,9 +69,6 @@ class VideoFrameSource:
     cache_size : int
         Number of decoded frames kept (each H*W bytes).
     """
-
-    dtype = np.dtype(np.float32)
-    ndim = 3
 
     def __init__(self, path: str | Path, cache_size: int = 64) -> None:
         self.path = Path(path)
@@ -195,43 +190,12 @@ class VideoFrameSource:
                 raise EchoIOError(self.path, f"frame {t} could not be decoded (truncated file?)")
             return self._cache[t]
 
-    def __len__(self) -> int:
-        return self.shape[0]
-
-    def __getitem__(self, key: Any) -> np.ndarray:
-        if not isinstance(key, tuple):
-            key = (key,)
-        first, rest = key[0], key[1:]
-        if isinstance(first, (int, np.integer)):
-            frames = [int(range(self.shape[0])[first])]
-            single = True
-        else:
-            frames = list(range(self.shape[0])[first])
-            single = False
-        h, w = self.shape[1:]
-        out = np.empty((len(frames), h, w), dtype=np.float32)
-        for i, t in enumerate(frames):
-            image = self._decode_frame(t)
-            if image.shape != (h, w):
-                raise EchoIOError(self.path, f"frame {t} is {image.shape}, expected {(h, w)}")
-            np.multiply(image, np.float32(1 / 255), out=out[i], dtype=np.float32)
-        result = out[0] if single else out
-        return result[rest] if rest else result
-
-
-def lazy_frames(source: VideoFrameSource) -> Any:
-    """A dask array over ``source`` with one chunk per frame."""
-    import dask.array as da
-
-    return da.from_array(
-        source,
-        chunks=(1, *source.shape[1:]),
-        name=f"video-frames-{source.path}-{id(source)}",
-        lock=False,
-        asarray=False,
-        fancy=False,
-        meta=np.empty((0, 0, 0), dtype=np.float32),
-    )
+    def frame(self, t: int) -> np.ndarray:
+        """Frame ``t`` as (H, W) float32 in [0, 1]."""
+        image = self._decode_frame(t)
+        if image.shape != self.shape[1:]:
+            raise EchoIOError(self.path, f"frame {t} is {image.shape}, expected {self.shape[1:]}")
+        return np.multiply(image, np.float32(1 / 255), dtype=np.float32)
 
 
 def read_video_frames(
