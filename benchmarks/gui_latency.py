@@ -17,7 +17,13 @@
    thread in the foreground (how the buttons worked before 2026-11-26). Before that, Undo
    and Redo of a change to every frame of that sequence.
 
-4. The Training, Registration debugger and M-mode docks each opened first in a fresh
+4. A Predict job on a 150-frame 600 × 800 JPEG DICOM cine (a simulated clip in a
+   scanner screen), opened lazily as File › Open does for a cine over 256 MB of float32:
+   the job decodes its frames. The same probe with the frames decoded by Pillow (as
+   now) and by pylibjpeg (pydicom's own choice, before 2026-11-27), each in a fresh
+   interpreter (in one that has run a job already the two do not differ), twice.
+
+5. The Training, Registration debugger and M-mode docks each opened first in a fresh
    viewer (one fresh interpreter per dock, so torch is not imported yet): how long the GUI
    thread is held by the click, the largest event-loop lateness until the dock is usable
    (its background import shares the GIL with the GUI thread), and the time until then.
@@ -401,12 +407,55 @@ def _spread(results: list[dict[str, float]], key: str) -> str:
     return f"{statistics.median(values):.0f} ms [{min(values):.0f}–{max(values):.0f}]"
 
 
+def lazy_cine_predict(decoder: str) -> dict[str, float | bool]:
+    """Part 4, in this (fresh) interpreter: a viewer and the review dock, a 150-frame
+    600 × 800 JPEG cine opened lazily, then Predict and the probe. ``decoder``: "Pillow"
+    (as now) or "pylibjpeg" (pydicom's own choice, before 2026-11-27)."""
+    import tempfile
+    from pathlib import Path
+
+    import napari
+    from qtpy.QtWidgets import QApplication
+
+    import echo_napari.io.dicom as dicom
+    from echo_napari.io import read_sequence
+    from echo_napari.napari_hooks import sequence_layer_data
+    from echo_napari.simulation import SimulationParams, simulate_sequence
+    from echo_napari.simulation.screen import scanner_screen
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from io_fixtures import make_dicom
+
+    if decoder == "pylibjpeg":
+        dicom._preferred_plugin = lambda ds: ""
+    params = SimulationParams(frames_per_cycle=50, n_cycles=3.0)
+    clip = np.asarray(simulate_sequence(3, params).sequence.frames, np.float32)[:150]
+    viewer = napari.Viewer(show=True)
+    viewer.window.resize(1400, 900)
+    app = QApplication.instance()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = make_dicom(Path(tmp) / "cine.dcm", scanner_screen(clip)[0], compress="jpeg")
+        sequence = read_sequence(path, lazy=True)
+        for data, kwargs, kind in sequence_layer_data(sequence, name="cine"):
+            getattr(viewer, f"add_{kind}")(data, **kwargs)
+        dock = open_dock(viewer, app)
+        while dock.session.sequence is None or dock.session.sequence.n_frames != 150:
+            app.processEvents()
+            time.sleep(0.01)
+        r = event_loop_latency(viewer, dock, app, "predict")
+    viewer.close()
+    return {key: r[key] for key in ("job_s", "probes", "p99_ms", "max_ms", "ok")}
+
+
 def main() -> None:
     import napari
     from qtpy.QtWidgets import QApplication
 
     if "--open-first" in sys.argv:
         print(json.dumps(open_dock_first(sys.argv[sys.argv.index("--open-first") + 1])))
+        return
+    if "--lazy-cine" in sys.argv:
+        print(json.dumps(lazy_cine_predict(sys.argv[sys.argv.index("--lazy-cine") + 1])))
         return
     dock_first_latency()
     if "--docks" in sys.argv:
@@ -487,6 +536,21 @@ def main() -> None:
                 f"blocks the GUI for {r['foreground_s'] * 1e3:.0f} ms"
             )
     viewer.close()
+    for run in range(2):
+        for decoder in ("Pillow", "pylibjpeg"):
+            child = subprocess.run(
+                [sys.executable, __file__, "--lazy-cine", decoder],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            r = json.loads(child.stdout.strip().splitlines()[-1])
+            print(
+                f"event loop during Predict on a lazily opened 150-frame 600×800 JPEG cine, "
+                f"fresh interpreter, run {run + 1}, frames decoded by {decoder} "
+                f"({r['job_s']:.1f} s job, {r['probes']} probes): lateness p99 "
+                f"{r['p99_ms']:.1f} ms, max {r['max_ms']:.1f} ms; result written: {r['ok']}"
+            )
 
 
 if __name__ == "__main__":
