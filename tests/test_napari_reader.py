@@ -51,6 +51,30 @@ def test_viewer_opens_each_written_format(make_napari_viewer, tmp_path):
             assert tuple(labels.colormap.map(1)[:3]) == pytest.approx((1.0, 0.25, 0.25))
 
 
+def test_a_long_jpeg_cine_opens_lazily_and_the_dock_predicts_on_it(
+    make_napari_viewer, tmp_path, monkeypatch, qtbot
+):
+    import dask.array as da
+    from io_fixtures import beating_sequence, make_dicom
+
+    import echo_napari.io.dicom as dicom
+    from echo_napari.widgets.review_dock import ReviewDock
+
+    frames, _ = beating_sequence(12, 64, 64)
+    path = make_dicom(tmp_path / "cine.dcm", frames, compress="jpeg")
+    monkeypatch.setattr(dicom, "LAZY_THRESHOLD_BYTES", frames.nbytes // 2)  # "long"
+    viewer = make_napari_viewer()
+    image = viewer.open(str(path), plugin="echo-napari")[0]
+    assert isinstance(image.data, da.Array) and image.data.shape == (12, 64, 64)
+    dock = ReviewDock(viewer)
+    qtbot.waitUntil(lambda: dock.session.is_loaded and dock._job_panels_built, timeout=60000)
+    panel = dock.predict_panel
+    panel.predict()  # the job decodes the frames off the GUI thread
+    qtbot.waitUntil(lambda: panel.worker is None, timeout=120000)
+    assert dock.session.second_source is not None
+    assert dock.session.second_source.labels.shape == (12, 64, 64)
+
+
 def test_viewer_opens_a_camus_patient_folder(make_napari_viewer, tmp_path):
     seq = make_sequence(n_frames=8, size=32)
     folder = tmp_path / "patient0007"
