@@ -234,6 +234,14 @@ def test_a_fan_with_its_apex_at_the_bottom_is_found_apex_down(clip, screen):
     assert down.top == frames.shape[1] - upright.top - upright.side
     np.testing.assert_array_equal(down.crop(frames[:, ::-1]), upright.crop(frames))
     assert find_field_of_view(clip[:, ::-1]).apex_down and find_field_of_view(clip).is_whole
+    # fine-tuning learns from what prediction shows the network: the clip apex up
+    from echo_napari.segmentation.training import resize_sequence
+
+    truth = np.asarray(simulate_sequence(3).sequence.labels[:40])
+    upright_sample = resize_sequence(clip, truth, 112)
+    down_sample = resize_sequence(clip[:, ::-1], np.ascontiguousarray(truth[:, ::-1]), 112)
+    for a, b in zip(upright_sample, down_sample, strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_an_apex_down_clip_gets_the_upside_down_prediction_of_the_clip(clip, screen):
