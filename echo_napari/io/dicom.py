@@ -199,9 +199,10 @@ def _luma_only(ds: Any) -> bool:
 def _preferred_plugin(ds: Any) -> str:
     """ "pillow" where it can decode the cine (JPEG Baseline / Extended, JPEG 2000), else
     "" (pydicom's choice). For JPEG Baseline pydicom would take pylibjpeg, which decodes
-    a 600 × 800 frame in 9.4 ms against Pillow's 3.8 ms and holds the GIL meanwhile: a
-    lazy cine read by the Predict job then froze napari for up to 0.35 s (0.10 s with
-    Pillow, as for a cine read at opening)."""
+    a 600 × 800 frame in 9.4 ms against Pillow's 3.8 ms and holds the GIL meanwhile:
+    while a Predict job read a lazy cine, napari's event loop was late by 12–13 ms at the
+    99th percentile against 2–4 ms with Pillow (``benchmarks/gui_latency.py`` part 4), and
+    stalled up to 0.2–0.6 s at the job's start in fresh interpreters (Pillow ≤ 0.13 s)."""
     from pydicom.pixels import get_decoder
 
     try:
@@ -251,8 +252,9 @@ def _pixels(ds: Any, frames: int, samples: int) -> tuple[np.ndarray, int]:
     return (out if frames > 1 else out[0]), kept
 
 
-def _image_attributes(path: Path, ds: Any, lazy: bool) -> tuple[int, int, int, int]:
-    """(frames, rows, columns, samples per pixel), checked; a decoder must be installed."""
+def _image_attributes(path: Path, ds: Any) -> tuple[int, int, int, int, int]:
+    """(frames, rows, columns, samples per pixel, bytes of the decoded cine as float32),
+    checked; a decoder must be installed."""
     try:
         rows, cols = int(ds.Rows), int(ds.Columns)
         frames = int(ds.get("NumberOfFrames") or 1)
@@ -263,15 +265,18 @@ def _image_attributes(path: Path, ds: Any, lazy: bool) -> tuple[int, int, int, i
     if "PixelData" not in ds:
         raise EchoIOError(path, "the file holds no pixel data (not an image)")
     check_shape(path, (frames, rows, cols))
-    eager_bytes = frames * rows * cols * samples * max(bits, 8) // 8 * 4
-    if not lazy and eager_bytes > MAX_EAGER_BYTES:
-        raise EchoIOError(path, f"{frames} frames of {rows}x{cols} are too large to load")
     _check_decoder(path, ds)
-    return frames, rows, cols, samples
+    return frames, rows, cols, samples, frames * rows * cols * samples * max(bits, 8) // 8 * 4
 
 
-def _decode(path: Path, ds: Any) -> np.ndarray:
-    frames, _, _, samples = _image_attributes(path, ds, lazy=False)
+def _decode(
+    path: Path, ds: Any, attributes: tuple[int, int, int, int, int] | None = None
+) -> np.ndarray:
+    """All frames decoded, (T, H, W[, samples]); ``attributes``: what
+    :func:`_image_attributes` gave, when the caller has it already."""
+    frames, _, _, samples, eager_bytes = attributes or _image_attributes(path, ds)
+    if eager_bytes > MAX_EAGER_BYTES:
+        raise EchoIOError(path, f"{frames} frames are too large to load at once")
     try:
         array, samples = _pixels(ds, frames, samples)
     except _DECODE_ERRORS as exc:
@@ -384,13 +389,15 @@ def read_dicom(path: str | Path, lazy: bool | None = None) -> EchoSequence:
     if not path.is_file() or path.stat().st_size == 0:
         raise EchoIOError(path, "file is missing or empty")
     ds = _dcmread(path)
-    n, rows, cols, _ = _image_attributes(path, ds, lazy=lazy is not False)
+    attributes = _image_attributes(path, ds)
+    n, rows, cols = attributes[:3]
     if lazy is None:
         lazy = n > 1 and n * rows * cols * 4 > LAZY_THRESHOLD_BYTES
     if lazy and n > 1:
         frames = lazy_frames(DicomFrameSource(path, ds, (n, rows, cols)))
     else:
-        frames = _to_grey(path, ds, _decode(path, ds)).astype(np.float32, copy=False)
+        array = _decode(path, ds, attributes)
+        frames = _to_grey(path, ds, array).astype(np.float32, copy=False)
         if not np.isfinite(frames).all():
             raise EchoIOError(path, "decoded pixels contain NaN")
     spacing, note = ultrasound_spacing(ds)
