@@ -471,8 +471,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         args, outcomes, columns + (("repaired",) if args.repair else ()) + ("view",)
     )
     for outcome in outcomes:
-        if outcome.status == "done" and outcome.value.get("view_warning"):
-            sys.stderr.write(f"echo-napari: {outcome.name}: {outcome.value['view_warning']}\n")
+        for key in ("probe_warning", "view_warning"):
+            if outcome.status == "done" and outcome.value.get(key):
+                sys.stderr.write(f"echo-napari: {outcome.name}: {outcome.value[key]}\n")
     return code
 
 

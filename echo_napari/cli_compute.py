@@ -132,12 +132,14 @@ def predict_one(item: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
     looks like (:mod:`echo_napari.view_orientation`: "standard", "mirrored" or
     "unsure"), followed by ", apex down" for a clip shown apex down (turned apex up for
     the models: :mod:`echo_napari.field_of_view`); ``view_warning`` says so when it
-    contradicts ``options["mirrored"]``.
+    contradicts ``options["mirrored"]``; ``probe_warning`` when the labels look upside
+    down for an apical view (:mod:`echo_napari.probe_side`).
     """
     from echo_napari.field_of_view import find_field_of_view
     from echo_napari.io import write_sequence
     from echo_napari.metrics_ef import ef_by_beats
     from echo_napari.metrics_plausibility import frame_plausibility
+    from echo_napari.probe_side import probe_side_warning
     from echo_napari.segmentation import load_model, predict_sequence
     from echo_napari.uncertainty import count_unsure, store_uncertainty
     from echo_napari.view_orientation import check_orientation_or_none
@@ -232,6 +234,7 @@ def predict_one(item: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
         "view_warning": (
             orientation.warning(bool(options.get("mirrored", False))) if orientation else ""
         ),
+        "probe_warning": probe_side_warning(labels, view),
         "output": dst,
     }
 

@@ -83,6 +83,8 @@ class PredictionOutput:
     orientation : which apical convention the clip looks like
         (:class:`~echo_napari.view_orientation.OrientationCheck`), or None when the
         check could not run
+    probe_warning : the labels look upside down for an apical view
+        (:func:`~echo_napari.probe_side.probe_side_warning`), or ""
     """
 
     labels: np.ndarray
@@ -93,6 +95,7 @@ class PredictionOutput:
     cleaned: list[str]
     uncertainty: np.ndarray | None = None
     orientation: OrientationCheck | None = None
+    probe_warning: str = ""
 
 
 def run_prediction(
@@ -125,6 +128,7 @@ def run_prediction(
     import torch
 
     from echo_napari.field_of_view import find_field_of_view
+    from echo_napari.probe_side import probe_side_warning
     from echo_napari.segmentation.boundary import (
         moved_frames,
         refine_lv_boundary,
@@ -185,6 +189,7 @@ def run_prediction(
         postprocess_notes(tally),
         np.asarray(uncertainty, dtype=np.float64) if uncertainty else None,
         orientation,
+        probe_side_warning(labels, view),
     )
 
 
@@ -406,8 +411,11 @@ class PredictPanel(ProgressJobMixin, QGroupBox):
                 f"{'' if unsure == 1 else 's'}: once accepted, Next suspicious visits them."
             )
         view = output.orientation.warning(self._job_mirrored) if output.orientation else ""
+        if output.probe_warning:
+            notify_warning(f"echo-napari: {output.probe_warning}")
         self.status_label.setText(
-            (f"{view} " if view else "")
+            (f"{output.probe_warning} " if output.probe_warning else "")
+            + (f"{view} " if view else "")
             + f"Predicted {labels.shape[0]} frames ({provenance.model} {provenance.version}"
             f"{refined}); mean disagreement with the current labels {mean:.2f}.{shown} "
             "Dashed curves: prediction."
@@ -417,6 +425,8 @@ class PredictPanel(ProgressJobMixin, QGroupBox):
             self.view_button.setText(f"Predict with Mirrored view {state}")
             self.view_button.show()
             notify_warning(f"echo-napari: {view}")
+            return
+        if output.probe_warning:
             return
         notify_info_after_result(
             "echo-napari: prediction ready (dashed curves); accept it for a range"
