@@ -17,6 +17,9 @@ the apical views).
    labels of the video as it is.
 3. **View check** (:mod:`echo_napari.view_orientation`): the score upside down against
    the score as it is.
+4. **Probe side** (:mod:`echo_napari.probe_side`): per way, the share of frames whose LA
+   lies nearer the probe than the LV (0 for labels the right way up), its range over the
+   training and the held-out videos, and the videos past ``UPSIDE_DOWN_SHARE``.
 
 Skips when ``../shared/data`` is absent.
 """
@@ -32,6 +35,7 @@ import numpy as np
 from echo_napari.field_of_view import find_field_of_view
 from echo_napari.metrics_ef import ef_by_beats
 from echo_napari.metrics_plausibility import frame_plausibility
+from echo_napari.probe_side import UPSIDE_DOWN_SHARE, atrium_nearer_probe_share, probe_point
 from echo_napari.segmentation import predict_sequence
 from echo_napari.segmentation.data import HELD_OUT_VIDEOS
 from echo_napari.sequence import LabelClass
@@ -103,7 +107,9 @@ def segment_upside_down(model, videos_npz: str) -> None:
     rows: dict[str, list[tuple[bool, float, float]]] = {way: [] for way in WAYS}
     dice: dict[str, list[float]] = {way: [] for way in WAYS[1:]}
     score_change = []
+    nearer: dict[str, list[tuple[bool, float]]] = {way: [] for way in WAYS}
     for stem, frames, reference in echonet_videos(videos_npz):
+        probe = probe_point(find_field_of_view(frames))  # the labels below are upright
         down = upside_down(frames)
         upright = predict_sequence(frames, model)
         results = (
@@ -120,6 +126,9 @@ def segment_upside_down(model, videos_npz: str) -> None:
             if way in dice:
                 dice[way].append(lv_dice(labels, upright))
                 line += f" LV Dice {dice[way][-1]:.3f}"
+            share = atrium_nearer_probe_share(labels, probe)[0]
+            nearer[way].append((stem in HELD_OUT_VIDEOS, share))
+            line += f" LA nearer the probe {share:.2f}"
         as_is = check_orientation(frames, network).score
         score_change.append(abs(check_orientation(down, network).score - as_is))
         print(line, flush=True)
@@ -127,6 +136,16 @@ def segment_upside_down(model, videos_npz: str) -> None:
         extra = f" | LV Dice vs as it is {np.mean(dice[way]):.3f}" if way in dice else ""
         print(f"{way:28s} {summary_by_split(values, plausible=True)}{extra}")
     print(f"view score upside down vs as it is: largest change {max(score_change):.2e}")
+    for way, values in nearer.items():
+        parts = []
+        for name, held in (("training", False), ("held-out", True)):
+            shares = [share for h, share in values if h == held]
+            past = sum(share > UPSIDE_DOWN_SHARE for share in shares)
+            parts.append(
+                f"{name} {min(shares):.2f}–{max(shares):.2f} ({past} of {len(shares)} past "
+                f"{UPSIDE_DOWN_SHARE})"
+            )
+        print(f"{way:28s} frames with the LA nearer the probe: {' | '.join(parts)}")
 
 
 def lv_dice(a: np.ndarray, b: np.ndarray) -> float:
