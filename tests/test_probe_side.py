@@ -92,21 +92,10 @@ def test_predict_warns_when_the_labels_look_upside_down(
 def test_the_predict_panel_warns_when_the_labels_look_upside_down(
     simulated_clip, make_napari_viewer, qtbot, monkeypatch
 ):
-    from test_widgets_predict import _tiny_model
+    from test_widgets_predict import predict_in_a_new_dock
 
     import echo_napari.segmentation.inference as inference
-    from echo_napari.napari_hooks import sequence_layer_data
-    from echo_napari.sequence import EchoSequence
 
     monkeypatch.setattr(inference, "predict_sequence", _upside_down_network)
-    viewer = make_napari_viewer()
-    for data, kwargs, kind in sequence_layer_data(EchoSequence(simulated_clip), name="echo"):
-        getattr(viewer, f"add_{kind}")(data, **kwargs)
-    _, widget = viewer.window.add_plugin_dock_widget("echo-napari", "Echo review")
-    qtbot.waitUntil(lambda: widget.binding is not None, timeout=2000)
-    panel = widget.predict_panel
-    panel.model_factory = _tiny_model
-    panel.refine_check.setChecked(False)
-    panel.predict_button.click()
-    qtbot.waitUntil(lambda: panel.worker is None, timeout=30000)
+    panel = predict_in_a_new_dock(make_napari_viewer, qtbot, simulated_clip)
     assert panel.status_label.text().startswith("On 100 % of the frames the LA lies nearer")

@@ -149,22 +149,10 @@ class _Named:
 def test_the_predict_panel_warns_when_the_clip_looks_mirrored(
     simulated_clip, make_napari_viewer, qtbot
 ):
-    from test_widgets_predict import _tiny_model
+    from test_widgets_predict import predict_in_a_new_dock
 
-    from echo_napari.napari_hooks import sequence_layer_data
-    from echo_napari.sequence import EchoSequence
-
-    viewer = make_napari_viewer()
-    clip = EchoSequence(np.ascontiguousarray(simulated_clip[:24, :, ::-1]))
-    for data, kwargs, kind in sequence_layer_data(clip, name="echo"):
-        getattr(viewer, f"add_{kind}")(data, **kwargs)
-    _, widget = viewer.window.add_plugin_dock_widget("echo-napari", "Echo review")
-    qtbot.waitUntil(lambda: widget.binding is not None, timeout=2000)
-    panel = widget.predict_panel
-    panel.model_factory = _tiny_model
-    panel.refine_check.setChecked(False)
-    panel.predict_button.click()
-    qtbot.waitUntil(lambda: panel.worker is None, timeout=30000)
+    clip = np.ascontiguousarray(simulated_clip[:24, :, ::-1])
+    panel = predict_in_a_new_dock(make_napari_viewer, qtbot, clip)
     assert panel.status_label.text().startswith("This clip looks mirrored")
     assert panel.view_button.isVisibleTo(panel)
     assert panel.view_button.text() == "Predict with Mirrored view on"

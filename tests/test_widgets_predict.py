@@ -25,6 +25,25 @@ def _tiny_model(version: str, device: str):
     return SegmentationModel(network=network, card={"name": "seg", "version": "test"})
 
 
+def predict_in_a_new_dock(make_napari_viewer, qtbot, frames: np.ndarray):
+    """A viewer showing ``frames``, its review dock, and Predict run there with the tiny
+    model and no border refinement; returns the Predict panel once the job is done."""
+    from echo_napari.napari_hooks import sequence_layer_data
+    from echo_napari.sequence import EchoSequence
+
+    viewer = make_napari_viewer()
+    for data, kwargs, kind in sequence_layer_data(EchoSequence(frames), name="echo"):
+        getattr(viewer, f"add_{kind}")(data, **kwargs)
+    _, widget = viewer.window.add_plugin_dock_widget("echo-napari", "Echo review")
+    qtbot.waitUntil(lambda: widget.binding is not None, timeout=2000)
+    panel = widget.predict_panel
+    panel.model_factory = _tiny_model
+    panel.refine_check.setChecked(False)
+    panel.predict_button.click()
+    qtbot.waitUntil(lambda: panel.worker is None, timeout=30000)
+    return panel
+
+
 @pytest.fixture
 def dock(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
