@@ -35,7 +35,7 @@ import numpy as np
 from echo_napari.field_of_view import find_field_of_view
 from echo_napari.metrics_ef import ef_by_beats
 from echo_napari.metrics_plausibility import frame_plausibility
-from echo_napari.probe_side import UPSIDE_DOWN_SHARE, atrium_nearer_probe_share, probe_point
+from echo_napari.probe_side import UPSIDE_DOWN_SHARE, atrium_nearer_probe_share
 from echo_napari.segmentation import predict_sequence
 from echo_napari.segmentation.data import HELD_OUT_VIDEOS
 from echo_napari.sequence import LabelClass
@@ -109,7 +109,7 @@ def segment_upside_down(model, videos_npz: str) -> None:
     score_change = []
     nearer: dict[str, list[tuple[bool, float]]] = {way: [] for way in WAYS}
     for stem, frames, reference in echonet_videos(videos_npz):
-        probe = probe_point(find_field_of_view(frames))  # the labels below are upright
+        probe = find_field_of_view(frames).apex_point  # the labels below are upright
         down = upside_down(frames)
         upright = predict_sequence(frames, model)
         results = (

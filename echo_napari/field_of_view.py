@@ -72,6 +72,15 @@ class FieldOfView:
         return tuple(self.sector.shape)
 
     @property
+    def apex_point(self) -> tuple[float, float]:
+        """(row, col) in frame pixels of the fan's apex, where the probe is:
+        ``TOP_MARGIN`` of the side from the square's apex end (its bottom when
+        :attr:`apex_down`), in its middle column."""
+        depth = TOP_MARGIN * self.side
+        row = self.top + self.side - 1 - depth if self.apex_down else self.top + depth
+        return float(row), self.left + self.side / 2.0
+
+    @property
     def is_whole(self) -> bool:
         """True when the frames are used as they are: the square is (nearly) the frame, or
         the live region fills the frame (:data:`WHOLE_FRAME_SECTOR`), and the apex is at

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from echo_napari.field_of_view import TOP_MARGIN, FieldOfView
+from echo_napari.field_of_view import FieldOfView
 from echo_napari.sequence import LabelClass
 
 #: share of judged frames with the LA nearer the probe above which a clip's labels look
@@ -33,21 +33,13 @@ UPSIDE_DOWN_SHARE = 0.25
 MIN_PIXELS = 10
 
 
-def probe_point(view: FieldOfView) -> tuple[float, float]:
-    """(row, col) in frame pixels of the fan's apex, where the probe is: ``TOP_MARGIN``
-    of the square's side from its apex end (the bottom when ``view.apex_down``)."""
-    depth = TOP_MARGIN * view.side
-    row = view.top + view.side - 1 - depth if view.apex_down else view.top + depth
-    return float(row), view.left + view.side / 2.0
-
-
 def atrium_nearer_probe_share(labels: np.ndarray, probe: tuple[float, float]) -> tuple[float, int]:
     """Share of frames whose LA centroid is nearer ``probe`` than their LV centroid.
 
     Parameters
     ----------
     labels : (T, H, W) uint8 :class:`~echo_napari.sequence.LabelClass` values
-    probe : (row, col) pixels (:func:`probe_point`)
+    probe : (row, col) pixels (:attr:`~echo_napari.field_of_view.FieldOfView.apex_point`)
 
     Returns
     -------
@@ -83,7 +75,7 @@ def probe_side_warning(labels: np.ndarray, view: FieldOfView) -> str:
     labels : (T, H, W) uint8, in the clip's frame (as :func:`predict_sequence` gives them)
     view : the clip's :class:`~echo_napari.field_of_view.FieldOfView`
     """
-    share, judged = atrium_nearer_probe_share(labels, probe_point(view))
+    share, judged = atrium_nearer_probe_share(labels, view.apex_point)
     if not judged or share <= UPSIDE_DOWN_SHARE:
         return ""
     where = "bottom" if view.apex_down else "top"
@@ -99,6 +91,5 @@ __all__ = [
     "MIN_PIXELS",
     "UPSIDE_DOWN_SHARE",
     "atrium_nearer_probe_share",
-    "probe_point",
     "probe_side_warning",
 ]

@@ -9,7 +9,6 @@ from echo_napari.field_of_view import FieldOfView, find_field_of_view
 from echo_napari.probe_side import (
     UPSIDE_DOWN_SHARE,
     atrium_nearer_probe_share,
-    probe_point,
     probe_side_warning,
 )
 from echo_napari.sequence import LabelClass
@@ -29,18 +28,18 @@ def _view(size: int = 64, apex_down: bool = False) -> FieldOfView:
 
 
 def test_the_probe_is_at_the_fan_apex_either_way_up():
-    assert probe_point(_view()) == pytest.approx((0.065 * 64, 32.0))
-    assert probe_point(_view(apex_down=True)) == pytest.approx((63 - 0.065 * 64, 32.0))
+    assert _view().apex_point == pytest.approx((0.065 * 64, 32.0))
+    assert _view(apex_down=True).apex_point == pytest.approx((63 - 0.065 * 64, 32.0))
 
 
 def test_an_atrium_nearer_the_probe_than_the_ventricle_is_counted():
     right = _chambers()
-    assert atrium_nearer_probe_share(right, probe_point(_view())) == (0.0, 6)
-    assert atrium_nearer_probe_share(right, probe_point(_view(apex_down=True))) == (1.0, 6)
+    assert atrium_nearer_probe_share(right, _view().apex_point) == (0.0, 6)
+    assert atrium_nearer_probe_share(right, _view(apex_down=True).apex_point) == (1.0, 6)
     mixed = right.copy()
     mixed[:2] = _chambers(2, lv_on_top=False)
     mixed[5][mixed[5] == LabelClass.LA] = 0  # no LA: the frame is not judged
-    assert atrium_nearer_probe_share(mixed, probe_point(_view())) == (pytest.approx(0.4), 5)
+    assert atrium_nearer_probe_share(mixed, _view().apex_point) == (pytest.approx(0.4), 5)
     assert atrium_nearer_probe_share(np.zeros((3, 8, 8), np.uint8), (0, 4)) == (0.0, 0)
 
 
