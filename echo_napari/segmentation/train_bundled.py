@@ -73,8 +73,14 @@ from echo_napari.segmentation.ef_supervision import (
 from echo_napari.segmentation.evaluate import evaluate_arrays
 from echo_napari.segmentation.inference import predict_sequence
 from echo_napari.segmentation.model import BUNDLED_CONFIG, build_model, count_parameters
+from echo_napari.segmentation.real_warp import real_systole_clips
 from echo_napari.segmentation.self_training import SelfTrainConfig, self_train_steps
-from echo_napari.segmentation.training import TrainConfig, resize_sequence, train_steps
+from echo_napari.segmentation.training import (
+    TrainConfig,
+    TrainingSample,
+    resize_sequence,
+    train_steps,
+)
 from echo_napari.segmentation.weights import (
     SegmentationModel,
     load_model_file,
@@ -137,6 +143,28 @@ def _load_training_videos(args, size: int) -> tuple[list[np.ndarray], list[Path]
         return videos, [Path(f"{stem}.avi") for stem, _ in pairs]
     paths = echonet_video_paths(args.echonet, held_out=False)
     return load_videos(paths, size), paths
+
+
+def _warped_real_samples(
+    args, videos: list[np.ndarray], paths: list[Path]
+) -> tuple[list[TrainingSample], list[str]]:
+    """Synthetic systoles (:mod:`echo_napari.segmentation.real_warp`) from the ED frames of
+    the training videos that have labels in ``args.warp_labels``; returns them and the
+    stems used."""
+    with np.load(args.warp_labels) as data:
+        labels = {stem: data[stem] for stem in data.files if stem not in HELD_OUT_VIDEOS}
+    used = [
+        (frames, labels[p.stem])
+        for frames, p in zip(videos, paths, strict=True)
+        if p.stem in labels
+    ]
+    clips = real_systole_clips(
+        [f for f, _ in used], [lab for _, lab in used], args.warp_per_frame, seed=args.seed
+    )
+    samples = [
+        TrainingSample(f, lab, np.full(len(f), args.warp_weight, np.float32)) for f, lab in clips
+    ]
+    return samples, [p.stem for p in paths if p.stem in labels]
 
 
 def _ef_videos(
@@ -230,6 +258,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--real-batch", type=int, default=2)
     parser.add_argument("--confidence", type=float, default=0.9)
     parser.add_argument("--ema", type=float, default=0.999)
+    parser.add_argument(
+        "--warp-labels",
+        default="",
+        help="labels of the real training videos (.npz, one (T, S, S) uint8 array per stem): "
+        "their ED frames are contracted into synthetic systoles (segmentation.real_warp)",
+    )
+    parser.add_argument("--warp-per-frame", type=int, default=2, help="systoles per ED frame")
+    parser.add_argument("--warp-weight", type=float, default=0.5, help="their loss weight")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
@@ -257,7 +293,7 @@ def main(argv: list[str] | None = None) -> None:
         _fill_cache(train_seeds, size, args.cache_dir, params, args.sim_workers)
     device = resolve_device(args.device)
     videos, video_paths, appearance = [], [], None
-    real_needed = args.self_train or args.ef_supervision
+    real_needed = args.self_train or args.ef_supervision or bool(args.warp_labels)
     if args.ssl_minutes > 0 or args.ssl_steps > 0 or args.hist_match > 0 or real_needed:
         # Training videos only: the held-out ones never shape the model or its data.
         videos, video_paths = _load_training_videos(args, size)
@@ -274,6 +310,11 @@ def main(argv: list[str] | None = None) -> None:
         params,
         appearance,
     )
+    warp_stems: list[str] = []
+    if args.warp_labels:
+        warped, warp_stems = _warped_real_samples(args, videos, video_paths)
+        samples += warped
+        logger.info("%d synthetic systoles from %d real videos", len(warped), len(warp_stems))
     logger.info("%d training sequences ready in %.0f s", len(samples), time.perf_counter() - t0)
     real_videos = videos
     ssl_videos = videos if (args.ssl_minutes > 0 or args.ssl_steps > 0) else []
@@ -393,6 +434,17 @@ def main(argv: list[str] | None = None) -> None:
                 "videos": [p.stem for p in video_paths],
                 "fingerprint": fingerprint(video_paths),
                 "held_out_never_trained": list(HELD_OUT_VIDEOS),
+            }
+        )
+    if warp_stems:
+        data.append(
+            {
+                "source": "synthetic systoles: ED frames of these training videos and their "
+                "labels, contracted by a known deformation (segmentation.real_warp)",
+                "labels": Path(args.warp_labels).name,
+                "videos": warp_stems,
+                "per_ed_frame": args.warp_per_frame,
+                "weight": args.warp_weight,
             }
         )
     model.card = {
