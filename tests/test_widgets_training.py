@@ -63,7 +63,7 @@ def test_cancelled_fine_tune_writes_nothing_and_reenables(dock, qtbot, user_dir)
     assert panel.result is None
     assert "no version written" in panel.status_label.text()
     assert _files(user_dir) == before
-    assert [v.id for v in list_versions()] == ["seg_v1", "seg_v2", "seg_v3"]
+    assert [v.id for v in list_versions()] == ["seg_v1", "seg_v2", "seg_v3", "seg_v4"]
     assert panel.start_button.isEnabled() and not panel.cancel_button.isEnabled()
     assert widget.comparison_label.text() == ""
 
@@ -75,10 +75,10 @@ def test_short_fine_tune_completes_with_before_after(dock, qtbot, user_dir):
     widget.seg_panel.start_button.click()
     qtbot.waitUntil(lambda: not widget.seg_panel.running, timeout=60000)
     version = widget.seg_panel.result
-    assert version is not None and version.id == "seg_v4"
-    assert widget.seg_table.rowCount() == 4
-    assert "→" in widget.seg_table.item(3, 3).text()
-    assert "seg_v4" in widget.comparison_label.text()
+    assert version is not None and version.id == "seg_v5"
+    assert widget.seg_table.rowCount() == 5
+    assert "→" in widget.seg_table.item(4, 3).text()
+    assert "seg_v5" in widget.comparison_label.text()
     assert version.card["fine_tune"]["manual_frames"] == [0, 8]
 
 
@@ -127,20 +127,22 @@ def test_tiny_dir_training_lists_a_new_version(dock, qtbot, user_dir):
 def test_select_and_rollback_segmentation_versions(dock, qtbot, user_dir):
     _, widget = dock
     model = tiny_model()
-    model.card = {"name": "seg", "version": "seg_v4", "parent": "seg_v3"}
+    model.card = {"name": "seg", "version": "seg_v5", "parent": "seg_v4"}
     user_dir.mkdir(parents=True)
-    save_model(model, user_dir / "seg_v4")
+    save_model(model, user_dir / "seg_v5")
     widget.refresh_versions()
-    assert widget.seg_table.rowCount() == 4
-    assert widget.selected_label.text() == "Selected: seg_v3"
-    widget.seg_table.selectRow(3)
+    assert widget.seg_table.rowCount() == 5
+    assert widget.selected_label.text() == "Selected: seg_v4"
+    widget.seg_table.selectRow(4)
     widget.select_button.click()
-    assert selected_version().id == "seg_v4"
-    assert widget.seg_table.item(3, 0).text().startswith("●")
+    assert selected_version().id == "seg_v5"
+    assert widget.seg_table.item(4, 0).text().startswith("●")
     widget.rollback_button.click()
+    assert selected_version().id == "seg_v4"
+    assert widget.selected_label.text() == "Selected: seg_v4"
+    widget.rollback_button.click()  # the bundled seg_v4's parent is the bundled seg_v3
     assert selected_version().id == "seg_v3"
-    assert widget.selected_label.text() == "Selected: seg_v3"
-    widget.rollback_button.click()  # the bundled seg_v3's parent is the bundled seg_v2
+    widget.rollback_button.click()
     assert selected_version().id == "seg_v2"
     widget.rollback_button.click()
     assert selected_version().id == "seg_v1"

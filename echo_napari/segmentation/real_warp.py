@@ -41,6 +41,8 @@ class Contraction:
     es_frame : frame index of end-systole in the clip
     n_frames : clip length, frames
     recovery : share of the contraction undone by the clip's last frame (early diastole)
+    compaction : pixels of cavity border turned myocardium at end-systole, where the
+        blood between trabeculae is squeezed out and they join the wall (0: none)
     """
 
     radial: float
@@ -48,6 +50,7 @@ class Contraction:
     es_frame: int
     n_frames: int
     recovery: float
+    compaction: float = 0.0
 
 
 def long_axis(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -121,6 +124,19 @@ def warp_pair(
     return moved.astype(np.float32), moved_labels.astype(np.uint8)
 
 
+def compact_border(labels: np.ndarray, depth_px: float) -> np.ndarray:
+    """``labels`` with the cavity pixels within ``depth_px`` of the wall relabelled
+    myocardium; the mitral plane (cavity pixels within 3 px of the atrium) is left."""
+    if depth_px <= 0:
+        return labels
+    cavity = labels == 1
+    depth = ndimage.distance_transform_edt(cavity)
+    near_atrium = ndimage.distance_transform_edt(labels != 3) < 3
+    out = labels.copy()
+    out[cavity & (depth <= depth_px) & ~near_atrium] = 2
+    return out
+
+
 def contraction_schedule(c: Contraction) -> np.ndarray:
     """``(n_frames,)`` share of the full contraction per frame: a cosine rise to 1 at
     ``es_frame``, then a cosine fall by ``recovery``."""
@@ -140,18 +156,31 @@ def synthetic_systole(
     for share in contraction_schedule(contraction):
         moved, moved_labels = warp_pair(frame, labels, full * share)
         frames.append(moved)
-        masks.append(moved_labels)
+        masks.append(compact_border(moved_labels, contraction.compaction * share))
     return np.stack(frames), np.stack(masks)
 
 
-def random_contraction(rng: np.random.Generator, n_frames: int = 16) -> Contraction:
-    """A systole drawn to span EF of roughly 20–70 %."""
+#: Default ranges of :func:`random_contraction`: area-length EF of roughly 30–75 %.
+RADIAL_RANGE: tuple[float, float] = (0.15, 0.45)
+LONGITUDINAL_RANGE: tuple[float, float] = (0.05, 0.2)
+
+
+def random_contraction(
+    rng: np.random.Generator,
+    n_frames: int = 16,
+    radial: tuple[float, float] = RADIAL_RANGE,
+    longitudinal: tuple[float, float] = LONGITUDINAL_RANGE,
+    compaction: tuple[float, float] = (0.0, 0.0),
+) -> Contraction:
+    """A systole drawn uniformly from the ``radial``, ``longitudinal`` (shares) and
+    ``compaction`` (pixels) ranges."""
     return Contraction(
-        radial=float(rng.uniform(0.08, 0.38)),
-        longitudinal=float(rng.uniform(0.03, 0.15)),
+        radial=float(rng.uniform(*radial)),
+        longitudinal=float(rng.uniform(*longitudinal)),
         es_frame=int(rng.integers(n_frames // 2 - 2, n_frames // 2 + 3)),
         n_frames=n_frames,
         recovery=float(rng.uniform(0.2, 0.7)),
+        compaction=float(rng.uniform(*compaction)),
     )
 
 
@@ -171,6 +200,9 @@ def real_systole_clips(
     per_frame: int,
     seed: int = 0,
     n_frames: int = 16,
+    radial: tuple[float, float] = RADIAL_RANGE,
+    longitudinal: tuple[float, float] = LONGITUDINAL_RANGE,
+    compaction: tuple[float, float] = (0.0, 0.0),
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """``per_frame`` synthetic systoles from every plausible ED frame of every video.
 
@@ -178,12 +210,14 @@ def real_systole_clips(
     ----------
     videos : (T, S, S) float32 frames per video
     labels : (T, S, S) uint8 labels of the same videos (e.g. the bundled model's)
+    radial, longitudinal, compaction : ranges the contractions are drawn from
+        (:class:`Contraction`)
     """
     rng = np.random.default_rng(seed)
     clips = []
     for frames, lab in zip(videos, labels, strict=True):
         for ed in end_diastoles(lab):
             for _ in range(per_frame):
-                contraction = random_contraction(rng, n_frames)
+                contraction = random_contraction(rng, n_frames, radial, longitudinal, compaction)
                 clips.append(synthetic_systole(frames[ed], lab[ed], contraction))
     return clips

@@ -30,6 +30,17 @@ length all three were trained on::
         --seed 7 --depth-range 130 200 --apex-gap 8 30 --scale 0.8 1.25 --gain-field 0.6 \
         --blur 0 1.2 --out /tmp/seg_v3
 
+``seg_v4`` is ``seg_v3`` warm-started for 1,500 steps (~8 min) with synthetic systoles of
+the real training videos added (:mod:`echo_napari.segmentation.real_warp`); LABELS.npz
+holds ``seg_v3``'s labels of each training video (``predict_sequence``, every
+post-processing), one ``(T, 112, 112)`` uint8 array per video stem, 0X64E2… left out::
+
+    python -m echo_napari.segmentation.train_bundled --init echo_napari/models/seg_v3.safetensors \
+        --steps 1500 --hist-match 0.6 --n-train 240 --clip-len 8 --lr 2e-4 --threads 1 \
+        --seed 69 --depth-range 130 200 --apex-gap 8 30 --scale 0.8 1.25 --gain-field 0.6 \
+        --blur 0 1.2 --warp-labels LABELS.npz --warp-per-frame 2 --warp-weight 0.5 \
+        --warp-compaction 4 5 --out /tmp/seg_v4
+
 It runs on the CPU with a wall-clock budget: a few probe steps measure the step time and
 the number of steps is set to fit the budget (the learning-rate schedule needs it up
 front). Simulated data are cached under ``--cache-dir`` (default ``/tmp``), never in the
@@ -73,7 +84,11 @@ from echo_napari.segmentation.ef_supervision import (
 from echo_napari.segmentation.evaluate import evaluate_arrays
 from echo_napari.segmentation.inference import predict_sequence
 from echo_napari.segmentation.model import BUNDLED_CONFIG, build_model, count_parameters
-from echo_napari.segmentation.real_warp import real_systole_clips
+from echo_napari.segmentation.real_warp import (
+    LONGITUDINAL_RANGE,
+    RADIAL_RANGE,
+    real_systole_clips,
+)
 from echo_napari.segmentation.self_training import SelfTrainConfig, self_train_steps
 from echo_napari.segmentation.training import (
     TrainConfig,
@@ -159,7 +174,13 @@ def _warped_real_samples(
         if p.stem in labels
     ]
     clips = real_systole_clips(
-        [f for f, _ in used], [lab for _, lab in used], args.warp_per_frame, seed=args.seed
+        [f for f, _ in used],
+        [lab for _, lab in used],
+        args.warp_per_frame,
+        seed=args.seed,
+        radial=tuple(args.warp_radial),
+        longitudinal=tuple(args.warp_longitudinal),
+        compaction=tuple(args.warp_compaction),
     )
     samples = [
         TrainingSample(f, lab, np.full(len(f), args.warp_weight, np.float32)) for f, lab in clips
@@ -266,6 +287,24 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--warp-per-frame", type=int, default=2, help="systoles per ED frame")
     parser.add_argument("--warp-weight", type=float, default=0.5, help="their loss weight")
+    parser.add_argument(
+        "--warp-radial", type=float, nargs=2, default=RADIAL_RANGE, metavar=("LO", "HI")
+    )
+    parser.add_argument(
+        "--warp-longitudinal",
+        type=float,
+        nargs=2,
+        default=LONGITUDINAL_RANGE,
+        metavar=("LO", "HI"),
+    )
+    parser.add_argument(
+        "--warp-compaction",
+        type=float,
+        nargs=2,
+        default=(0.0, 0.0),
+        metavar=("LO", "HI"),
+        help="pixels of cavity border turned myocardium at end-systole",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
@@ -444,6 +483,9 @@ def main(argv: list[str] | None = None) -> None:
                 "labels": Path(args.warp_labels).name,
                 "videos": warp_stems,
                 "per_ed_frame": args.warp_per_frame,
+                "radial": list(args.warp_radial),
+                "longitudinal": list(args.warp_longitudinal),
+                "compaction_px": list(args.warp_compaction),
                 "weight": args.warp_weight,
             }
         )

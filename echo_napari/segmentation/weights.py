@@ -29,7 +29,7 @@ CARD_FORMAT = "echo-napari-segmentation/1"
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 #: Model family name in :mod:`echo_napari.models.registry` (files ``seg_v<N>.safetensors``).
 FAMILY = "seg"
-BUNDLED_STEM = MODELS_DIR / "seg_v3"
+BUNDLED_STEM = MODELS_DIR / "seg_v4"
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
