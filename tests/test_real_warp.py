@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from echo_napari.errors import SequenceError
 from echo_napari.segmentation.real_warp import (
     Contraction,
+    compact_border,
     contraction_schedule,
     long_axis,
     real_systole_clips,
@@ -16,14 +20,14 @@ from echo_napari.segmentation.real_warp import (
 
 
 def _ventricle(size: int = 64) -> np.ndarray:
-    """(S, S) uint8: an apex-up LV cavity ellipse, a 4-px wall and an atrium below."""
+    """(S, S) uint8: an apex-up LV cavity ellipse, a 4-px wall and an atrium below it."""
     rows, cols = np.indices((size, size), dtype=np.float64)
     inner = ((rows - 26) / 16) ** 2 + ((cols - 32) / 9) ** 2 <= 1
     outer = ((rows - 26) / 20) ** 2 + ((cols - 32) / 13) ** 2 <= 1
-    atrium = ((rows - 52) / 8) ** 2 + ((cols - 32) / 9) ** 2 <= 1
+    atrium = ((rows - 50) / 8) ** 2 + ((cols - 32) / 9) ** 2 <= 1
     labels = np.zeros((size, size), np.uint8)
     labels[outer] = 2
-    labels[atrium & ~outer] = 3
+    labels[atrium & ~inner] = 3  # meets the cavity along the mitral plane
     labels[inner] = 1
     return labels
 
@@ -61,6 +65,26 @@ def test_systole_shrinks_the_cavity_and_thickens_the_wall() -> None:
     assert wall_es > wall_ed
     # The atrium is stretched by the descending mitral plane, never shrunk.
     assert (masks[5] == 3).sum() >= (labels == 3).sum()
+
+
+def test_compaction_turns_the_cavity_border_into_wall_but_not_the_mitral_plane() -> None:
+    labels = _ventricle()
+    compacted = compact_border(labels, 2.0)
+    changed = (labels == 1) & (compacted == 2)
+    assert changed.any() and not ((compacted != labels) & ~changed).any()
+    rows, cols = np.nonzero(changed)
+    assert rows.min() <= 11  # the apex gives up its border
+    near_atrium = ndimage.distance_transform_edt(labels != 3) < 3
+    assert ((labels == 1) & near_atrium).any()  # the cavity's base, against the atrium
+    assert not (changed & near_atrium).any()
+    np.testing.assert_array_equal(compact_border(labels, 0.0), labels)
+    contraction = Contraction(0.3, 0.1, es_frame=4, n_frames=6, recovery=0.3, compaction=2.0)
+    _, masks = synthetic_systole(labels.astype(np.float32), labels, contraction)
+    plain = synthetic_systole(
+        labels.astype(np.float32), labels, replace(contraction, compaction=0)
+    )
+    assert (masks[4] == 1).sum() < 0.85 * (plain[1][4] == 1).sum()
+    np.testing.assert_array_equal(masks[0], plain[1][0])  # nothing compacted at ED
 
 
 def test_image_and_label_move_together() -> None:

@@ -8,6 +8,9 @@ mitral plane descending towards a nearly still apex, the atrium stretching), war
 image and the label with the same map. The result is a clip whose every frame has a real
 echo's texture, haze and trabeculae and a label that matches it exactly: what the network
 lacks at end-systole, where it calls the hazy, compressed cavity of real clips myocardium.
+A band of the cavity border is relabelled myocardium as the contraction proceeds
+(``compaction``): the trabeculae join the wall as the blood between them is squeezed out,
+and without it the network learnt to draw end-systolic cavities 16–19 % too large.
 
 Shapes: frames ``(S, S)`` / ``(T, S, S)`` float32 in [0, 1], labels the same uint8
 (:class:`~echo_napari.sequence.LabelClass` values), coordinates ``(row, col)`` pixels.

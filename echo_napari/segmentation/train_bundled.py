@@ -168,14 +168,10 @@ def _warped_real_samples(
     stems used."""
     with np.load(args.warp_labels) as data:
         labels = {stem: data[stem] for stem in data.files if stem not in HELD_OUT_VIDEOS}
-    used = [
-        (frames, labels[p.stem])
-        for frames, p in zip(videos, paths, strict=True)
-        if p.stem in labels
-    ]
+    used = [(frames, p.stem) for frames, p in zip(videos, paths, strict=True) if p.stem in labels]
     clips = real_systole_clips(
         [f for f, _ in used],
-        [lab for _, lab in used],
+        [labels[stem] for _, stem in used],
         args.warp_per_frame,
         seed=args.seed,
         radial=tuple(args.warp_radial),
@@ -185,7 +181,7 @@ def _warped_real_samples(
     samples = [
         TrainingSample(f, lab, np.full(len(f), args.warp_weight, np.float32)) for f, lab in clips
     ]
-    return samples, [p.stem for p in paths if p.stem in labels]
+    return samples, [stem for _, stem in used]
 
 
 def _ef_videos(
