@@ -30,7 +30,7 @@ length all three were trained on::
         --seed 7 --depth-range 130 200 --apex-gap 8 30 --scale 0.8 1.25 --gain-field 0.6 \
         --blur 0 1.2 --out /tmp/seg_v3
 
-``seg_v4`` is ``seg_v3`` warm-started for 1,500 steps (~8 min) with synthetic systoles of
+``seg_v4`` is ``seg_v3`` warm-started for 1,500 steps (~7.5 min) with synthetic systoles of
 the real training videos added (:mod:`echo_napari.segmentation.real_warp`); LABELS.npz
 holds ``seg_v3``'s labels of each training video (``predict_sequence``, every
 post-processing), one ``(T, 112, 112)`` uint8 array per video stem, 0X64E2… left out::
