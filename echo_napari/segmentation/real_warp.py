@@ -25,6 +25,7 @@ import numpy as np
 from scipy import ndimage
 
 from echo_napari.errors import SequenceError
+from echo_napari.metrics_volume import long_axis as volume_long_axis
 
 #: Pixels the cavity's pull reaches beyond the endocardium (e-folding distance), so the
 #: wall thickens: its inner border moves fully, its outer one by about a third.
@@ -59,24 +60,20 @@ class Contraction:
 def long_axis(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Base and apex points of the LV cavity, ``(2,)`` float64 each, pixels.
 
-    The cavity's principal axis; its base end is the one nearer the atrium (label 3) or,
-    with no atrium drawn, the one farther from the image top (apex-up framing).
+    The cavity's principal axis (:func:`echo_napari.metrics_volume.long_axis`); its base
+    end is the one nearer the atrium (label 3) or, with no atrium drawn, the one farther
+    from the image top (apex-up framing).
     """
-    cavity = np.argwhere(labels == 1).astype(np.float64)
-    if len(cavity) < 20:
+    cavity = labels == 1
+    if np.count_nonzero(cavity) < 20:
         raise SequenceError("no LV cavity to contract (fewer than 20 pixels)")
-    centre = cavity.mean(axis=0)
-    _, _, vt = np.linalg.svd(cavity - centre, full_matrices=False)
-    axis = vt[0]
-    proj = (cavity - centre) @ axis
-    ends = centre + np.outer([proj.min(), proj.max()], axis)
+    axis = volume_long_axis(cavity, None)
+    # ends[0] is the apical end for apex-up framing (the axis points from the top down)
+    ends = np.asarray(axis.centre) + np.outer([axis.start, axis.end], axis.direction)
     atrium = np.argwhere(labels == 3)
-    if len(atrium):
-        base_first = np.linalg.norm(ends[0] - atrium.mean(axis=0)) < np.linalg.norm(
-            ends[1] - atrium.mean(axis=0)
-        )
-    else:
-        base_first = ends[0][0] > ends[1][0]
+    base_first = len(atrium) > 0 and np.linalg.norm(
+        ends[0] - atrium.mean(axis=0)
+    ) < np.linalg.norm(ends[1] - atrium.mean(axis=0))
     base, apex = (ends[0], ends[1]) if base_first else (ends[1], ends[0])
     return base, apex
 
