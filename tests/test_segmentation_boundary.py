@@ -63,7 +63,36 @@ def test_a_border_on_the_image_step_does_not_move():
 def test_no_border_in_the_image_leaves_the_cavity_alone():
     _, truth = heart()
     flat = np.full(truth.shape, 0.4, np.float32)
-    np.testing.assert_array_equal(refine_lv_boundary(flat[None], truth[None])[0], truth)
+    unsmoothed = BoundarySettings(border_sigma_px=0)
+    np.testing.assert_array_equal(
+        refine_lv_boundary(flat[None], truth[None], unsmoothed)[0], truth
+    )
+    # the smoothing alone moves a few pixels of an already smooth border, never the area
+    smoothed = refine_lv_boundary(flat[None], truth[None])[0]
+    assert (smoothed == LV).sum() == (truth == LV).sum()
+    assert dice(smoothed == LV, truth == LV) > 0.99
+
+
+def test_a_jagged_border_comes_out_smooth_at_the_same_area():
+    frame, truth = heart(seed=2)
+    cavity = truth == LV
+    jagged = truth.copy()
+    rows = np.flatnonzero(cavity.any(axis=1))
+    for row in rows[::3]:  # one-pixel spikes out of and notches into the cavity
+        cols = np.flatnonzero(cavity[row])
+        jagged[row, cols[-1] + 1 : cols[-1] + 3] = LV
+        jagged[row + 1, cols[0] : cols[0] + 2] = MYO
+    flat = np.full(truth.shape, 0.4, np.float32)  # no image border: only the smoothing acts
+
+    def perimeter(mask):
+        return int((mask & ~ndimage.binary_erosion(mask)).sum())
+
+    out = refine_lv_boundary(flat[None], jagged[None])[0] == LV
+    assert out.sum() == (jagged == LV).sum()
+    assert perimeter(out) < 0.85 * perimeter(jagged == LV)
+    # it stays where the network put it, give or take the spikes and notches
+    assert not (out & ~ndimage.binary_dilation(jagged == LV, iterations=2)).any()
+    assert not (ndimage.binary_erosion(jagged == LV, iterations=2) & ~out).any()
 
 
 def test_atrium_never_joins_and_given_up_pixels_take_the_neighbours_label():
@@ -111,7 +140,9 @@ def test_settings_limit_how_far_the_border_moves():
     frame, truth = heart()
     cavity = truth == LV
     off = ndimage.binary_erosion(cavity, iterations=4)
-    refined = refine_cavities([frame], [off], [truth == LA], BoundarySettings(band_px=1))[0]
+    # the band holds the evolution; the smoothing after it is a separate step
+    narrow = BoundarySettings(band_px=1, border_sigma_px=0)
+    refined = refine_cavities([frame], [off], [truth == LA], narrow)[0]
     assert (refined & ~ndimage.binary_dilation(off, iterations=1)).sum() == 0
 
 

@@ -7,7 +7,7 @@ from mask_fixtures import random_ellipses
 from skimage.morphology import convex_hull_image
 
 from echo_napari.segmentation.boundary import fill_lv_bites
-from echo_napari.segmentation.masks import convex_hull_per_frame
+from echo_napari.segmentation.masks import convex_hull_per_frame, smooth_at_constant_area
 from echo_napari.sequence import LabelClass
 
 
@@ -73,3 +73,28 @@ def test_the_border_refinement_starts_from_the_cavity_with_its_bites_filled():
     frames = np.repeat(image[None].astype(np.float32), 2, axis=0)
     refined = refine_lv_boundary(frames, labels)
     assert (refined[0][bite] == LabelClass.LV_CAVITY).mean() > 0.5
+
+
+def test_smoothing_at_constant_area_removes_a_spike_and_a_notch():
+    yy, xx = np.mgrid[0:64, 0:64]
+    disk = (yy - 32) ** 2 + (xx - 32) ** 2 <= 15**2
+    rough = disk.copy()
+    rough[30:33, 47:52] = True  # a spike 3 px wide
+    rough[14:19, 31:34] = False  # a notch 3 px wide
+    smooth = smooth_at_constant_area(rough, 2.0)
+    assert smooth.sum() == rough.sum()
+    assert not smooth[31, 50] and smooth[18, 32]
+    assert (smooth ^ disk).sum() < (rough ^ disk).sum()
+    np.testing.assert_array_equal(smooth_at_constant_area(rough, 0), rough)
+
+
+def test_smoothing_keeps_the_border_shared_with_the_kept_out_pixels():
+    mask = np.zeros((40, 40), bool)
+    mask[5:25, 10:30] = True  # a cavity whose lower side meets the atrium ...
+    atrium = np.zeros_like(mask)
+    atrium[25:35, 10:30] = True  # ... along row 24/25
+    smooth = smooth_at_constant_area(mask, 2.0, kept_out=atrium)
+    assert not (smooth & atrium).any()
+    assert smooth.sum() == mask.sum()
+    assert smooth[24, 12:28].all()  # the shared side stays where it was (corners round)
+    assert not smooth[5, 10] and not smooth[5, 29]  # the free corners do round

@@ -36,6 +36,7 @@ from echo_napari.segmentation.masks import (
     convex_hull_per_frame,
     fill_holes_per_frame,
     largest_component_per_frame,
+    smooth_at_constant_area,
 )
 from echo_napari.sequence import LabelClass
 
@@ -69,6 +70,11 @@ class BoundarySettings:
     min_contrast_gain : float
         A frame's border moves only when the grey step across it (2-pixel rings outside
         minus inside, 0-1 grey scale) grows by more than this.
+    border_sigma_px : float
+        Every frame's border (moved or not) is then smoothed at constant area
+        (:func:`~echo_napari.segmentation.masks.smooth_at_constant_area`, this Gaussian
+        sigma): on real echo both the network's and the evolved border follow trabeculae
+        and speckle into spikes a tracer would never draw; 0 leaves them as they are.
     """
 
     iterations: int = 10
@@ -78,6 +84,7 @@ class BoundarySettings:
     min_area_px: int = 20
     grid: tuple[int, int] = (112, 112)
     min_contrast_gain: float = 0.0
+    border_sigma_px: float = 2.0
 
 
 def _edge_contrast(image: np.ndarray, mask: np.ndarray, width: int = 2) -> float:
@@ -311,8 +318,17 @@ def refine_cavities(
             continue
         out = np.zeros_like(cavity)
         out[region] = _finish(problem, next(levels), cavity[region], atrium[region], settings)
-        refined.append(out)
+        refined.append(_smoothed(out, atrium, settings))
     return refined
+
+
+def _smoothed(cavity: np.ndarray, atrium: np.ndarray, settings: BoundarySettings) -> np.ndarray:
+    """A frame's cavity with its border smoothed at constant area, the settings' sigma
+    scaled from their grid to the frame."""
+    scale = max(cavity.shape[0] / settings.grid[0], cavity.shape[1] / settings.grid[1])
+    smooth = smooth_at_constant_area(cavity, settings.border_sigma_px * scale, atrium)
+    smooth = largest_component_per_frame(fill_holes_per_frame(smooth[None]))[0]
+    return smooth if smooth.any() else cavity
 
 
 def fill_lv_bites(labels: np.ndarray) -> np.ndarray:
