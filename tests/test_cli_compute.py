@@ -136,6 +136,7 @@ def test_predict_refines_the_lv_border_unless_told_not_to(tmp_path, monkeypatch,
     from test_segmentation_boundary import heart
 
     import echo_napari.segmentation as segmentation
+    from echo_napari.segmentation.boundary import moved_frames
 
     frame, truth = heart()
     network = np.repeat(truth[None], 4, axis=0)
@@ -152,7 +153,10 @@ def test_predict_refines_the_lv_border_unless_told_not_to(tmp_path, monkeypatch,
     assert main(["predict", str(tmp_path / "c.h5"), "-o", str(tmp_path / "a")]) == 0
     assert "refined" in capsys.readouterr().out.splitlines()[0]
     refined = read_sequence(tmp_path / "a" / "c.h5").labels
-    assert ((refined == 1) != (network == 1)).any(axis=(1, 2)).tolist() == [0, 0, 1, 0]
+    assert moved_frames(network, refined).tolist() == [0, 0, 1, 0]
+    # the other frames are only smoothed: same area, a few border pixels
+    for t in (0, 1, 3):
+        assert ((refined[t] == 1) != (network[t] == 1)).sum() < 0.02 * (network[t] == 1).sum()
     args = ["predict", str(tmp_path / "c.h5"), "-o", str(tmp_path / "b"), "--no-refine"]
     assert main(args) == 0
     assert "refined" not in capsys.readouterr().out.splitlines()[0]

@@ -444,9 +444,11 @@ def refine_lv_boundary(
 
 
 def moved_frames(before: np.ndarray, after: np.ndarray) -> np.ndarray:
-    """(T,) bool: the frames whose LV cavity differs between two (T, H, W) label stacks."""
+    """(T,) bool: the frames whose LV cavity area differs between two (T, H, W) label
+    stacks: where the refinement moved the border to the image. The border smoothing
+    alone keeps the area, so a frame it only smoothed does not count."""
     lv = LabelClass.LV_CAVITY
-    return ((before == lv) != (after == lv)).any(axis=(1, 2))
+    return (before == lv).sum(axis=(1, 2)) != (after == lv).sum(axis=(1, 2))
 
 
 def refined_version(version: str) -> str:
