@@ -263,8 +263,21 @@ def _finish(
     # on images whose border the network already follows, nothing moves.
     gain = _edge_contrast(problem.image, refined) - _edge_contrast(problem.image, problem.mask)
     if not gain > settings.min_contrast_gain + 1e-6:  # not float rounding on flat images
-        return cavity
-    if refined.shape != cavity.shape:
+        if settings.border_sigma_px <= 0:
+            return cavity
+        refined = problem.mask  # not moved, but smoothed all the same
+    on_grid = refined.shape != cavity.shape
+    if settings.border_sigma_px > 0:
+        # on the grid, like the rest: the same smoothing relative to the heart at any
+        # frame size, and a blur of a 112-pixel region instead of a 600-pixel one
+        atrium_grid = (
+            resize(atrium.astype(np.float32), refined.shape, order=1) > 0.5 if on_grid else atrium
+        )
+        # the area kept is the cavity's without the atrium, which it never takes
+        refined = smooth_at_constant_area(
+            refined & ~atrium_grid, settings.border_sigma_px, atrium_grid
+        )
+    if on_grid:
         refined = resize(refined.astype(np.float32), cavity.shape, order=1) > 0.5
     refined &= ~atrium
     refined = largest_component_per_frame(fill_holes_per_frame(refined[None]))[0]
@@ -318,17 +331,8 @@ def refine_cavities(
             continue
         out = np.zeros_like(cavity)
         out[region] = _finish(problem, next(levels), cavity[region], atrium[region], settings)
-        refined.append(_smoothed(out, atrium, settings))
+        refined.append(out)
     return refined
-
-
-def _smoothed(cavity: np.ndarray, atrium: np.ndarray, settings: BoundarySettings) -> np.ndarray:
-    """A frame's cavity with its border smoothed at constant area, the settings' sigma
-    scaled from their grid to the frame."""
-    scale = max(cavity.shape[0] / settings.grid[0], cavity.shape[1] / settings.grid[1])
-    smooth = smooth_at_constant_area(cavity, settings.border_sigma_px * scale, atrium)
-    smooth = largest_component_per_frame(fill_holes_per_frame(smooth[None]))[0]
-    return smooth if smooth.any() else cavity
 
 
 def fill_lv_bites(labels: np.ndarray) -> np.ndarray:
