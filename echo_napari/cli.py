@@ -238,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-refine",
         action="store_true",
         help="keep the network's LV border (default: moved to the image's blood/wall "
-        "border where the image shows it more sharply)",
+        "border where the image shows it more sharply, then smoothed at constant area)",
     )
     predict.add_argument(
         "--one-direction",

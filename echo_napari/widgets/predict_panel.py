@@ -235,7 +235,8 @@ class PredictPanel(ProgressJobMixin, QGroupBox):
         self.refine_check.setToolTip(
             "After the network, move each frame's LV cavity border to where the dark blood "
             "meets the bright wall, where the image shows that step more sharply "
-            "(lowered the EF error on real echo videos)"
+            "(lowered the EF error on real echo videos), then smooth it without changing "
+            "its area"
         )
         self.directions_check = QCheckBox("Both directions")
         self.directions_check.setChecked(True)
