@@ -273,10 +273,7 @@ def _finish(
         atrium_grid = (
             resize(atrium.astype(np.float32), refined.shape, order=1) > 0.5 if on_grid else atrium
         )
-        # the area kept is the cavity's without the atrium, which it never takes
-        refined = smooth_at_constant_area(
-            refined & ~atrium_grid, settings.border_sigma_px, atrium_grid
-        )
+        refined = smooth_at_constant_area(refined, settings.border_sigma_px, atrium_grid)
     if on_grid:
         refined = resize(refined.astype(np.float32), cavity.shape, order=1) > 0.5
     refined &= ~atrium

@@ -126,8 +126,8 @@ def smooth_at_constant_area(
 ) -> np.ndarray:
     """One (H, W) bool mask with its border smoothed and its pixel count kept.
 
-    The mask is blurred (Gaussian, ``sigma_px`` pixels) and its ``mask.sum()`` highest
-    pixels kept: spikes and notches narrower than about ``2 * sigma_px`` go, while the
+    The mask is blurred (Gaussian, ``sigma_px`` pixels) and as many of the highest pixels
+    kept as it had: spikes and notches narrower than about ``2 * sigma_px`` go, while the
     area (and so an EF from it) stays as it was, unlike a blur thresholded at one half,
     which shrinks every convex shape.
 
@@ -137,28 +137,27 @@ def smooth_at_constant_area(
     sigma_px : float
         Gaussian sigma, pixels; 0 returns ``mask``.
     kept_out : (H, W) bool, optional
-        Pixels never taken into the mask, but blurred as if they were in it, so that the
-        border the mask shares with them (the LV's mitral plane with the atrium) stays
-        where it is.
+        Pixels never in the result (nor counted in its area), but blurred as if they were
+        in the mask, so that the border the mask shares with them (the LV's mitral plane
+        with the atrium) stays where it is.
 
     Returns
     -------
-    (H, W) bool, ``mask.sum()`` pixels (fewer only where ``kept_out`` leaves fewer).
+    (H, W) bool, as many pixels as ``mask`` has outside ``kept_out``.
     """
+    if kept_out is not None:
+        mask = mask & ~kept_out
     n = int(np.count_nonzero(mask))
     if sigma_px <= 0 or n == 0:
         return mask
     solid = mask if kept_out is None else mask | kept_out
     blurred = ndimage.gaussian_filter(solid.astype(np.float32), sigma_px)
     if kept_out is not None:
-        blurred[kept_out] = -1.0
+        blurred[kept_out] = -1.0  # below every other pixel: never among the n kept
     top = np.argpartition(blurred.ravel(), blurred.size - n)[blurred.size - n :]
     out = np.zeros(mask.size, dtype=bool)
     out[top] = True
-    out = out.reshape(mask.shape)
-    if kept_out is not None:
-        out &= ~kept_out
-    return out
+    return out.reshape(mask.shape)
 
 
 __all__ = [
