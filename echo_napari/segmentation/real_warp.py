@@ -26,6 +26,7 @@ from scipy import ndimage
 
 from echo_napari.errors import SequenceError
 from echo_napari.metrics_volume import long_axis as volume_long_axis
+from echo_napari.sequence import LabelClass
 
 #: Pixels the cavity's pull reaches beyond the endocardium (e-folding distance), so the
 #: wall thickens: its inner border moves fully, its outer one by about a third.
@@ -61,16 +62,16 @@ def long_axis(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Base and apex points of the LV cavity, ``(2,)`` float64 each, pixels.
 
     The cavity's principal axis (:func:`echo_napari.metrics_volume.long_axis`); its base
-    end is the one nearer the atrium (label 3) or, with no atrium drawn, the one farther
+    end is the one nearer the atrium or, with no atrium drawn, the one farther
     from the image top (apex-up framing).
     """
-    cavity = labels == 1
+    cavity = labels == LabelClass.LV_CAVITY
     if np.count_nonzero(cavity) < 20:
         raise SequenceError("no LV cavity to contract (fewer than 20 pixels)")
     axis = volume_long_axis(cavity, None)
     # ends[0] is the apical end for apex-up framing (the axis points from the top down)
     ends = np.asarray(axis.centre) + np.outer([axis.start, axis.end], axis.direction)
-    atrium = np.argwhere(labels == 3)
+    atrium = np.argwhere(labels == LabelClass.LA)
     base_first = len(atrium) > 0 and np.linalg.norm(
         ends[0] - atrium.mean(axis=0)
     ) < np.linalg.norm(ends[1] - atrium.mean(axis=0))
@@ -129,11 +130,11 @@ def compact_border(labels: np.ndarray, depth_px: float) -> np.ndarray:
     myocardium; the mitral plane (cavity pixels within 3 px of the atrium) is left."""
     if depth_px <= 0:
         return labels
-    cavity = labels == 1
+    cavity = labels == LabelClass.LV_CAVITY
     depth = ndimage.distance_transform_edt(cavity)
-    near_atrium = ndimage.distance_transform_edt(labels != 3) < 3
+    near_atrium = ndimage.distance_transform_edt(labels != LabelClass.LA) < 3
     out = labels.copy()
-    out[cavity & (depth <= depth_px) & ~near_atrium] = 2
+    out[cavity & (depth <= depth_px) & ~near_atrium] = LabelClass.MYOCARDIUM
     return out
 
 
