@@ -243,8 +243,9 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument(
         "--one-direction",
         action="store_true",
-        help="run the network on the clip played forwards only (half the network time; "
-        "default: forwards and backwards, averaged, which measured a lower EF error)",
+        help="run the network on the clip played forwards only, on overlapping windows "
+        "(the same network time; default: forwards and backwards on staggered windows, "
+        "averaged, which measured a lower EF error)",
     )
     predict.add_argument(
         "--mirrored",

@@ -126,7 +126,7 @@ def predict_one(item: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
     the checks are re-drawn from the passing ones by registration
     (:func:`echo_napari.registration.repair.repair_implausible_frames`; ``repaired``
     counts them, recorded as propagated frames). ``options["both_directions"]`` False runs
-    the network on the clip played forwards only (half the network time);
+    the network on the clip played forwards only (on overlapping windows: the same time);
     ``options["mirrored"]`` reads the clips as mirrored apical views (LV on the left) and
     records that in the output's metadata. ``view`` is the apical convention the clip
     looks like (:mod:`echo_napari.view_orientation`: "standard", "mirrored" or

@@ -113,9 +113,36 @@ def test_lazy_frames_and_progress():
     lazy = da.from_array(frames, chunks=(4, 32, 32))
     labels = predict_sequence(lazy, model, progress=lambda d, t: calls.append((d, t)))
     np.testing.assert_array_equal(labels, predict_sequence(frames, model))
-    # every window forwards and backwards, then one report per 32 frames of the refinement
-    assert calls[-1][0] == calls[-1][1] == 2 * len(window_starts(20, 8, 0.5)) + 1
+    # every window forwards (0, 8, 12) and backwards (staggered: 0, 4, 12 of the clip's
+    # frames), then one report per 32 frames of the refinement
+    assert calls[-1][0] == calls[-1][1] == 2 * len(window_starts(20, 8, 0.0)) + 1
     assert [done for done, _ in calls] == list(range(1, calls[-1][1] + 1))
+
+
+def test_window_starts_with_an_offset_keep_the_first_and_last_frames_covered():
+    assert window_starts(20, 8, 0.0) == [0, 8, 12]
+    assert window_starts(20, 8, 0.0, offset=4) == [0, 4, 12]
+    assert window_starts(16, 8, 0.5, offset=2) == [0, 2, 6, 8]
+
+
+def test_both_directions_centre_the_backward_windows_where_the_forward_ones_meet(monkeypatch):
+    from echo_napari.segmentation import inference
+
+    passes = []
+    real = inference.predict_probabilities
+
+    def spy(frames, model, clip_len, overlap, progress, offset=0):
+        n = int(frames.shape[0])
+        passes.append(inference.window_starts(n, int(clip_len or 8), overlap, offset))
+        return real(frames, model, clip_len, overlap, progress, offset=offset)
+
+    monkeypatch.setattr(inference, "predict_probabilities", spy)
+    predict_sequence(np.random.default_rng(3).random((40, 32, 32), dtype=np.float32), tiny_model())
+    forward, backward = passes
+    assert forward == [0, 8, 16, 24, 32]
+    # the backward pass runs on the reversed clip: its windows, in the clip's frames
+    centres = sorted(40 - 8 - s + 4 for s in backward)
+    assert centres == [4, 8, 16, 24, 32, 36]  # where forward windows meet, and both ends
 
 
 def test_batched_windows_give_what_single_windows_give(monkeypatch):

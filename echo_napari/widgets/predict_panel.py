@@ -119,8 +119,8 @@ def run_prediction(
         :class:`JobCancelled`)
     refine : move the LV border to the image's blood/wall border
         (:mod:`echo_napari.segmentation.boundary`)
-    both_directions : average the clip played forwards and backwards (twice the network
-        time)
+    both_directions : average the clip played forwards and backwards (the same network
+        time as one direction: each pass's windows are staggered)
     frame_time_ms : ms between frames; a clip far from 50 frames/s is given to the
         network at 50 /s (:mod:`echo_napari.frame_rate`)
     mirrored : the clip shows the LV on the left (mirrored apical convention)
@@ -242,7 +242,8 @@ class PredictPanel(ProgressJobMixin, QGroupBox):
         self.directions_check.setChecked(True)
         self.directions_check.setToolTip(
             "Run the network on the clip played forwards and backwards and average the two "
-            "(twice the network time; lowered the EF error on real echo videos)"
+            "(each direction's windows staggered, so no slower than one direction; lowered "
+            "the EF error on real echo videos)"
         )
         self.mirrored_check = QCheckBox("Mirrored view (LV on the left)")
         self.mirrored_check.setToolTip(
