@@ -77,3 +77,28 @@ def test_pre_decoded_npz_videos_come_back_as_float_frames_in_name_order(tmp_path
     assert [stem for stem, _ in read] == ["a", "b"]
     assert read[0][1].dtype == np.float32 and read[0][1].shape == (3, 4, 5)
     assert np.allclose(read[0][1], 0.2) and np.allclose(read[1][1], 1.0)
+
+
+def test_read_frames_decodes_a_lazy_clip_on_the_calling_thread_only():
+    import threading
+
+    from echo_napari.io.frame_source import FrameSource, lazy_frames, read_frames, unit_grey_frames
+
+    threads = set()
+
+    class Counting(FrameSource):
+        path = "counting"
+        shape = (12, 4, 5)
+
+        def frame(self, t: int) -> np.ndarray:
+            threads.add(threading.get_ident())
+            return np.full(self.shape[1:], t / 11.0, dtype=np.float32)
+
+    frames = read_frames(lazy_frames(Counting()))
+    assert frames.dtype == np.float32 and frames.shape == (12, 4, 5)
+    np.testing.assert_allclose(frames[:, 0, 0], np.arange(12) / 11.0, rtol=1e-6)
+    # dask's default scheduler would have used its thread pool
+    assert threads == {threading.get_ident()}
+    eight_bit = unit_grey_frames(np.full((2, 3, 3), 255, dtype=np.uint8))
+    assert eight_bit.dtype == np.float32 and eight_bit.max() == 1.0
+    assert unit_grey_frames(np.full((2, 3, 3), 0.5)).max() == np.float32(0.5)

@@ -65,4 +65,28 @@ def lazy_frames(source: FrameSource) -> Any:
     )
 
 
-__all__ = ["LAZY_THRESHOLD_BYTES", "FrameSource", "lazy_frames"]
+def read_frames(frames: Any) -> np.ndarray:
+    """All of a numpy or lazy (dask) frame array, as (T, H, W) float32, decoded on the
+    calling thread.
+
+    dask's default scheduler would decode the chunks on a pool of threads; from a job's
+    worker thread those threads contend with napari's GUI thread for the GIL, and Predict
+    on a lazily opened 150-frame JPEG cine stalled the event loop for ~240 ms in about one
+    run of four (``benchmarks/gui_latency.py`` part 4). One thread decodes a frame every
+    few ms, so the whole clip still takes well under a second.
+    """
+    compute = getattr(frames, "compute", None)
+    if compute is not None:
+        frames = compute(scheduler="synchronous")
+    return np.asarray(frames, dtype=np.float32)
+
+
+def unit_grey_frames(frames: Any) -> np.ndarray:
+    """:func:`read_frames`, divided by 255 when the values exceed 1 (an 8-bit image layer)."""
+    array = read_frames(frames)
+    if array.size and float(array.max()) > 1.0:
+        array = array / np.float32(255.0)
+    return array
+
+
+__all__ = ["LAZY_THRESHOLD_BYTES", "FrameSource", "lazy_frames", "read_frames", "unit_grey_frames"]

@@ -87,7 +87,7 @@ def default_backend_factory(key: tuple[str, Any]) -> Any:
 
 
 def run_diagnostics(
-    frames: np.ndarray,
+    frames: Any,
     runs: list[tuple[str, Callable[[], Any]]],
     mode: str,
     keyframe: int,
@@ -96,8 +96,14 @@ def run_diagnostics(
     label_class: int,
     cancel: threading.Event,
 ) -> Iterator[tuple[str, DiagnosticsChunk, np.ndarray | None]]:
-    """Worker body: yields (tag, chunk, propagated class masks or None) per chunk."""
+    """Worker body: yields (tag, chunk, propagated class masks or None) per chunk.
+
+    ``frames`` is the image layer's data, numpy or lazy (dask), read here off the GUI
+    thread (divided by 255 when it holds 8-bit values)."""
+    from echo_napari.io.frame_source import unit_grey_frames
     from echo_napari.registration.diagnostics import diagnostics_chunks, propagated_class_masks
+
+    frames = unit_grey_frames(frames)
 
     for tag, make_backend in runs:
         backend = make_backend()
@@ -262,9 +268,7 @@ class DebuggerDock(WaitsForCores, QWidget):
         if layer is None or layer.data.ndim != 3 or layer.data.shape[0] < 2:
             notify_error("Pick a (T, H, W) image layer with at least 2 frames")
             return
-        frames = np.asarray(layer.data, np.float32)
-        if frames.max() > 1.0:
-            frames = frames / 255.0
+        frames = layer.data  # read in the worker: a lazy cine would decode here
         mode = MODES[self.mode_combo.currentText()]
         keyframe = self.keyframe_spin.value()
         only = [self.current_frame()] if self.scope_combo.currentText() == SCOPES[1] else None

@@ -29,6 +29,7 @@ from qtpy.QtWidgets import (
 )
 
 from echo_napari.errors import EchoNapariError
+from echo_napari.io.frame_source import read_frames
 from echo_napari.metrics_plausibility import ShapeFeatures, shape_features
 from echo_napari.sequence import MIRRORED_VIEW_KEY, FrameProvenance, ProvenanceKind
 from echo_napari.widgets._jobs import (
@@ -143,7 +144,7 @@ def run_prediction(
     reporter = stage_reporter(progress, cancel)
     torch.set_num_threads(torch_threads_for_jobs())
     reporter("predicting")(0, 1)
-    array = np.asarray(frames, dtype=np.float32)
+    array = read_frames(frames)
     model = make_model()
     view = find_field_of_view(array)  # once, for the network, the border and the notes
     tally: dict[str, int] = {}

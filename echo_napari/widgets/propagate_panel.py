@@ -27,6 +27,7 @@ from qtpy.QtWidgets import (
 )
 
 from echo_napari.errors import EchoNapariError
+from echo_napari.io.frame_source import read_frames
 from echo_napari.metrics_plausibility import ShapeFeatures, shape_features
 from echo_napari.sequence import FrameProvenance, ProvenanceKind
 from echo_napari.widgets._jobs import (
@@ -112,7 +113,7 @@ def run_repair(
 
     reporter = stage_reporter(progress, cancel)
     provenance = fields_provenance or FrameProvenance(ProvenanceKind.PROPAGATED, backend_name)
-    array = np.asarray(frames, dtype=np.float32)
+    array = read_frames(frames)
     if fields is None:
         reporter("reading frames")(0, 1)
         backend = make_backend()
@@ -161,7 +162,7 @@ def run_propagation(
     reporter = stage_reporter(progress, cancel)
     provenance = FrameProvenance(ProvenanceKind.PROPAGATED, backend_name)
     if fields is None:
-        array = np.asarray(frames, dtype=np.float32)
+        array = read_frames(frames)
         reporter("reading frames")(0, 1)
         backend = make_backend()
         provenance = propagated_provenance(backend, backend_name)

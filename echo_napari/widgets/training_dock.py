@@ -191,17 +191,17 @@ class TrainingDock(WaitsForCores, QWidget):
         from echo_napari.widgets.train_dir_job import dir_training_steps
 
         image = self._layer(self.image_combo, "image")
-        frames = np.asarray(image.data, np.float32)
-        if frames.max() > 1.0:
-            frames = frames / 255.0
+        data = image.data  # read in the job: a lazy cine would decode here
         base = self.dir_base_combo.currentData()
         steps = self.dir_steps.value()
         name = image.name
 
         def job(should_stop):
+            from echo_napari.io.frame_source import unit_grey_frames
+
             return (
                 yield from dir_training_steps(
-                    [frames],
+                    [unit_grey_frames(data)],
                     base=base,
                     steps=steps,
                     should_stop=should_stop,
