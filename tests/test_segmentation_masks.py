@@ -98,3 +98,43 @@ def test_smoothing_keeps_the_border_shared_with_the_kept_out_pixels():
     assert smooth.sum() == mask.sum()
     assert smooth[24, 12:28].all()  # the shared side stays where it was (corners round)
     assert not smooth[5, 10] and not smooth[5, 29]  # the free corners do round
+
+
+def test_the_stack_operations_equal_scipy_frame_by_frame_wherever_the_pixels_lie():
+    # The stack functions label only the box around the set pixels; a frame-by-frame
+    # scipy reference over the whole frame must agree, pixels near an edge or not.
+    from scipy import ndimage
+
+    from echo_napari.segmentation.masks import (
+        components_near_per_frame,
+        fill_holes_per_frame,
+        label_per_frame,
+        largest_component_per_frame,
+    )
+
+    cross = ndimage.generate_binary_structure(2, 1)
+    rng = np.random.default_rng(7)
+    for _ in range(60):
+        t, h, w = (int(n) for n in rng.integers([1, 3, 3], [4, 24, 24]))
+        mask = rng.random((t, h, w)) < rng.uniform(0.1, 0.8)
+        top, left = (int(n) for n in rng.integers(0, [h, w]))
+        mask[:, :top] = False
+        mask[:, :, :left] = False
+        anchor = rng.random((t, h, w)) < 0.03
+        reach = int(rng.integers(1, 4))
+        labels, n = label_per_frame(mask)
+        assert n == sum(ndimage.label(m, cross)[1] for m in mask)
+        assert labels.shape == mask.shape and ((labels > 0) == mask).all()
+        for f in range(t):
+            assert np.array_equal(
+                fill_holes_per_frame(mask)[f], ndimage.binary_fill_holes(mask[f], cross)
+            )
+            parts, k = ndimage.label(mask[f], cross)
+            if k:
+                sizes = np.bincount(parts.ravel())[1:]
+                assert np.array_equal(
+                    largest_component_per_frame(mask)[f], parts == 1 + int(np.argmax(sizes))
+                )
+            near = ndimage.binary_dilation(anchor[f], cross, iterations=reach)
+            kept = np.isin(parts, np.unique(parts[near & mask[f]])) & mask[f]
+            assert np.array_equal(components_near_per_frame(mask, anchor, reach)[f], kept)

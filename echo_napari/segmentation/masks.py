@@ -16,29 +16,66 @@ def _frame_structure() -> np.ndarray:
     return structure
 
 
+def _occupied(mask: np.ndarray, margin: int = 0) -> tuple[slice, slice] | None:
+    """Rows and columns of a (T, H, W) stack inside which every frame's set pixels lie,
+    widened by ``margin``; None when no pixel is set. Labelling only that box gives the
+    same components (the heart fills a fraction of a scanner's frame)."""
+    rows = np.flatnonzero(mask.any(axis=(0, 2)))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(mask.any(axis=(0, 1)))
+    height, width = mask.shape[1:]
+    return (
+        slice(max(rows[0] - margin, 0), min(rows[-1] + margin + 1, height)),
+        slice(max(cols[0] - margin, 0), min(cols[-1] + margin + 1, width)),
+    )
+
+
+def _in_box(mask: np.ndarray, box: tuple[slice, slice], inner: np.ndarray) -> np.ndarray:
+    """A (T, H, W) bool stack, False outside ``box``, ``inner`` inside it."""
+    if inner.shape == mask.shape:
+        return inner
+    out = np.zeros(mask.shape, dtype=bool)
+    out[:, box[0], box[1]] = inner
+    return out
+
+
 def label_per_frame(mask: np.ndarray) -> tuple[np.ndarray, int]:
     """Label the 2D components of every frame of a (T, H, W) bool mask at once: (T, H, W)
-    int32 labels, unique over the stack (a component never spans frames), and their count."""
-    return ndimage.label(mask, structure=_frame_structure())
+    int32 labels, unique over the stack (a component never spans frames), and their count.
+
+    Only the box around the set pixels is labelled: raster order within it is the
+    stack's, so the labels are those of the whole stack."""
+    box = _occupied(mask)
+    labels = np.zeros(mask.shape, dtype=np.int32)
+    if box is None:
+        return labels, 0
+    labels[:, box[0], box[1]], n = ndimage.label(
+        mask[:, box[0], box[1]], structure=_frame_structure()
+    )
+    return labels, n
 
 
 def largest_component_per_frame(mask: np.ndarray) -> np.ndarray:
     """Keep, in every frame of a (T, H, W) bool mask, only its largest 2D component."""
-    components, n = ndimage.label(mask, structure=_frame_structure())
+    box = _occupied(mask)
+    if box is None:
+        return mask
+    inner = mask[:, box[0], box[1]]
+    components, n = ndimage.label(inner, structure=_frame_structure())
     if n <= 1:
         return mask
     sizes = np.bincount(components.ravel(), minlength=n + 1)
     sizes[0] = 0
     frame_of = np.zeros(n + 1, dtype=np.int64)
-    t_index = np.broadcast_to(np.arange(mask.shape[0])[:, None, None], mask.shape)
-    frame_of[components[mask]] = t_index[mask]
+    frame_of[1:] = [found[0].start for found in ndimage.find_objects(components)]
     # For each frame, the component with the largest size (ties: the lower label).
     order = np.lexsort((-np.arange(n + 1), sizes, frame_of))
     best = np.zeros(n + 1, dtype=bool)
     last_of_frame = np.r_[frame_of[order][1:] != frame_of[order][:-1], True]
     best[order[last_of_frame]] = True
     best[0] = False
-    return best[components]
+    return _in_box(mask, box, best[components])
 
 
 def fill_holes_per_frame(mask: np.ndarray) -> np.ndarray:
@@ -48,23 +85,37 @@ def fill_holes_per_frame(mask: np.ndarray) -> np.ndarray:
     The same as ``binary_fill_holes`` frame by frame, from one labelling of the whole
     stack instead of its iterated dilations (3-4x faster on 128 frames).
     """
-    background, n = ndimage.label(~mask, structure=_frame_structure())
+    box = _occupied(mask)
+    if box is None:
+        return mask.copy()
+    # Outside the box every pixel is background joined to the frame's edge, so a region
+    # reaching the box's edge reaches the frame's.
+    inner = mask[:, box[0], box[1]]
+    background, n = ndimage.label(~inner, structure=_frame_structure())
     reaches_edge = np.zeros(n + 1, dtype=bool)
     for edge in (background[:, 0], background[:, -1], background[:, :, 0], background[:, :, -1]):
         reaches_edge[np.unique(edge)] = True
     reaches_edge[0] = True  # label 0: the mask itself
-    return mask | ~reaches_edge[background]
+    return _in_box(mask, box, inner | ~reaches_edge[background])
 
 
 def components_near_per_frame(mask: np.ndarray, anchor: np.ndarray, reach_px: int) -> np.ndarray:
     """Keep, in every frame of a (T, H, W) bool mask, the 2D components that come within
     ``reach_px`` pixels (4-connected steps) of that frame's ``anchor`` (T, H, W) bool."""
-    near = ndimage.binary_dilation(anchor, structure=_frame_structure(), iterations=reach_px)
-    components, n = ndimage.label(mask, structure=_frame_structure())
+    # An anchor pixel outside the mask's box widened by reach_px is more than reach_px
+    # 4-connected steps from every mask pixel (reach_px 0 dilates without end: whole box).
+    box = _occupied(mask, margin=reach_px if reach_px > 0 else max(mask.shape[1:]))
+    if box is None:
+        return mask.copy()
+    inner = mask[:, box[0], box[1]]
+    near = ndimage.binary_dilation(
+        anchor[:, box[0], box[1]], structure=_frame_structure(), iterations=reach_px
+    )
+    components, n = ndimage.label(inner, structure=_frame_structure())
     keep = np.zeros(n + 1, dtype=bool)
-    keep[np.unique(components[near & mask])] = True
+    keep[np.unique(components[near & inner])] = True
     keep[0] = False
-    return keep[components]
+    return _in_box(mask, box, keep[components])
 
 
 #: midpoints of a pixel square's sides: the hull of these over the pixels is
