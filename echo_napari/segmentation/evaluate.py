@@ -39,9 +39,10 @@ def evaluate_arrays(
     model: SegmentationModel,
     sequences: Sequence[tuple[np.ndarray, np.ndarray]],
     clip_len: int | None = None,
-    overlap: float = 0.5,
+    overlap: float | None = None,
 ) -> dict[str, float]:
-    """Mean over sequences of :func:`mean_dice`; input pairs are ((T,H,W) frames, labels)."""
+    """Mean over sequences of :func:`mean_dice`; input pairs are ((T,H,W) frames, labels).
+    ``overlap`` None: :func:`predict_sequence`'s default windows."""
     scores = [
         mean_dice(predict_sequence(frames, model, clip_len, overlap), labels)
         for frames, labels in sequences

@@ -351,7 +351,7 @@ def predict_sequence(
     model : SegmentationModel, optional
         Default: the selected model version (the bundled one unless the user chose another).
     clip_len : int, optional
-        Frames per window; default the model's (32 for the bundled model).
+        Frames per window; default the model's (8 for the bundled ``seg_v4``).
     overlap : float in [0, 1), optional
         Window overlap of each pass. Default: :data:`ONE_WAY_OVERLAP` (0.5) with
         ``both_directions`` off, else :data:`STAGGERED_OVERLAP` (0) with the backward

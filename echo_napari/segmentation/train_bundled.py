@@ -518,7 +518,8 @@ def main(argv: list[str] | None = None) -> None:
             "simulated_test": {
                 "seeds": f"seeds('test', {args.n_test})",
                 "dice": metrics,
-                "inference": "clip 32, overlap 0.5, Hann blending, post-processed",
+                "inference": f"clip {model.config.clip_len}, both directions on staggered "
+                "windows, Hann blending, post-processed",
             }
         },
         "parameters": count_parameters(network),
