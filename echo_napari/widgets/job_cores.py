@@ -12,6 +12,7 @@ a :class:`CoreGate` ("Loading …") until then, and offer ``wait_until_ready``
 
 from __future__ import annotations
 
+import gc
 import importlib
 import logging
 import threading
@@ -107,6 +108,12 @@ class CoreLoader(QObject):
                     importlib.import_module(name)
                 except ImportError:  # an optional part not installed: its button says so
                     logger.debug("not prewarmed: %s", name)
+            # napari, torch and the cores leave ~460 k long-lived objects that every full
+            # garbage collection walks, holding the GIL for 200-280 ms: one landing while
+            # a job ran stalled the event loop that long (Predict on a lazily opened
+            # cine, ``benchmarks/gui_latency.py``). Frozen, they are left out of the
+            # collections; modules and classes live as long as the process anyway.
+            gc.freeze()
         finally:
             try:
                 self.loaded.emit()
