@@ -4,13 +4,18 @@ and a per-frame provenance strip. Draws what a :class:`ReviewSession` holds; no 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pyqtgraph as pg
 from qtpy.QtCore import Qt, QTimer, Signal
 from qtpy.QtWidgets import QLabel, QVBoxLayout, QWidget
 
-from echo_napari.review_session import ReviewSession
 from echo_napari.sequence import CLASS_COLORS, CLASS_NAMES, LabelClass, ProvenanceKind
+
+if TYPE_CHECKING:  # only named in annotations: the Registration debugger's plots import
+    # this module, and the session's import chain (scipy.spatial) cost it ~70 ms
+    from echo_napari.review_session import ReviewSession
 
 #: Curves drawn, in legend order.
 CURVE_CLASSES = (LabelClass.LV_CAVITY, LabelClass.MYOCARDIUM, LabelClass.LA)
