@@ -232,3 +232,73 @@ def test_class_missing_from_one_keyframe_is_carried_from_the_other():
     for t in range(1, 8):
         np.testing.assert_array_equal(result.labels[t] == 3, with_la == 3)
     assert not (result.labels[8] == 3).any()
+
+
+# -- large frames: carried on a coarser grid -------------------------------------------
+def test_large_frames_are_carried_on_a_coarser_grid_and_labelled_at_their_size(monkeypatch):
+    from echo_napari.registration import working_grid
+
+    size, t_len, dy = 96, 7, 2.0
+    forward = np.zeros((t_len - 1, 2, size, size), np.float32)
+    forward[:, 0] = -dy  # content moves down 2 px per frame
+    ys, xs = np.mgrid[0:size, 0:size]
+    labels = np.zeros((size, size), np.uint8)
+    labels[(ys - 40) ** 2 + (xs - 48) ** 2 <= 15**2] = 1
+    labels[(ys - 70) ** 2 + (xs - 48) ** 2 <= 8**2] = 3
+    fields = PairwiseFields(forward, -forward, "test")
+    keyframes = {0: labels, 6: np.roll(labels, 12, axis=0)}
+    full = propagate_from_keyframes(fields, keyframes)
+    seen = []
+    real = working_grid.fields_on_grid
+    monkeypatch.setattr(working_grid, "WORK_SIDE_PX", 40)
+    monkeypatch.setattr(
+        "echo_napari.registration.propagation.fields_on_grid",
+        lambda f, grid: seen.append(grid) or real(f, grid),
+    )
+    coarse = propagate_from_keyframes(fields, keyframes)
+    assert seen == [(40, 40)]
+    assert coarse.labels.shape == (t_len, size, size)
+    for k, expected in keyframes.items():  # keyframes keep their own labels
+        np.testing.assert_array_equal(coarse.labels[k], expected)
+    for t in range(1, t_len - 1):
+        for c in (1, 3):
+            assert dice(coarse.labels[t] == c, full.labels[t] == c) > 0.95, (t, c)
+    # kept SDFs are at the frames' size, so then nothing is carried on the grid
+    kept = propagate_from_keyframes(fields, keyframes, keep_sdf=True)
+    assert seen == [(40, 40)] and kept.forward_sdf.shape[-2:] == (size, size)
+
+
+def test_a_class_absent_from_a_keyframe_stays_absent_on_the_grid():
+    from echo_napari.registration.fusion import ABSENT_SDF, labels_to_sdf
+    from echo_napari.registration.working_grid import sdf_on_grid, working_shape
+
+    labels = np.zeros((300, 500), np.uint8)
+    labels[100:200, 200:300] = 1
+    grid = working_shape(labels.shape)
+    assert grid == (192, 320) and working_shape((300, 320)) is None
+    small = sdf_on_grid(labels_to_sdf(labels, (1, 2)), grid)
+    assert small.shape == (2, 192, 320) and (small[1] == ABSENT_SDF).all()
+    assert (small[0] > 0).sum() == pytest.approx(100 * 100 * (191 / 299) * (319 / 499), rel=0.05)
+
+
+def test_drift_correction_on_the_grid_registers_frames_at_their_own_size(monkeypatch):
+    from echo_napari.registration import working_grid
+
+    shapes = []
+
+    class Recording(NoMotion):
+        def register_pairs(self, fixed, moving, progress=None):
+            shapes.append(fixed.shape[1:])
+            return super().register_pairs(fixed, moving, progress)
+
+    frames = np.random.default_rng(4).random((12, 90, 120), dtype=np.float32)
+    fields = pairwise_fields(frames, Recording(), crop_to_sector=False)
+    labels = np.zeros((90, 120), np.uint8)
+    labels[30:60, 40:80] = 1
+    monkeypatch.setattr(working_grid, "WORK_SIDE_PX", 60)
+    result = propagate_from_keyframes(fields, {0: labels}, classes=(1,), drift_correction=True)
+    # the pairs, then the drift residuals: always at the frames' size (where the backend
+    # found its sector square), however coarse the grid the fields are composed on
+    assert len(shapes) > 1 and set(shapes) == {(90, 120)}
+    for t in range(12):  # no motion: every frame keeps the keyframe's mask
+        assert dice(result.labels[t] == 1, labels == 1) > 0.97

@@ -52,6 +52,12 @@ from echo_napari.registration.validation import (
     check_labels,
     check_not_constant,
 )
+from echo_napari.registration.working_grid import (
+    fields_on_grid,
+    labels_on_frames,
+    sdf_on_grid,
+    working_shape,
+)
 
 Progress = Callable[[int, int], None]
 
@@ -266,15 +272,22 @@ def _fill_segment(
     keys: list[int],
 ) -> None:
     k0, k1 = segment
-    t_len = out["labels"].shape[0]
+    t_len, height, width = out["labels"].shape
     frames = segment_frames(segment, t_len)
+
+    def final_labels(sdf: torch.Tensor) -> np.ndarray:
+        # carried on a coarser grid (large frames): read the labels at the frames' size
+        if tuple(sdf.shape[-2:]) == (height, width):
+            return _labels_batch(sdf, classes)
+        return labels_on_frames(sdf, (height, width), lambda s: _labels_batch(s, classes))
+
     fwd = None if totals[0] is None else _warp_sdf(sdfs[k0], totals[0])
     bwd = None if totals[1] is None else _warp_sdf(sdfs[k1], totals[1])
     other = partner(segment, keys)
     if fwd is not None and bwd is not None:
         w_f, w_b = fusion_weights(frames - k0, k1 - k0)
         fused = _fuse_two(fwd, bwd, sdfs[k0], sdfs[k1], w_f, w_b)
-        out["labels"][frames] = _labels_batch(fused, classes)
+        out["labels"][frames] = final_labels(fused)
         out["disagreement"][frames] = _disagreement_batch(
             _labels_batch(fwd, classes), _labels_batch(bwd, classes), classes
         )
@@ -285,12 +298,12 @@ def _fill_segment(
         far = _warp_sdf(sdfs[other], totals[2])
         half = np.full(frames.shape[0], 0.5)
         fused = _fuse_two(near, far, sdfs[near_key], sdfs[other], half, half)
-        out["labels"][frames] = _labels_batch(fused, classes)
+        out["labels"][frames] = final_labels(fused)
         out["disagreement"][frames] = _disagreement_batch(
             _labels_batch(near, classes), _labels_batch(far, classes), classes
         )
     else:
-        out["labels"][frames] = _labels_batch(fwd if fwd is not None else bwd, classes)
+        out["labels"][frames] = final_labels(fwd if fwd is not None else bwd)
         out["disagreement"][frames] = np.nan
     for frame in frames:
         out["source"][frame] = (k0, k1)
@@ -310,6 +323,12 @@ def _run(
 ) -> None:
     keys = sorted(keyframes)
     sdfs = {k: labels_to_sdf(keyframes[k], classes) for k in keys}
+    # Large frames are carried on a coarser grid (:mod:`.working_grid`); the SDFs kept
+    # for the caller (``keep_sdf``) are at the frames' size, so then they are not.
+    grid = working_shape(fields.frame_shape) if out.get("forward_sdf") is None else None
+    if grid is not None:
+        fields = fields_on_grid(fields, grid)
+        sdfs = {k: sdf_on_grid(sdf, grid) for k, sdf in sdfs.items()}
     lo, hi = frame_range
     t_len = fields.n_frames
 
