@@ -15,7 +15,9 @@
    By default the composed fields are drift-corrected (:mod:`.drift`): each frame is
    registered once more, directly against the keyframe image warped by its composed
    field (one batched backend call per block of ``drift.DEFAULT_BLOCK`` steps, all
-   frames at that depth together).
+   frames at that depth together). Frames longer than
+   :data:`.working_grid.WORK_SIDE_PX` are carried on a coarser grid, their labels read
+   at their own size (:mod:`.working_grid`).
 3. :func:`update_after_keyframe_change` re-runs only the segments between the
    neighbouring keyframes of a changed (added, edited or removed) keyframe.
 """
