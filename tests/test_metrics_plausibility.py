@@ -216,3 +216,21 @@ def test_a_flip_of_the_chambers_and_back_is_flagged():
     assert "LV and LA trade pixels and trade them back within 100 ms (a flip)" in result.reasons(8)
     # at 10 frames/s, 100 ms apart, such steps are within what a heart does
     assert not frame_plausibility(labels, frame_time_ms=100.0).flipped.any()
+
+
+def test_shape_features_of_a_partly_labelled_stack_are_those_of_each_frame():
+    # unlabelled frames are skipped (the blank features), labelled ones measured as alone
+    from echo_napari.metrics_plausibility import _FEATURES, shape_features
+
+    ys, xs = np.mgrid[0:64, 0:64]
+    stack = np.zeros((6, 64, 64), np.uint8)
+    for t in (1, 2, 4):
+        stack[t][(ys - 24) ** 2 + (xs - 30 - t) ** 2 <= (10 + t) ** 2] = 1
+        stack[t][(ys - 44) ** 2 + (xs - 30) ** 2 <= 36] = 3
+    stack[2, 20:28, 10:14] = 2
+    whole = shape_features(stack)
+    for t in range(6):
+        alone = shape_features(stack[t : t + 1])
+        for name in _FEATURES:
+            np.testing.assert_array_equal(getattr(whole, name)[t], getattr(alone, name)[0])
+    assert whole.labelled.tolist() == [False, True, True, False, True, False]
