@@ -115,7 +115,7 @@ def predict_one(item: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
     left unlabelled because the model found no heart there (probe off the chest, a changed
     view: :func:`echo_napari.metrics_plausibility.view_lost_frames`) or found the LV only
     away from where it is on the frames around them
-    (:func:`echo_napari.metrics_plausibility.displaced_lv_frames`); ``mitral_cut`` the
+    (:func:`echo_napari.metrics_place.displaced_lv_frames`); ``mitral_cut`` the
     frames whose LV, drawn around the LA, was cut back to the mitral plane
     (:mod:`echo_napari.segmentation.mitral_plane`); ``unsure`` the labelled frames whose LV
     border the network was unsure of (:mod:`echo_napari.uncertainty`: check

@@ -14,7 +14,8 @@ from collections import OrderedDict
 
 import numpy as np
 
-from echo_napari.metrics_plausibility import PLACE_GRID, ShapeFeatures, shape_features
+from echo_napari.metrics_place import PLACE_GRID
+from echo_napari.metrics_plausibility import ShapeFeatures, shape_features
 
 #: Frames remembered (least recently used dropped first): ~200 bytes of features each
 #: (the coarse LV grid packed to bits).

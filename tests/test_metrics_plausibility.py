@@ -109,7 +109,7 @@ def _long_heart(n: int = 40) -> np.ndarray:
 
 
 def test_an_lv_drawn_over_the_atrium_is_displaced():
-    from echo_napari.metrics_plausibility import displaced_lv_frames
+    from echo_napari.metrics_place import displaced_lv_frames
 
     labels = _long_heart()
     for t in (17, 18, 19):  # the atrium taken for the ventricle: labels swapped
@@ -134,7 +134,7 @@ def test_a_few_keyframes_are_not_judged_for_place():
 
 
 def test_coarse_grid_covers_frames_of_any_size():
-    from echo_napari.metrics_plausibility import PLACE_GRID, coarse_grid
+    from echo_napari.metrics_place import PLACE_GRID, coarse_grid
 
     for shape in ((600, 800), (112, 112), (20, 50), (7, 7)):
         mask = np.zeros((1, *shape), bool)
@@ -188,7 +188,7 @@ def test_an_lv_drawn_around_the_atrium_is_flagged():
 
 
 def test_the_displaced_check_looks_half_a_second_either_side_at_any_frame_rate():
-    from echo_napari.metrics_plausibility import PLACE_WINDOW, displaced_lv_frames, place_window
+    from echo_napari.metrics_place import PLACE_WINDOW, displaced_lv_frames, place_window
 
     assert place_window(None) == place_window(20.0) == PLACE_WINDOW  # 50 frames/s
     assert place_window(40.0) == 12  # 25 frames/s: 12.5 frames, rounded to even

@@ -75,7 +75,7 @@ def repair_implausible_frames(
     protected : frames never re-drawn whatever their checks say (a reviewer's keyframes);
         the labelled ones are carried from like the passing frames
     frame_time_ms : ms between frames, for the checks' window around each frame
-        (:func:`echo_napari.metrics_plausibility.place_window`); None: as at 50 frames/s
+        (:func:`echo_napari.metrics_place.place_window`); None: as at 50 frames/s
 
     Returns
     -------

@@ -55,6 +55,12 @@ def _resize(images: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(images, size=shape, mode="bilinear", align_corners=True)
 
 
+def _resize_frames(frames: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """(N, H, W) grey frames → (N, h, w) float32, as :func:`_resize`."""
+    tensor = torch.from_numpy(np.ascontiguousarray(frames, dtype=np.float32))
+    return _resize(tensor[:, None], shape)[:, 0].numpy()
+
+
 class _RegistrarOnGrid:
     """A registration backend for frames on the coarser grid: the frames are brought to
     the full size (where the backend found its sector square), registered there, and the
@@ -68,11 +74,12 @@ class _RegistrarOnGrid:
     def register_pairs(
         self, fixed: np.ndarray, moving: np.ndarray, progress: Any = None, **options: Any
     ) -> np.ndarray:
-        def up(frames: np.ndarray) -> np.ndarray:
-            tensor = torch.from_numpy(np.ascontiguousarray(frames, dtype=np.float32))
-            return _resize(tensor[:, None], self.full)[:, 0].numpy()
-
-        fields = self.inner.register_pairs(up(fixed), up(moving), progress=progress, **options)
+        fields = self.inner.register_pairs(
+            _resize_frames(fixed, self.full),
+            _resize_frames(moving, self.full),
+            progress=progress,
+            **options,
+        )
         return resize_field(torch.from_numpy(np.asarray(fields, np.float32)), self.grid).numpy()
 
     def __getattr__(self, name: str) -> Any:
@@ -86,8 +93,7 @@ def fields_on_grid(fields: PairwiseFields, grid: tuple[int, int]) -> PairwiseFie
         backward = resize_field(torch.from_numpy(fields.backward), grid).numpy()
         frames = registrar = None
         if fields.frames is not None:
-            tensor = torch.from_numpy(np.ascontiguousarray(fields.frames, dtype=np.float32))
-            frames = _resize(tensor[:, None], grid)[:, 0].numpy()
+            frames = _resize_frames(fields.frames, grid)
         if fields.registrar is not None:
             registrar = _RegistrarOnGrid(fields.registrar, fields.frame_shape, grid)
     return replace(fields, forward=forward, backward=backward, frames=frames, registrar=registrar)

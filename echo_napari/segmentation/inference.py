@@ -26,12 +26,8 @@ from echo_napari.frame_rate import (
     reference_positions,
     sample_in_time,
 )
-from echo_napari.metrics_plausibility import (
-    PLACE_WINDOW,
-    displaced_lv_frames,
-    place_window,
-    view_lost_frames,
-)
+from echo_napari.metrics_place import PLACE_WINDOW, displaced_lv_frames, place_window
+from echo_napari.metrics_plausibility import view_lost_frames
 from echo_napari.segmentation.boundary import n_reports, refine_lv_boundary
 from echo_napari.segmentation.lv_continuity import atrium_pieces_in_lv_place, misplaced_lv_pieces
 from echo_napari.segmentation.masks import (
@@ -41,6 +37,14 @@ from echo_napari.segmentation.masks import (
 )
 from echo_napari.segmentation.mitral_plane import lv_beyond_mitral_plane
 from echo_napari.segmentation.weights import SegmentationModel
+from echo_napari.segmentation.windows import (
+    ONE_WAY_OVERLAP,
+    STAGGERED_OVERLAP,
+    backward_offset,
+    blend_weights,
+    n_windows,
+    window_starts,
+)
 from echo_napari.sequence import MIRRORED_VIEW_KEY, LabelClass
 from echo_napari.uncertainty import lv_border_uncertainty
 
@@ -48,22 +52,11 @@ logger = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]
 
-#: Floor of the blending weight, so frames seen only near a window's edge still count.
-_MIN_WEIGHT = 1e-3
-
 #: pixels: a myocardium piece this close to the LV cavity is wall, not a stray blob.
 WALL_REACH_PX = 2
 
 #: Frames the network sees per call (several short windows are batched up to this).
 _FRAMES_PER_CALL = 32
-
-#: window overlap of a one-way prediction: every frame blended from two windows
-ONE_WAY_OVERLAP = 0.5
-
-#: window overlap of each direction when both are averaged: the backward windows are
-#: centred where the forward ones meet, so every frame is still blended from two windows
-#: (one per direction) at half the network time of two passes of ``ONE_WAY_OVERLAP``.
-STAGGERED_OVERLAP = 0.0
 
 
 def check_frames(frames: Any, what: str = "frames") -> tuple[int, int, int]:
@@ -98,32 +91,6 @@ def check_frames(frames: Any, what: str = "frames") -> tuple[int, int, int]:
                 "(divide 8-bit frames by 255)"
             )
     return t, h, w
-
-
-def window_stride(clip_len: int, overlap: float) -> int:
-    """Frames between the starts of two windows of ``clip_len`` sharing ``overlap``."""
-    if not 0.0 <= overlap < 1.0:
-        raise ModelError(f"overlap must be in [0, 1); got {overlap}")
-    return max(1, int(round(clip_len * (1.0 - overlap))))
-
-
-def window_starts(n_frames: int, clip_len: int, overlap: float, offset: int = 0) -> list[int]:
-    """Start indices of windows of ``clip_len`` covering ``n_frames`` (≥ clip_len) frames.
-
-    ``offset`` shifts the regular starts by that many frames (a window at 0 is kept, so
-    the first frames stay covered)."""
-    stride = window_stride(clip_len, overlap)
-    last = n_frames - clip_len
-    starts = [0] + [s for s in range(offset % stride, last + 1, stride) if s > 0]
-    if starts[-1] != last:
-        starts.append(last)
-    return starts
-
-
-def blend_weights(clip_len: int) -> np.ndarray:
-    """``(clip_len,)`` float32 Hann weights (sin²), floored at a small positive value."""
-    pos = (np.arange(clip_len, dtype=np.float64) + 0.5) / clip_len
-    return np.maximum(np.sin(np.pi * pos) ** 2, _MIN_WEIGHT).astype(np.float32)
 
 
 def _prepare_clip(clip: np.ndarray, model: SegmentationModel) -> torch.Tensor:
@@ -376,7 +343,7 @@ def predict_sequence(
         (:func:`echo_napari.metrics_plausibility.view_lost_frames`: probe off the chest, a
         changed view), rather than keep the specks it drew there; then also those whose
         LV lies away from where it is on the frames around them
-        (:func:`echo_napari.metrics_plausibility.displaced_lv_frames`: the atrium or a
+        (:func:`echo_napari.metrics_place.displaced_lv_frames`: the atrium or a
         neighbouring chamber taken for the ventricle, fragments in fog). On the 24 shared
         EchoNet videos the second clears 14 frames of 0X1059…, 4 of 0X64E2… and 8 of
         0X3981…, no others.
@@ -526,10 +493,7 @@ def _segment(
     length = int(clip_len or model.config.clip_len)
     if overlap is None:
         overlap = STAGGERED_OVERLAP if both_directions else ONE_WAY_OVERLAP
-    # The backward windows centred where the forward ones meet: each frame's two Hann
-    # weights (one per direction) then add up to one, as two overlapping windows' do.
-    stride = window_stride(length, overlap)
-    back_offset = (max(n_network, length) - length - stride // 2) % stride
+    back_offset = backward_offset(n_network, length, overlap)
     windows = n_windows(n_network, length, overlap)
     back_windows = n_windows(n_network, length, overlap, back_offset) if both_directions else 0
     total = windows + back_windows + (n_reports(n_frames) if refine else 0)
@@ -578,11 +542,6 @@ def _segment(
             frames, labels, progress=lambda done, _: report(done, windows + back_windows)
         )
     return labels
-
-
-def n_windows(n_frames: int, clip_len: int, overlap: float, offset: int = 0) -> int:
-    """Number of windows one pass of :func:`predict_probabilities` evaluates."""
-    return len(window_starts(max(n_frames, clip_len), clip_len, overlap, offset))
 
 
 __all__ = [

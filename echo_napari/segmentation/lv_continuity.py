@@ -20,7 +20,7 @@ On the 24 shared EchoNet videos with ``seg_v3`` this changes 42 frames of 0X1059
 no longer jumps onto the atrium at end-systole) and 2 of 0X64E2…, no others (28 and 1 with
 the probabilities of both directions averaged, ``predict_sequence``'s default). A frame
 whose only LV piece lies over the atrium (0X1059…: 14 such frames) is beyond it: the
-**displaced** check (:func:`echo_napari.metrics_plausibility.displaced_lv_frames`) finds
+**displaced** check (:func:`echo_napari.metrics_place.displaced_lv_frames`) finds
 it, and the prediction leaves it unlabelled.
 
 The converse, an "atrium" blob the network draws inside the ventricle near the closing
@@ -33,18 +33,14 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from echo_napari.metrics_plausibility import (
-    COLLAPSE_FRACTION,
-    PLACE_WINDOW,
-    running_counts,
-    usual_place,
-)
+from echo_napari.metrics_place import PLACE_WINDOW, running_counts, usual_place
+from echo_napari.metrics_plausibility import COLLAPSE_FRACTION
 from echo_napari.segmentation.masks import label_per_frame
 from echo_napari.sequence import LabelClass
 
 #: frames either side that define where the LV "usually" is: the **displaced** check's
 #: (25 at EchoNet's 50 fps; ``predict_sequence`` passes the same 0.5 s at the clip's own
-#: rate, :func:`echo_napari.metrics_plausibility.place_window`).
+#: rate, :func:`echo_napari.metrics_place.place_window`).
 WINDOW_FRAMES = PLACE_WINDOW
 
 #: pixels the score grid has along its longer side (the score is a share, so a coarse grid
