@@ -137,7 +137,8 @@ def displaced_frames(
     min_in_place: float = MIN_IN_PLACE,
     window: int = PLACE_WINDOW,
 ) -> np.ndarray:
-    """(T,) float64 **displaced** score (module docstring): 0 from ``min_in_place + 0.2``
+    """(T,) float64 **displaced** score (:mod:`echo_napari.metrics_plausibility`): 0 from
+    ``min_in_place + 0.2``
     of the LV in place, 1 at ``min_in_place − 0.2`` and below; 0 where not judged;
     ``window`` frames either side define where the LV usually is."""
     share = in_place_share(lv_grid, present, window)
