@@ -138,9 +138,8 @@ def displaced_frames(
     window: int = PLACE_WINDOW,
 ) -> np.ndarray:
     """(T,) float64 **displaced** score (:mod:`echo_napari.metrics_plausibility`): 0 from
-    ``min_in_place + 0.2``
-    of the LV in place, 1 at ``min_in_place − 0.2`` and below; 0 where not judged;
-    ``window`` frames either side define where the LV usually is."""
+    ``min_in_place + 0.2`` of the LV in place, 1 at ``min_in_place − 0.2`` and below; 0
+    where not judged; ``window`` frames either side define where the LV usually is."""
     share = in_place_share(lv_grid, present, window)
     score = np.clip((min_in_place + 0.2 - share) / 0.4, 0.0, 1.0)
     return np.where(np.isfinite(share), score, 0.0)
