@@ -112,9 +112,11 @@ def test_propagation_on_a_screen_registers_the_square_only(clip, screen):
     fields = pairwise_fields(frames)
     assert isinstance(fields.registrar, SectorSquareBackend)
     view = fields.registrar.view
-    outside = np.ones(frames.shape[1:], bool)
+    assert fields.labels_shape == frames.shape[1:]  # registered on a coarser grid
+    outside = np.ones(fields.frame_shape, bool)
     outside[max(view.top, 0) : view.top + view.side, max(view.left, 0) : view.left + view.side] = 0
-    assert not fields.forward[:, :, outside].any()  # nothing moves outside the square
+    # nothing moves outside the square (symmetrising interpolates ~1e-7 px across its edge)
+    assert np.abs(fields.forward[:, :, outside]).max() < 1e-4
     screen_result = propagate_from_keyframes(fields, {k: on_screen[k] for k in keys})
     clip_result = propagate_from_keyframes(pairwise_fields(clip), {k: truth[k] for k in keys})
     back = screen_result.labels[:, placed.top + 1 :: 3, placed.left + 1 :: 3][:, :112, :112]

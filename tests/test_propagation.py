@@ -302,3 +302,66 @@ def test_drift_correction_on_the_grid_registers_frames_at_their_own_size(monkeyp
     assert len(shapes) > 1 and set(shapes) == {(90, 120)}
     for t in range(12):  # no motion: every frame keeps the keyframe's mask
         assert dice(result.labels[t] == 1, labels == 1) > 0.97
+
+
+class CentreOfMass:
+    """A backend that registers each pair as the translation of its bright content's
+    centre of mass (any frame size), recording the sizes it is given."""
+
+    name = "centre-of-mass"
+
+    def __init__(self):
+        self.shapes = []
+
+    def register_pairs(self, fixed, moving, progress=None):
+        self.shapes.append(fixed.shape[1:])
+        ys = np.arange(fixed.shape[1], dtype=np.float64)[None, :, None]
+        xs = np.arange(fixed.shape[2], dtype=np.float64)[None, None, :]
+
+        def centre(images, axis):
+            weights = images - images.min(axis=(1, 2), keepdims=True)  # content, not background
+            return (weights * axis).sum(axis=(1, 2)) / weights.sum(axis=(1, 2))
+
+        out = np.zeros((fixed.shape[0], 2, *fixed.shape[1:]), np.float32)
+        out[:, 0] = (centre(moving, ys) - centre(fixed, ys))[:, None, None]
+        out[:, 1] = (centre(moving, xs) - centre(fixed, xs))[:, None, None]
+        return out
+
+
+def test_large_frames_are_registered_on_the_grid_and_labelled_at_their_size(monkeypatch):
+    from echo_napari.registration import working_grid
+
+    t_len, (height, width), step = 9, (90, 120), 2.0
+    ys, xs = np.mgrid[0:height, 0:width]
+    truth = np.stack([(ys - 30 - step * t) ** 2 + (xs - 60) ** 2 <= 14**2 for t in range(t_len)])
+    frames = np.where(truth, 0.9, 0.1).astype(np.float32)
+    keyframes = {0: truth[0].astype(np.uint8), 8: truth[8].astype(np.uint8)}
+    monkeypatch.setattr(working_grid, "WORK_SIDE_PX", 60)
+
+    backend = CentreOfMass()
+    fields = pairwise_fields(frames, backend, crop_to_sector=False)
+    assert set(backend.shapes) == {(45, 60)}  # the pairs: registered on the grid
+    assert fields.frame_shape == (45, 60) and fields.labels_shape == (90, 120)
+    assert fields.frames.shape == (t_len, 45, 60)
+    assert fields.forward.nbytes * 4 == pytest.approx(
+        pairwise_fields(frames, backend, crop_to_sector=False, on_grid=False).forward.nbytes
+    )
+    result = propagate_from_keyframes(fields, keyframes, classes=(1,))
+    assert result.labels.shape == (t_len, height, width)
+    full = propagate_from_keyframes(
+        pairwise_fields(frames, CentreOfMass(), crop_to_sector=False, on_grid=False),
+        keyframes,
+        classes=(1,),
+    )
+    for k, expected in keyframes.items():
+        np.testing.assert_array_equal(result.labels[k], expected)
+    for t in range(1, t_len - 1):
+        assert dice(result.labels[t] == 1, truth[t]) > 0.95, t
+        assert dice(result.labels[t] == 1, full.labels[t] == 1) > 0.95, t
+    # a keyframe added later: re-propagated at the frames' size too
+    keyframes[4] = truth[4].astype(np.uint8)
+    updated = update_after_keyframe_change(result, fields, keyframes, 4)
+    np.testing.assert_array_equal(updated.labels[4], keyframes[4])
+    assert dice(updated.labels[2] == 1, truth[2]) > 0.95
+    with pytest.raises(RegistrationError, match="on_grid=False"):
+        propagate_from_keyframes(fields, keyframes, classes=(1,), keep_sdf=True)

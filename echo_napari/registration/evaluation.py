@@ -74,8 +74,8 @@ def evaluate_propagation(
     drift_correction : passed to :func:`propagate_from_keyframes` (None = its default)
     """
     start = time.perf_counter()
-    if fields is None:
-        fields = pairwise_fields(frames, backend)
+    if fields is None:  # at the frames' size: the per-direction SDFs are scored there
+        fields = pairwise_fields(frames, backend, on_grid=False)
     seconds_pairs = time.perf_counter() - start
     present = tuple(c for c in classes if any((labels[k] == c).any() for k in keyframes))
     start = time.perf_counter()

@@ -1,12 +1,15 @@
 """Propagation of large frames on a coarser grid, labels at the frames' own size.
 
 A scanner's screen or DICOM cine is 600 × 800 pixels or more, while the registration
-fields come from a network run on a ~112-pixel square: they are smooth at the frame's own
-size. Composing them, correcting their drift and carrying the keyframes' signed distances
-there cost 19 s for 150 frames of 800 × 600 (one thread) and held 0.57 GB of fields. On
-frames longer than :data:`WORK_SIDE_PX`,
-:func:`~echo_napari.registration.propagation.propagate_from_keyframes` does all of that on
-a grid that long instead; the keyframes' signed distances are taken
+fields come from a network run on a ~128-pixel square: they are smooth at the frame's own
+size. Registering the pairs there, composing the fields, correcting their drift and
+carrying the keyframes' signed distances cost 28 s for 150 frames of 800 × 600 (one
+thread) and held 1.1 GB of fields. On frames longer than :data:`WORK_SIDE_PX`,
+:func:`~echo_napari.registration.propagation.pairwise_fields` registers the frames
+resized to a grid that long (:func:`frames_on_grid`) and
+:func:`~echo_napari.registration.propagation.propagate_from_keyframes` carries the
+keyframes there (fields made at the frames' size are resized to it,
+:func:`fields_on_grid`); the keyframes' signed distances are taken
 there from the full-size labels, and each carried frame's are brought back to the frame
 before its labels are read (bilinear: the border stays smooth, to a fraction of the
 grid's pixel). Keyframes keep their labels exactly.
@@ -26,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from echo_napari.registration.fusion import ABSENT_SDF
-from echo_napari.registration.spatial import resize_field
+from echo_napari.registration.spatial import resize_field, resize_frames
 
 if TYPE_CHECKING:
     from echo_napari.registration.propagation import PairwiseFields
@@ -59,6 +62,17 @@ def _resize_frames(frames: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """(N, H, W) grey frames → (N, h, w) float32, as :func:`_resize`."""
     tensor = torch.from_numpy(np.ascontiguousarray(frames, dtype=np.float32))
     return _resize(tensor[:, None], shape)[:, 0].numpy()
+
+
+def frames_on_grid(frames: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
+    """(T, H, W) grey frames → (T, h, w) float32 on ``grid`` (anti-aliased, so the
+    speckle does not alias; corner-aligned as the fields), in chunks of frames."""
+    out = np.empty((frames.shape[0], *grid), dtype=np.float32)
+    with torch.no_grad():
+        for lo in range(0, frames.shape[0], _CHUNK):
+            chunk = torch.from_numpy(np.ascontiguousarray(frames[lo : lo + _CHUNK], np.float32))
+            out[lo : lo + _CHUNK] = resize_frames(chunk[:, None], grid)[:, 0].numpy()
+    return out
 
 
 class _RegistrarOnGrid:
@@ -121,4 +135,11 @@ def labels_on_frames(
     return out
 
 
-__all__ = ["WORK_SIDE_PX", "fields_on_grid", "labels_on_frames", "sdf_on_grid", "working_shape"]
+__all__ = [
+    "WORK_SIDE_PX",
+    "fields_on_grid",
+    "frames_on_grid",
+    "labels_on_frames",
+    "sdf_on_grid",
+    "working_shape",
+]
