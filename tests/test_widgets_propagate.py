@@ -59,7 +59,12 @@ def _wait_done(qtbot, panel):
     qtbot.waitUntil(lambda: panel.worker is None, timeout=30000)
 
 
-def test_propagate_then_correct_then_repropagate_updates_only_the_neighbours(dock, qtbot):
+def test_propagate_then_correct_then_repropagate_updates_only_the_neighbours(
+    dock, qtbot, monkeypatch
+):
+    from echo_napari import review_session
+    from echo_napari.metrics import class_areas_mm2
+
     viewer, widget = dock
     panel = widget.propagate_panel
     session = widget.session
@@ -79,8 +84,23 @@ def test_propagate_then_correct_then_repropagate_updates_only_the_neighbours(doc
     assert 4 in session.sequence.keyframes
     assert panel.pending_changes == {4}
     assert panel.repropagate_button.isEnabled()
+    counted_here = []  # the written frames' areas come from the worker (the painted
+    # frame's own, one frame, are counted when the brush stroke ends)
+    monkeypatch.setattr(
+        review_session,
+        "class_areas_mm2",
+        lambda labels, spacing: (
+            (counted_here.append(len(labels)) if labels.ndim == 3 and len(labels) > 1 else None)
+            or class_areas_mm2(labels, spacing)
+        ),
+    )
     panel.repropagate_button.click()
     _wait_done(qtbot, panel)
+    assert counted_here == []
+    np.testing.assert_array_equal(
+        session.areas, class_areas_mm2(session.labels, session.sequence.spacing)
+    )
+    assert session.sequence.spacing is not None
 
     after = session.labels
     changed = {t for t in range(16) if not np.array_equal(after[t], before[t])}
