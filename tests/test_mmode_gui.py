@@ -290,3 +290,45 @@ def test_fine_tune_cancel_saves_nothing(dock, qtbot, tmp_path, monkeypatch):
     assert widget.model_path is None
     assert not [m for m in list_models("mmode") if not m.bundled]
     assert widget.finetune.button.isEnabled()
+
+
+def test_a_lazy_clip_is_decoded_in_the_background_then_sampled(make_napari_viewer, qtbot):
+    import threading
+
+    from echo_napari.io.frame_source import FrameSource, lazy_frames
+    from echo_napari.widgets.mmode_dock import MModeDock
+
+    seq = make_sequence(16, 48)
+    frames = np.asarray(seq.frames, dtype=np.float32)
+    gui_thread, reads = threading.get_ident(), []
+
+    class Recording(FrameSource):
+        path = "recording"
+        shape = frames.shape
+
+        def frame(self, t: int) -> np.ndarray:
+            reads.append(threading.get_ident())
+            return frames[t]
+
+    viewer = make_napari_viewer()
+    for data, kwargs, kind in sequence_layer_data(seq, name="echo"):
+        if kind == "image":
+            data = lazy_frames(Recording())
+        getattr(viewer, f"add_{kind}")(data, **kwargs)
+    widget = MModeDock(viewer)
+    viewer.window.add_dock_widget(widget, name="M-mode")
+    assert widget.wait_until_ready(60)
+    reads.clear()
+    widget.use_default_line()
+    assert widget.strip is None and "decoding" in widget.summary.text()
+    qtbot.waitUntil(lambda: widget.strip is not None, timeout=10000)
+    # every frame decoded once, none of them on the GUI thread (napari's own display of
+    # the current frame aside)
+    assert len([r for r in reads if r != gui_thread]) == frames.shape[0]
+    assert reads.count(gui_thread) <= 1
+    from echo_napari.mmode.sampling import sample_mmode
+
+    eager = sample_mmode(frames, widget.strip.line, seq.spacing, seq.frame_time_ms, seq.labels)
+    np.testing.assert_allclose(widget.strip.image, eager.image, atol=1e-6)
+    times, lvid = widget.label_curve.getData()
+    assert len(times) == 16 and np.all(np.isfinite(lvid))

@@ -59,6 +59,16 @@ MMODE_MODULES = (
 )
 
 
+def unit_range_frames(data) -> np.ndarray:
+    """(T, H, W) float32 frames of a numpy or lazy layer, divided by their maximum when it
+    is over 1 (8-bit layers)."""
+    from echo_napari.io.frame_source import read_frames
+
+    frames = read_frames(data)
+    top = float(frames.max()) if frames.size else 1.0
+    return frames / top if top > 1.0 else frames
+
+
 class MModeDock(WaitsForCores, QWidget):
     """Anatomical M-mode of the selected image layer along the "M-mode line" shape; its
     buttons are usable once the M-mode core is imported (``ready``, ``wait_until_ready``)."""
@@ -70,6 +80,10 @@ class MModeDock(WaitsForCores, QWidget):
         self.result: MModeResult | None = None
         self.measurements: MModeMeasurements | None = None
         self._frames_cache: tuple[int, np.ndarray] | None = None
+        #: id of the lazy layer data being decoded, and what to run when it is
+        self._decoding: int | None = None
+        self._after_decoding = None
+        self._decode_worker = None
         self._worker = None
         #: (upper, lower) (N,) row traces after editing; the band they enclose
         self.edited: tuple[np.ndarray, np.ndarray] | None = None
@@ -235,18 +249,16 @@ class MModeDock(WaitsForCores, QWidget):
         layer._mmode_connected = True
         return layer
 
-    def sequence(self) -> EchoSequence:
-        """The selected image (and labels) layer as an :class:`EchoSequence`."""
+    def sequence(self) -> EchoSequence | None:
+        """The selected image (and labels) layer as an :class:`EchoSequence`; None while
+        a lazily opened clip is being decoded in the background (the action that asked
+        for it is run again when it is)."""
         image = self._image_layer()
         if image is None:
             raise EchoNapariError("no (T, H, W) image layer: open a sequence first")
-        key = id(image.data)
-        if self._frames_cache is None or self._frames_cache[0] != key:
-            frames = np.asarray(image.data, dtype=np.float32)
-            top = float(frames.max()) if frames.size else 1.0
-            frames = frames / top if top > 1.0 else frames
-            self._frames_cache = (key, frames)
-        frames = self._frames_cache[1]
+        frames = self._frames(image)
+        if frames is None:
+            return None
         from echo_napari.napari_hooks import FACTS_KEY, spacing_from_layer_meta
 
         meta = {"scale": image.scale, "units": image.units, "metadata": image.metadata}
@@ -258,6 +270,44 @@ class MModeDock(WaitsForCores, QWidget):
             labels=self._labels_data(),
             ed_index=facts.get("ed_index"),
         )
+
+    def _frames(self, image) -> np.ndarray | None:
+        """The layer's frames in [0, 1], cached; a lazy (dask) clip is decoded in a worker
+        (a 150-frame JPEG cine takes ~0.5 s: on the GUI thread that froze napari), None
+        until then."""
+        key = id(image.data)
+        if self._frames_cache is not None and self._frames_cache[0] == key:
+            return self._frames_cache[1]
+        if isinstance(image.data, np.ndarray):
+            self._frames_cache = (key, unit_range_frames(image.data))
+            return self._frames_cache[1]
+        if self._decoding != key:
+            from napari.qt.threading import create_worker
+
+            self._decoding = key
+            worker = create_worker(unit_range_frames, image.data)
+            worker.returned.connect(lambda frames, key=key: self._on_decoded(key, frames))
+            worker.errored.connect(lambda exc: self._on_decode_failed(key, exc))
+            self._decode_worker = worker
+            worker.start()
+        self.summary.setText(f"M-mode: decoding the clip's {image.data.shape[0]} frames…")
+        return None
+
+    def _on_decoded(self, key: int, frames: np.ndarray) -> None:
+        self._decoding = None
+        image = self._image_layer()
+        if image is None or id(image.data) != key:
+            return  # another layer was chosen meanwhile
+        self._frames_cache = (key, frames)
+        then, self._after_decoding = self._after_decoding, None
+        if then is not None:
+            then()
+
+    def _on_decode_failed(self, key: int, exc: BaseException) -> None:
+        if self._decoding == key:
+            self._decoding = None
+        self._after_decoding = None
+        notify_error(f"M-mode: the clip could not be decoded: {exc}")
 
     # -- actions ----------------------------------------------------------------
     def current_line(self) -> MModeLine | None:
@@ -276,7 +326,11 @@ class MModeDock(WaitsForCores, QWidget):
         from echo_napari.mmode.analysis import sequence_line
 
         try:
-            line = sequence_line(self.sequence())
+            seq = self.sequence()
+            if seq is None:
+                self._after_decoding = self.use_default_line
+                return
+            line = sequence_line(seq)
         except EchoNapariError as exc:
             notify_error(str(exc))
             return
@@ -316,6 +370,9 @@ class MModeDock(WaitsForCores, QWidget):
                 if line is None:
                     return
                 seq = self.sequence()
+                if seq is None:
+                    self._after_decoding = self.update_strip
+                    return
                 self.strip = sample_mmode(
                     seq.frames, line, seq.spacing, seq.frame_time_ms, seq.labels
                 )
