@@ -21,6 +21,8 @@ from collections.abc import Callable, Mapping, Sequence
 from qtpy.QtCore import QEvent, QObject, QTimer, Signal
 from qtpy.QtWidgets import QApplication, QLabel, QWidget
 
+from echo_napari.widgets.library_preload import preload_torch_libraries
+
 logger = logging.getLogger(__name__)
 
 #: The core modules each optional panel of the review dock needs (a panel is hidden when
@@ -92,6 +94,11 @@ class CoreLoader(QObject):
         return False
 
     def _load(self) -> None:
+        # napari's own objects are left out of the collections the import triggers (they
+        # walked them all, ~0.3 s of the import), and torch's libraries are loaded
+        # without the GIL (:mod:`.library_preload`: the import held it ~160 ms).
+        gc.freeze()
+        preload_torch_libraries()
         try:
             for group, modules in self.groups.items():
                 try:
