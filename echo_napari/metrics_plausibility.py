@@ -1,7 +1,7 @@
 """Anatomical plausibility of a label sequence, frame by frame, without any reference.
 
 A full-cycle segmentation of a real echo can look smooth over time and still be wrong in
-ways a cardiologist sees at a glance. Six checks, each scored 0 (fine) … 1 (implausible)
+ways a cardiologist sees at a glance. Seven checks, each scored 0 (fine) … 1 (implausible)
 per frame:
 
 * **collapse** — the LV cavity is missing, or smaller than ``collapse_fraction`` of the
@@ -31,7 +31,13 @@ per frame:
 * **flip** — the LV and the LA trade pixels (an LV area jump of 35 % or more between
   frames, the LA changing the other way) and trade them back within 100 ms: the frames
   between are a segmentation flip, scored 1
-  (:func:`echo_napari.metrics_jumps.flipped_frames`).
+  (:func:`echo_napari.metrics_jumps.flipped_frames`);
+* **shortened** — the cavity is much shorter than the clip's LV: its long axis (the
+  major axis of its pixels' second moments) under :data:`SHORTENED_FINE` of the clip's
+  typical (95th-percentile) length, scored 1 at :data:`SHORTENED_IMPLAUSIBLE`. The
+  long axis shortens by 10–25 % from end-diastole to end-systole; an LV drawn as a
+  small circle at the base, the apical cavity taken for wall (a hazy apex), is half as
+  long or less.
 
 Separately, :func:`view_lost_frames` finds the frames of a prediction on which the model
 found no heart at all (probe off the chest, a changed view); the prediction leaves them
@@ -87,6 +93,15 @@ MAX_LA_ENCLOSED = 0.6
 #: pixels between an LA border pixel and the LV for the two to count as touching
 ENCLOSED_REACH_PX = 2
 
+#: LV long axis, as a share of the clip's 95th-percentile one, at and above which the
+#: **shortened** check scores 0, and at and below which it scores 1. On the 24 shared
+#: EchoNet videos (seg_v4 as ``predict_sequence`` gives it) every frame of 22 videos
+#: keeps ≥ 0.54 of it, and their median beats' end-systoles 0.65–0.93; the frames under
+#: 0.5 are 0X1059…'s end-systoles drawn as a small circle at the base (0.39–0.41) and
+#: fragments in 0X3981…'s fog (down to 0.28).
+SHORTENED_FINE = 0.55
+SHORTENED_IMPLAUSIBLE = 0.45
+
 
 @dataclass(frozen=True)
 class Plausibility:
@@ -94,9 +109,9 @@ class Plausibility:
 
     Attributes
     ----------
-    collapse, concavity, atrium_side, displaced, atrium_enclosed, flipped : the six
-        checks (see the module docstring); ``displaced``, ``atrium_enclosed`` or
-        ``flipped`` None: not computed (all zeros)
+    collapse, concavity, atrium_side, displaced, atrium_enclosed, flipped, shortened :
+        the seven checks (see the module docstring); ``displaced``, ``atrium_enclosed``,
+        ``flipped`` or ``shortened`` None: not computed (all zeros)
     labelled : (T,) bool frames with any label (the judged ones), or None (all judged)
     """
 
@@ -107,12 +122,13 @@ class Plausibility:
     displaced: np.ndarray | None = None
     atrium_enclosed: np.ndarray | None = None
     flipped: np.ndarray | None = None
+    shortened: np.ndarray | None = None
 
     @property
     def score(self) -> np.ndarray:
-        """(T,) worst of the six checks per frame."""
+        """(T,) worst of the seven checks per frame."""
         worst = np.maximum(np.maximum(self.collapse, self.concavity), self.atrium_side)
-        for optional in (self.displaced, self.atrium_enclosed, self.flipped):
+        for optional in (self.displaced, self.atrium_enclosed, self.flipped, self.shortened):
             if optional is not None:
                 worst = np.maximum(worst, optional)
         return worst
@@ -126,6 +142,7 @@ class Plausibility:
             (self.displaced, "LV away from where it is on the frames around it"),
             (self.atrium_enclosed, "LV drawn around the LA (over the atrium?)"),
             (self.flipped, "LV and LA trade pixels and trade them back within 100 ms (a flip)"),
+            (self.shortened, "LV much shorter than on the other frames (apex taken for wall?)"),
         )
         return [
             text for values, text in checks if values is not None and values[frame] >= threshold
@@ -193,6 +210,8 @@ class ShapeFeatures:
     la_enclosed : (T,) float64, share of the LA's border touching the LV
         (:func:`la_enclosed_share`; NaN without an LA or an LV)
     la_pixels : (T,) float64, LA pixels
+    lv_length : (T,) float64, LV long axis in pixels (:func:`long_axis_px`; NaN without
+        an LV)
     """
 
     labelled: np.ndarray
@@ -202,6 +221,7 @@ class ShapeFeatures:
     lv_grid: np.ndarray
     la_enclosed: np.ndarray
     la_pixels: np.ndarray
+    lv_length: np.ndarray
 
     @classmethod
     def blank(cls, n: int) -> ShapeFeatures:
@@ -214,6 +234,7 @@ class ShapeFeatures:
             lv_grid=np.zeros((n, PLACE_GRID, PLACE_GRID), bool),
             la_enclosed=np.full(n, np.nan),
             la_pixels=np.zeros(n),
+            lv_length=np.full(n, np.nan),
         )
 
     def update(self, frames: np.ndarray, other: ShapeFeatures) -> None:
@@ -234,7 +255,19 @@ _FEATURES = (
     "lv_grid",
     "la_enclosed",
     "la_pixels",
+    "lv_length",
 )
+
+
+def long_axis_px(mask: np.ndarray) -> float:
+    """Long axis of a non-empty (H, W) bool mask in pixels: 4·√(largest eigenvalue of its
+    pixels' coordinate covariance), the major axis of the ellipse with the same second
+    moments (an ellipse's own axis; a 40 × 100 rectangle gives 115)."""
+    rows, cols = np.nonzero(mask)
+    if rows.size < 2:
+        return float(rows.size)
+    covariance = np.cov(np.stack([rows, cols]).astype(np.float64))
+    return float(4.0 * np.sqrt(max(np.linalg.eigvalsh(covariance)[-1], 0.0)))
 
 
 def la_enclosed_share(lv: np.ndarray, la: np.ndarray, reach: int = ENCLOSED_REACH_PX) -> float:
@@ -282,6 +315,7 @@ def shape_features(labels: np.ndarray, min_pixels: int = 10) -> ShapeFeatures:
         features.lv_grid[:] = coarse_grid(lv)
     for t in np.flatnonzero(features.lv_pixels >= min_pixels):
         features.solidity[t] = _solidity(lv[t])
+        features.lv_length[t] = long_axis_px(lv[t])
     la = labels == int(LabelClass.LA)
     features.la_pixels[:] = la.sum(axis=(1, 2))
     features.la_direction[:], features.la_enclosed[:] = _atrium_from_masks(lv, la, min_pixels)
@@ -383,7 +417,7 @@ def plausibility_from_features(
     min_pixels: int = 10,
     frame_time_ms: float | None = None,
 ) -> Plausibility:
-    """The six checks from per-frame features (see :func:`frame_plausibility`)."""
+    """The seven checks from per-frame features (see :func:`frame_plausibility`)."""
     n = features.lv_pixels.size
     atrium_side = np.zeros(n)
     present = features.lv_pixels >= min_pixels
@@ -415,7 +449,20 @@ def plausibility_from_features(
         displaced,
         atrium_enclosed_score(features.la_enclosed, present),
         flipped,
+        shortened_score(features.lv_length, present),
     )
+
+
+def shortened_score(lv_length: np.ndarray, present: np.ndarray) -> np.ndarray:
+    """(T,) float64 **shortened** score: 0 at :data:`SHORTENED_FINE` of the clip's
+    95th-percentile LV long axis, 1 at :data:`SHORTENED_IMPLAUSIBLE`; 0 without an LV."""
+    length = np.where(np.asarray(present, bool), np.asarray(lv_length, np.float64), np.nan)
+    known = np.isfinite(length)
+    if not known.any():
+        return np.zeros(length.size)
+    share = length / np.percentile(length[known], 95)
+    score = (SHORTENED_FINE - share) / (SHORTENED_FINE - SHORTENED_IMPLAUSIBLE)
+    return np.where(known, np.clip(score, 0.0, 1.0), 0.0)
 
 
 def atrium_enclosed_score(

@@ -68,6 +68,7 @@ class ShapeMemo:
             )
             out.la_enclosed[i] = row[6]
             out.la_pixels[i] = row[7]
+            out.lv_length[i] = row[8]
         if missing:
             index = np.array(missing)
             computed = shape_features(np.asarray(labels)[index])
@@ -81,6 +82,7 @@ class ShapeMemo:
                     np.packbits(computed.lv_grid[j]),
                     float(computed.la_enclosed[j]),
                     float(computed.la_pixels[j]),
+                    float(computed.lv_length[j]),
                 )
             while len(self._rows) > self.capacity:
                 self._rows.popitem(last=False)

@@ -234,3 +234,23 @@ def test_shape_features_of_a_partly_labelled_stack_are_those_of_each_frame():
         for name in _FEATURES:
             np.testing.assert_array_equal(getattr(whole, name)[t], getattr(alone, name)[0])
     assert whole.labelled.tolist() == [False, True, True, False, True, False]
+
+
+def test_an_lv_drawn_as_a_small_circle_at_the_base_is_shortened():
+    from echo_napari.metrics_plausibility import long_axis_px
+
+    labels = _heart()
+    yy, xx = np.mgrid[0:64, 0:64]
+    labels[6][labels[6] == 1] = 2  # the apical cavity taken for wall …
+    labels[6][(yy - 36) ** 2 + (xx - 32) ** 2 <= 7**2] = 1  # … a circle left at the base
+    result = frame_plausibility(labels)
+    # a third of the end-diastolic area: not collapsed, and convex, but half as long
+    assert result.collapse[6] == 0.0 and result.concavity[6] == 0.0
+    assert result.shortened[6] == 1.0 and np.delete(result.shortened, 6).max() == 0.0
+    assert "LV much shorter" in " ".join(result.reasons(6))
+    assert result.plausible_share() == pytest.approx(11 / 12)
+    # the contraction itself (long axis down to 0.7 of the end-diastolic) is not flagged
+    assert frame_plausibility(_heart()).shortened.max() == 0.0
+    rectangle = np.zeros((120, 60), bool)
+    rectangle[10:110, 10:50] = True
+    assert long_axis_px(rectangle) == pytest.approx(200 / np.sqrt(3), rel=0.01)  # 115

@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 from conftest import make_sequence
 
-from echo_napari.metrics_plausibility import shape_features
+from echo_napari.metrics_plausibility import _FEATURES, shape_features
 from echo_napari.review_session import ReviewSession
 from echo_napari.shape_memo import ShapeMemo, frame_digests
 
 
 def _assert_same(a, b):
-    for name in ("labelled", "lv_pixels", "solidity", "la_direction", "la_enclosed", "la_pixels"):
+    for name in _FEATURES:  # every feature the checks read (the grid: also below)
         np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
 
 
