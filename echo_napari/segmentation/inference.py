@@ -45,6 +45,7 @@ from echo_napari.segmentation.windows import (
     n_windows,
     window_starts,
 )
+from echo_napari.segmentation.work_grid import frames_on_grid, labels_to_shape, work_shape
 from echo_napari.sequence import MIRRORED_VIEW_KEY, LabelClass
 from echo_napari.uncertainty import lv_border_uncertainty
 
@@ -519,7 +520,9 @@ def _segment(
     if resample:
         probs = sample_in_time(probs, clip_positions(n_frames, frame_time_ms))
     uncertainty[:] = lv_border_uncertainty(probs[:, LabelClass.LV_CAVITY]).tolist()
-    labels = probabilities_to_labels(probs, (height, width))
+    # frames larger than the network's grid are post-processed on it (:mod:`.work_grid`)
+    work = work_shape((height, width), probs.shape[-2:])
+    labels = probabilities_to_labels(probs, work or (height, width))
     window = place_window(frame_time_ms)  # ~0.5 s either side at any frame rate
     if postprocess:
         labels = drop_misplaced_lv(labels, probs, window)
@@ -539,9 +542,11 @@ def _segment(
         tally["lv_displaced"] = int(np.count_nonzero(displaced))
     if refine:
         labels = refine_lv_boundary(
-            frames, labels, progress=lambda done, _: report(done, windows + back_windows)
+            frames if work is None else frames_on_grid(frames, work),
+            labels,
+            progress=lambda done, _: report(done, windows + back_windows),
         )
-    return labels
+    return labels if work is None else labels_to_shape(labels, (height, width))
 
 
 __all__ = [
