@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from echo_napari.errors import EchoNapariError
+from echo_napari.memory_pages import populate_in_background
 from echo_napari.review_session import ReviewSession
 from echo_napari.sequence import EchoSequence
 from echo_napari.sequence_facts import provenance_from_facts
@@ -124,6 +125,9 @@ class LabelsLayerBinding:
         ev.labels_update.connect(self._on_live_update)
         ev.set_data.connect(self._on_live_update)
         ev.data.connect(self._on_data_replaced)
+        # the first write of a job's result would otherwise fault the pages in on the GUI
+        # thread (:mod:`echo_napari.memory_pages`)
+        populate_in_background(labels_layer.data)
 
     def disconnect(self) -> None:
         """Stop listening to the layer."""
@@ -170,3 +174,4 @@ class LabelsLayerBinding:
             return
         if data is not self.layer.data:
             self.layer.data = data
+        populate_in_background(data)
