@@ -34,10 +34,10 @@ per frame:
   (:func:`echo_napari.metrics_jumps.flipped_frames`);
 * **shortened** — the cavity is much shorter than the clip's LV: its long axis (the
   major axis of its pixels' second moments) under :data:`SHORTENED_FINE` of the clip's
-  typical (95th-percentile) length, scored 1 at :data:`SHORTENED_IMPLAUSIBLE`. The
-  long axis shortens by 10–25 % from end-diastole to end-systole; an LV drawn as a
-  small circle at the base, the apical cavity taken for wall (a hazy apex), is half as
-  long or less.
+  typical (95th-percentile) length, scored 1 at :data:`SHORTENED_IMPLAUSIBLE`. At
+  end-systole the LV keeps 0.65–0.93 of that length (the median beats of 22 of the 24
+  EchoNet videos); an LV drawn as a small circle at the base, the apical cavity taken for
+  wall (a hazy apex), is half as long or less.
 
 Separately, :func:`view_lost_frames` finds the frames of a prediction on which the model
 found no heart at all (probe off the chest, a changed view); the prediction leaves them
@@ -263,10 +263,25 @@ def long_axis_px(mask: np.ndarray) -> float:
     """Long axis of a non-empty (H, W) bool mask in pixels: 4·√(largest eigenvalue of its
     pixels' coordinate covariance), the major axis of the ellipse with the same second
     moments (an ellipse's own axis; a 40 × 100 rectangle gives 115)."""
-    rows, cols = np.nonzero(mask)
-    if rows.size < 2:
-        return float(rows.size)
-    covariance = np.cov(np.stack([rows, cols]).astype(np.float64))
+    # moments from row and column counts and one matrix-vector product over the mask's
+    # bounding box, not a list of pixel coordinates (a 600 × 800 frame: 1.0 → 0.4 ms)
+    r = np.flatnonzero(np.count_nonzero(mask, axis=1))
+    c = np.flatnonzero(np.count_nonzero(mask, axis=0))
+    if r.size == 0:
+        return 0.0
+    box = mask[r[0] : r[-1] + 1, c[0] : c[-1] + 1]
+    per_row = np.count_nonzero(box, axis=1).astype(np.float64)
+    per_col = np.count_nonzero(box, axis=0).astype(np.float64)
+    n = per_row.sum()
+    if n < 2:
+        return float(n)
+    ys, xs = np.arange(box.shape[0], dtype=np.float64), np.arange(box.shape[1], dtype=np.float64)
+    mean_y, mean_x = per_row @ ys / n, per_col @ xs / n
+    var_y = per_row @ ys**2 / n - mean_y**2
+    var_x = per_col @ xs**2 / n - mean_x**2
+    cov_yx = ys @ (box @ xs) / n - mean_y * mean_x
+    # sample covariance, as numpy's cov of the pixel coordinates
+    covariance = np.array([[var_y, cov_yx], [cov_yx, var_x]]) * n / (n - 1)
     return float(4.0 * np.sqrt(max(np.linalg.eigvalsh(covariance)[-1], 0.0)))
 
 

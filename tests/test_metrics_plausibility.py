@@ -254,3 +254,18 @@ def test_an_lv_drawn_as_a_small_circle_at_the_base_is_shortened():
     rectangle = np.zeros((120, 60), bool)
     rectangle[10:110, 10:50] = True
     assert long_axis_px(rectangle) == pytest.approx(200 / np.sqrt(3), rel=0.01)  # 115
+
+
+def test_the_long_axis_is_that_of_the_pixel_coordinates_covariance():
+    from echo_napari.metrics_plausibility import long_axis_px
+
+    rng = np.random.default_rng(1)
+    for _ in range(100):
+        mask = rng.random((30, 45)) < rng.random()
+        mask[rng.integers(30), rng.integers(45)] = True
+        rows, cols = np.nonzero(mask)
+        if rows.size < 2:
+            continue
+        largest = np.linalg.eigvalsh(np.cov(np.stack([rows, cols]).astype(float)))[-1]
+        assert long_axis_px(mask) == pytest.approx(4 * np.sqrt(max(largest, 0.0)), rel=1e-9)
+    assert long_axis_px(np.zeros((5, 5), bool)) == 0.0

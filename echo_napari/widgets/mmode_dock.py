@@ -13,7 +13,7 @@ user version of the band network on them and re-segments with it. Numerics live 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyqtgraph as pg
@@ -59,7 +59,7 @@ MMODE_MODULES = (
 )
 
 
-def unit_range_frames(data) -> np.ndarray:
+def unit_range_frames(data: Any) -> np.ndarray:
     """(T, H, W) float32 frames of a numpy or lazy layer, divided by their maximum when it
     is over 1 (8-bit layers)."""
     from echo_napari.io.frame_source import read_frames
@@ -83,7 +83,7 @@ class MModeDock(WaitsForCores, QWidget):
         #: id of the lazy layer data being decoded, and what to run when it is
         self._decoding: int | None = None
         self._after_decoding = None
-        self._decode_worker = None
+        self._decode_worker = None  # kept referenced while it runs
         self._worker = None
         #: (upper, lower) (N,) row traces after editing; the band they enclose
         self.edited: tuple[np.ndarray, np.ndarray] | None = None
@@ -271,7 +271,7 @@ class MModeDock(WaitsForCores, QWidget):
             ed_index=facts.get("ed_index"),
         )
 
-    def _frames(self, image) -> np.ndarray | None:
+    def _frames(self, image: Any) -> np.ndarray | None:
         """The layer's frames in [0, 1], cached; a lazy (dask) clip is decoded in a worker
         (a 150-frame JPEG cine takes ~0.5 s: on the GUI thread that froze napari), None
         until then."""
