@@ -484,8 +484,8 @@ class ReviewSession:
         cached in ``results["disagreement"]`` after a propagation, (c) the disagreement
         with the second source (prediction), when there is one, (d) :meth:`unsure_scores`
         and (e) the anatomical
-        implausibility of the frame's labels (collapsed or concave LV cavity, LA on the
-        wrong side: :func:`echo_napari.metrics_plausibility.frame_plausibility`).
+        implausibility of the frame's labels (collapsed, concave or shortened LV cavity, LA
+        on the wrong side, …: :func:`echo_napari.metrics_plausibility.frame_plausibility`).
         """
         n = self.sequence.n_frames
         scores = np.zeros(n, dtype=np.float64)

@@ -260,8 +260,8 @@ class PropagatePanel(ProgressJobMixin, QGroupBox):
         )
         self.repair_button = QPushButton("Repair implausible")
         self.repair_button.setToolTip(
-            "Re-draw the frames that fail the anatomical checks (collapsed or concave LV, "
-            "LA on the wrong side) from the frames that pass, by registration; "
+            "Re-draw the frames that fail the anatomical checks (collapsed, concave or "
+            "shortened LV, LA on the wrong side) from the frames that pass, by registration; "
             "keyframes are kept"
         )
         self.cancel_button = QPushButton("Cancel")

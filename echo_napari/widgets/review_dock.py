@@ -131,7 +131,7 @@ class ReviewDock(JobPanelsMixin, SessionDockMixin, QWidget):
         self.suspicious_button = QPushButton("Next suspicious ▶")
         self.suspicious_button.setToolTip(
             "Jump to the next most implausible frame (area-curve spikes, propagation "
-            "disagreement, collapsed or concave LV cavity, LA on the wrong side, an "
+            "disagreement, collapsed, concave or shortened LV cavity, LA on the wrong side, an "
             "accepted prediction the network was unsure of), most suspicious first; "
             "pressed again where it went, the next one down"
         )
