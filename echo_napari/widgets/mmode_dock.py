@@ -12,8 +12,9 @@ user version of the band network on them and re-segments with it. Numerics live 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyqtgraph as pg
@@ -33,6 +34,7 @@ from echo_napari.mmode.traces import subsample_traces, traces_to_band
 from echo_napari.sequence import EchoSequence
 from echo_napari.widgets._notify import notify_error, notify_info
 from echo_napari.widgets.job_cores import CoreGate, WaitsForCores
+from echo_napari.widgets.layer_frames import LayerFrames
 from echo_napari.widgets.mmode_edit import STRIP_LAYER, TraceEditor
 from echo_napari.widgets.mmode_finetune import FineTuneControls, FineTuneOutcome, analyse_with
 from echo_napari.widgets.mmode_summary import summary_text
@@ -59,16 +61,6 @@ MMODE_MODULES = (
 )
 
 
-def unit_range_frames(data: Any) -> np.ndarray:
-    """(T, H, W) float32 frames of a numpy or lazy layer, divided by their maximum when it
-    is over 1 (8-bit layers)."""
-    from echo_napari.io.frame_source import read_frames
-
-    frames = read_frames(data)
-    top = float(frames.max()) if frames.size else 1.0
-    return frames / top if top > 1.0 else frames
-
-
 class MModeDock(WaitsForCores, QWidget):
     """Anatomical M-mode of the selected image layer along the "M-mode line" shape; its
     buttons are usable once the M-mode core is imported (``ready``, ``wait_until_ready``)."""
@@ -79,11 +71,10 @@ class MModeDock(WaitsForCores, QWidget):
         self.strip: MModeImage | None = None
         self.result: MModeResult | None = None
         self.measurements: MModeMeasurements | None = None
-        self._frames_cache: tuple[int, np.ndarray] | None = None
-        #: id of the lazy layer data being decoded, and what to run when it is
-        self._decoding: int | None = None
-        self._after_decoding = None
-        self._decode_worker = None  # kept referenced while it runs
+        self.frames = LayerFrames(
+            lambda: getattr(self._image_layer(), "data", None),
+            lambda message: notify_error(f"M-mode: {message}"),
+        )
         self._worker = None
         #: (upper, lower) (N,) row traces after editing; the band they enclose
         self.edited: tuple[np.ndarray, np.ndarray] | None = None
@@ -249,15 +240,16 @@ class MModeDock(WaitsForCores, QWidget):
         layer._mmode_connected = True
         return layer
 
-    def sequence(self) -> EchoSequence | None:
+    def sequence(self, then: Callable[[], None] = lambda: None) -> EchoSequence | None:
         """The selected image (and labels) layer as an :class:`EchoSequence`; None while
-        a lazily opened clip is being decoded in the background (the action that asked
-        for it is run again when it is)."""
+        a lazily opened clip is decoded in the background (:class:`.LayerFrames`), after
+        which ``then`` runs."""
         image = self._image_layer()
         if image is None:
             raise EchoNapariError("no (T, H, W) image layer: open a sequence first")
-        frames = self._frames(image)
+        frames = self.frames.get(image.data, then)
         if frames is None:
+            self.summary.setText(f"M-mode: decoding the clip's {image.data.shape[0]} frames…")
             return None
         from echo_napari.napari_hooks import FACTS_KEY, spacing_from_layer_meta
 
@@ -270,44 +262,6 @@ class MModeDock(WaitsForCores, QWidget):
             labels=self._labels_data(),
             ed_index=facts.get("ed_index"),
         )
-
-    def _frames(self, image: Any) -> np.ndarray | None:
-        """The layer's frames in [0, 1], cached; a lazy (dask) clip is decoded in a worker
-        (a 150-frame JPEG cine takes ~0.5 s: on the GUI thread that froze napari), None
-        until then."""
-        key = id(image.data)
-        if self._frames_cache is not None and self._frames_cache[0] == key:
-            return self._frames_cache[1]
-        if isinstance(image.data, np.ndarray):
-            self._frames_cache = (key, unit_range_frames(image.data))
-            return self._frames_cache[1]
-        if self._decoding != key:
-            from napari.qt.threading import create_worker
-
-            self._decoding = key
-            worker = create_worker(unit_range_frames, image.data)
-            worker.returned.connect(lambda frames, key=key: self._on_decoded(key, frames))
-            worker.errored.connect(lambda exc: self._on_decode_failed(key, exc))
-            self._decode_worker = worker
-            worker.start()
-        self.summary.setText(f"M-mode: decoding the clip's {image.data.shape[0]} frames…")
-        return None
-
-    def _on_decoded(self, key: int, frames: np.ndarray) -> None:
-        self._decoding = None
-        image = self._image_layer()
-        if image is None or id(image.data) != key:
-            return  # another layer was chosen meanwhile
-        self._frames_cache = (key, frames)
-        then, self._after_decoding = self._after_decoding, None
-        if then is not None:
-            then()
-
-    def _on_decode_failed(self, key: int, exc: BaseException) -> None:
-        if self._decoding == key:
-            self._decoding = None
-        self._after_decoding = None
-        notify_error(f"M-mode: the clip could not be decoded: {exc}")
 
     # -- actions ----------------------------------------------------------------
     def current_line(self) -> MModeLine | None:
@@ -326,9 +280,8 @@ class MModeDock(WaitsForCores, QWidget):
         from echo_napari.mmode.analysis import sequence_line
 
         try:
-            seq = self.sequence()
+            seq = self.sequence(then=self.use_default_line)
             if seq is None:
-                self._after_decoding = self.use_default_line
                 return
             line = sequence_line(seq)
         except EchoNapariError as exc:
@@ -346,7 +299,7 @@ class MModeDock(WaitsForCores, QWidget):
         self.update_strip()
 
     def _on_inputs_changed(self, *_: object) -> None:
-        self._frames_cache = None
+        self.frames.clear()
         self.default_button.setEnabled(not self.strip_mode())
         if not self.ready:
             self._update_when_ready = True
@@ -369,9 +322,8 @@ class MModeDock(WaitsForCores, QWidget):
                 line = self.current_line()
                 if line is None:
                     return
-                seq = self.sequence()
+                seq = self.sequence(then=self.update_strip)
                 if seq is None:
-                    self._after_decoding = self.update_strip
                     return
                 self.strip = sample_mmode(
                     seq.frames, line, seq.spacing, seq.frame_time_ms, seq.labels
