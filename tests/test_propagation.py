@@ -281,6 +281,24 @@ def test_a_class_absent_from_a_keyframe_stays_absent_on_the_grid():
     assert (small[0] > 0).sum() == pytest.approx(100 * 100 * (191 / 299) * (319 / 499), rel=0.05)
 
 
+def test_labels_on_the_grid_keep_their_classes_and_corners():
+    """Nearest frame pixel of each grid pixel, corner-aligned as the frames: classes stay
+    classes, the corner pixels map onto each other, areas shrink by the spacing squared."""
+    from echo_napari.registration.working_grid import grid_spacing, labels_on_grid
+
+    labels = np.zeros((2, 401, 301), np.uint8)
+    labels[:, 100:300, 50:250] = 1
+    labels[:, 0, 0], labels[:, -1, -1] = 2, 3
+    grid = (201, 151)
+    assert grid_spacing(labels.shape[1:], grid) == (2.0, 2.0)
+    small = labels_on_grid(labels, grid)
+    assert small.shape == (2, *grid) and small.dtype == np.uint8
+    assert set(np.unique(small)) == {0, 1, 2, 3}
+    assert small[0, 0, 0] == 2 and small[0, -1, -1] == 3
+    assert (small[0] == 1).sum() == 100 * 100
+    np.testing.assert_array_equal(small[:, 50:150, 25:125], 1)
+
+
 def test_drift_correction_on_the_grid_registers_frames_at_their_own_size(monkeypatch):
     from echo_napari.registration import working_grid
 

@@ -82,16 +82,19 @@ def test_folding_overlay_marks_exactly_the_folded_pixels(dock, qtbot):
     # the box plot numbers are the det quartiles of each frame
     q1, med, q3 = np.percentile(det_independent(u), [25, 50, 75])
     np.testing.assert_allclose(series.box[3, 1:4], [q1, med, q3], atol=1e-5)
-    # vectors: one per subsampled pixel per frame, carrying the field
-    vectors = run.vectors.data
-    assert vectors.shape == (T * int(np.ceil(SIZE / 6)) ** 2, 2, 3)
-    assert np.isclose(vectors[:, 1, 2].min(), u[1, ::6, ::6].min())
-    # the deformed grid follows the time slider
+    # the vectors and the deformed grid are the current frame's, and follow the time slider:
+    # one vector per subsampled pixel, carrying the field
     viewer.dims.set_current_step(0, 3)
+    vectors = run.vectors.data
+    assert vectors.shape == (int(np.ceil(SIZE / 6)) ** 2, 2, 3)
+    assert np.all(vectors[:, 0, 0] == 3)
+    assert np.isclose(vectors[:, 1, 2].min(), u[1, ::6, ::6].min())
     assert len(run.grid.data) == 2 * int(np.ceil(SIZE / 6))
     assert np.all(run.grid.data[0][:, 0] == 3)
     # the plots' cursor follows the slider, and a plot click moves the slider
     assert widget.plots.cursors[0].value() == 3
+    viewer.dims.set_current_step(0, 0)  # frame 0: the identity, vectors of length 0
+    assert np.all(run.vectors.data[:, 0, 0] == 0) and not run.vectors.data[:, 1].any()
     widget.plots.frame_requested.emit(4)
     assert widget.current_frame() == 4
     assert widget.compute_button.isEnabled() and not widget.cancel_button.isEnabled()
@@ -137,3 +140,89 @@ def test_cancel_keeps_the_shown_chunks_and_reenables(dock, qtbot):
     widget.compute_button.click()
     _wait(qtbot, widget)
     assert sum(ly.name.startswith("dbg A") for ly in viewer.layers) == 5
+
+
+def test_layers_are_added_one_per_event_loop_turn(dock, qtbot):
+    """napari takes ~60 ms to add a layer: Compute adds the run's layers one at a time, and
+    chunks that arrive before a layer is added are in it once it is."""
+    viewer, widget = dock
+    widget.compute_button.click()
+    assert sum(ly.name.startswith("dbg A") for ly in viewer.layers) < 5
+    _wait(qtbot, widget)
+    run = widget.runs["A"]
+    assert run.complete and sum(ly.name.startswith("dbg A") for ly in viewer.layers) == 5
+    np.testing.assert_allclose(run.det.data[2], det_independent(folding_field()), atol=1e-5)
+
+
+class ShiftBackend:
+    """A constant shift of 2 pixels along x, at the size of the frames it is given."""
+
+    name = "shift"
+
+    def __init__(self) -> None:
+        self.sizes: list[tuple[int, int]] = []
+
+    def register_pairs(self, fixed, moving, progress=None):
+        self.sizes.append(tuple(fixed.shape[1:]))
+        u = np.zeros((len(fixed), 2, *fixed.shape[1:]), np.float32)
+        u[:, 1] = 2.0
+        return u
+
+
+def test_large_frames_are_registered_and_shown_on_the_working_grid(make_napari_viewer, qtbot):
+    """Frames longer than 320 pixels: registered on the 320-pixel grid as Propagate does,
+    the layers on that grid overlay the image (scaled), the keyframe's class is carried
+    there."""
+    from echo_napari.registration.working_grid import labels_on_grid
+
+    viewer = make_napari_viewer()
+    rng = np.random.default_rng(0)
+    frames = rng.random((3, 400, 330)).astype(np.float32)
+    labels = np.zeros(frames.shape, np.uint8)
+    labels[:, 100:300, 80:250] = 1
+    image = viewer.add_image(frames, name="echo", scale=(1.0, 0.5, 0.5))
+    viewer.add_labels(labels, name="echo labels", scale=(1.0, 0.5, 0.5))
+    widget = DebuggerDock(viewer)
+    viewer.window.add_dock_widget(widget, name="Registration debugger")
+    assert widget.wait_until_ready(60)
+    backend = ShiftBackend()
+    widget.backend_factory = lambda key: backend
+    widget.mode_combo.setCurrentIndex(1)  # keyframe → t
+    widget.labels_combo.setCurrentText("echo labels")
+    widget.class_combo.setCurrentIndex(1)  # LV cavity
+    widget.compute_button.click()
+    _wait(qtbot, widget)
+    assert backend.sizes and all(max(size) <= 320 for size in backend.sizes)
+    run = widget.runs["A"]
+    assert run.det.data.shape == (3, 320, 264)
+    np.testing.assert_allclose(run.det.scale[1:], [0.5 * 399 / 319, 0.5 * 329 / 263])
+    np.testing.assert_allclose(run.det.extent.world, image.extent.world, atol=1e-6)
+    np.testing.assert_allclose(run.det.data[1:], 1.0, atol=1e-5)  # a shift: no area change
+    assert "320 × 264" in widget.status_label.text() or "264 × 320" in widget.status_label.text()
+    viewer.dims.set_current_step(0, 1)
+    np.testing.assert_allclose(run.vectors.data[:, 1, 2], 2.0)
+    on_grid = labels_on_grid(labels[0], (320, 264)) == 1
+    assert run.propagated.data.shape == (3, 320, 264)
+    np.testing.assert_array_equal(run.propagated.data[0], on_grid)
+    moved = np.zeros_like(on_grid)
+    moved[:, :-2] = on_grid[:, 2:]  # pulled from 2 pixels further along x
+    assert (run.propagated.data[1] != moved).mean() < 0.01
+
+
+def test_computing_again_while_the_canvas_paints(make_napari_viewer, qtbot):
+    """The last run's layers are removed and the next run's added while the canvas paints
+    between chunks (napari 0.9 crashed when a paint came between removing layers and adding
+    the next one)."""
+    viewer = make_napari_viewer(show=True)
+    sequence = make_sequence(n_frames=T, size=SIZE)
+    viewer.add_image(sequence.frames_array(), name="echo")
+    widget = DebuggerDock(viewer)
+    viewer.window.add_dock_widget(widget, name="Registration debugger")
+    assert widget.wait_until_ready(60)
+    widget.backend_factory = lambda key: FoldingBackend(delay=0.02)
+    for _ in range(3):
+        widget.compute_button.click()
+        _wait(qtbot, widget)
+        qtbot.wait(200)  # the canvas paints the run's layers
+    assert sum(ly.name.startswith("dbg A") for ly in viewer.layers) == 5
+    assert widget.runs["A"].done.all()

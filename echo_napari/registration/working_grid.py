@@ -53,6 +53,23 @@ def working_shape(frame_shape: tuple[int, int]) -> tuple[int, int] | None:
     return max(2, round(height * WORK_SIDE_PX / side)), max(2, round(width * WORK_SIDE_PX / side))
 
 
+def grid_spacing(frame_shape: tuple[int, int], grid: tuple[int, int]) -> tuple[float, float]:
+    """Frame pixels per grid pixel along (y, x): pixel ``j`` of the grid lies at frame pixel
+    ``j`` times this (corner-aligned), so a layer on the grid overlays the frames with its
+    scale multiplied by it."""
+    return tuple(float(n - 1) / max(g - 1, 1) for n, g in zip(frame_shape, grid, strict=True))
+
+
+def labels_on_grid(labels: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
+    """(..., H, W) labels → (..., h, w) on ``grid``: the nearest frame pixel of each grid
+    pixel (corner-aligned as the frames), so classes stay classes."""
+    rows, cols = (
+        np.rint(np.arange(g) * spacing).astype(np.intp)
+        for g, spacing in zip(grid, grid_spacing(labels.shape[-2:], grid), strict=True)
+    )
+    return np.asarray(labels)[..., rows[:, None], cols[None, :]]
+
+
 def _resize(images: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
     """(N, C, H, W) → (N, C, h, w), bilinear, corner-aligned."""
     return F.interpolate(images, size=shape, mode="bilinear", align_corners=True)
@@ -139,7 +156,9 @@ __all__ = [
     "WORK_SIDE_PX",
     "fields_on_grid",
     "frames_on_grid",
+    "grid_spacing",
     "labels_on_frames",
+    "labels_on_grid",
     "sdf_on_grid",
     "working_shape",
 ]

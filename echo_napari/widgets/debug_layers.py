@@ -2,7 +2,13 @@
 overlay, displacement vectors, deformed grid, warped − fixed difference, propagated class.
 
 Arrays are allocated for the whole sequence when the run starts and filled chunk by chunk
-(:meth:`DebugLayers.update`), so the user sees each chunk as it arrives.
+(:meth:`DebugLayers.update`), so the user sees each chunk as it arrives. The layers are
+added one per event-loop turn (:meth:`DebugLayers.add_next_layer`): napari takes ~60 ms
+to add each, and the five or six at once held the GUI thread ~0.35 s at Compute. The vectors and
+the deformed grid are drawn for the frame on the time slider only
+(:meth:`DebugLayers.show_frame`): a Vectors layer holding every frame's vectors was
+re-sent whole with each chunk, and on a 150-frame 600 × 800 clip (2 million vectors) that
+held the GUI thread for seconds.
 """
 
 from __future__ import annotations
@@ -45,8 +51,10 @@ class DebugLayers:
     viewer : napari.Viewer
     prefix : e.g. "dbg A dirnet v1"
     shape : (T, H, W) of the frames
-    scale : layer scale (t, dy, dx) of the image layer, so everything overlays it
+    scale : layer scale (t, dy, dx), so everything overlays the image layer (the image's
+        own, or larger where the run is on a coarser grid than the frames)
     units : the image layer's units (napari renders mixed units without them)
+    translate : the image layer's translate (t, y, x), None for none
     log_scale : show log det J
     vector_step, grid_step : pixels between vectors / grid lines
     class_name : name of the propagated class, None for no class layer
@@ -63,66 +71,128 @@ class DebugLayers:
         grid_step: int = 6,
         class_name: str | None = None,
         units: tuple[str, ...] | None = None,
+        translate: tuple[float, ...] | None = None,
     ) -> None:
-        from napari.utils import Colormap
-
         self.viewer = viewer
         self.prefix = prefix
         self.log_scale = log_scale
         self.vector_step = vector_step
         self.grid_step = grid_step
-        t, h, w = shape
-        self.fields = np.zeros((t, 2, h, w), np.float32)
+        self.class_name = class_name
+        t = shape[0]
+        self.fields = np.zeros((t, 2, *shape[1:]), np.float32)
         self.done = np.zeros(t, bool)
-        self._vectors: dict[int, np.ndarray] = {}
-        common: dict[str, Any] = {"scale": scale}
+        self._common: dict[str, Any] = {"scale": scale}
         if units is not None:
-            common["units"] = units
+            self._common["units"] = units
+        if translate is not None:
+            self._common["translate"] = translate
+        # The layers' arrays exist from the start (chunks are written into them); the layers
+        # are added one by one (add_next_layer), each ~60 ms of napari's on the GUI thread.
+        self.det_data = np.full(shape, 0.0 if log_scale else 1.0, np.float32)
+        self.difference_data = np.zeros(shape, np.float32)
+        self.folding_data = np.zeros(shape, np.uint8)
+        self.propagated_data = np.zeros(shape, np.uint8) if class_name is not None else None
+        self.det: Any = None
+        self.difference: Any = None
+        self.folding: Any = None
+        self.vectors: Any = None
+        self.grid: Any = None
+        self.propagated: Any = None
+        self._to_add = [
+            self._add_det,
+            self._add_difference,
+            self._add_folding,
+            self._add_vectors,
+            self._add_grid,
+        ] + ([self._add_propagated] if class_name is not None else [])
         for name in self.names():
             if name in viewer.layers:
                 viewer.layers.remove(name)
-        limits = (-LOG_RANGE, LOG_RANGE) if log_scale else (1 - DET_RANGE, 1 + DET_RANGE)
-        self.det = viewer.add_image(
-            np.full(shape, 0.0 if log_scale else 1.0, np.float32),
-            name=f"{prefix} log det J" if log_scale else f"{prefix} det J",
-            colormap=Colormap(DET_COLORS, name="echo det J"),
+
+    # -- adding the layers -----------------------------------------------------------------
+    @property
+    def complete(self) -> bool:
+        """True once every layer of the run is in the viewer."""
+        return not self._to_add
+
+    def add_next_layer(self) -> bool:
+        """Add the next layer of the run to the viewer; True while more are left."""
+        if self._to_add:
+            self._to_add.pop(0)()
+        return bool(self._to_add)
+
+    def add_all_layers(self) -> None:
+        """Add every layer not added yet."""
+        while self.add_next_layer():
+            pass
+
+    def layers(self) -> list[Any]:
+        """The run's layers added so far."""
+        candidates = (self.det, self.difference, self.folding, self.vectors, self.grid)
+        return [ly for ly in (*candidates, self.propagated) if ly is not None]
+
+    def _add_det(self) -> None:
+        from napari.utils import Colormap
+
+        limits = (-LOG_RANGE, LOG_RANGE) if self.log_scale else (1 - DET_RANGE, 1 + DET_RANGE)
+        self.det = self.viewer.add_image(
+            self.det_data,
+            name=f"{self.prefix} log det J" if self.log_scale else f"{self.prefix} det J",
+            colormap=Colormap(DET_COLORS, name=f"echo det J {id(self)}"),
             contrast_limits=limits,
-            **common,
+            **self._common,
         )
-        self.difference = viewer.add_image(
-            np.zeros(shape, np.float32),
-            name=f"{prefix} warped − fixed",
-            colormap=Colormap(DET_COLORS, name="echo difference"),
+
+    def _add_difference(self) -> None:
+        from napari.utils import Colormap
+
+        self.difference = self.viewer.add_image(
+            self.difference_data,
+            name=f"{self.prefix} warped − fixed",
+            colormap=Colormap(DET_COLORS, name=f"echo difference {id(self)}"),
             contrast_limits=(-0.5, 0.5),
             visible=False,
-            **common,
+            **self._common,
         )
-        self.folding = viewer.add_image(
-            np.zeros(shape, np.uint8),
-            name=f"{prefix} folding",
+
+    def _add_folding(self) -> None:
+        self.folding = self.viewer.add_image(
+            self.folding_data,
+            name=f"{self.prefix} folding",
             colormap="red",
             contrast_limits=(0, 1),
             blending="additive",
-            **common,
+            **self._common,
         )
-        self.vectors = viewer.add_vectors(
+
+    def _add_vectors(self) -> None:
+        self.vectors = self.viewer.add_vectors(
             np.zeros((0, 2, 3), np.float32),
-            name=f"{prefix} displacement",
+            name=f"{self.prefix} displacement",
             edge_color="yellow",
             edge_width=0.4,
             length=1.0,
             vector_style="arrow",
-            **common,
+            **self._common,
         )
-        self.grid = viewer.add_shapes(
-            ndim=3, name=f"{prefix} deformed grid", edge_color="cyan", edge_width=0.3, **common
+
+    def _add_grid(self) -> None:
+        self.grid = self.viewer.add_shapes(
+            ndim=3,
+            name=f"{self.prefix} deformed grid",
+            edge_color="cyan",
+            edge_width=0.3,
+            **self._common,
         )
-        self.propagated = None
-        if class_name is not None:
-            self.propagated = viewer.add_labels(
-                np.zeros(shape, np.uint8), name=f"{prefix} {class_name} (propagated)", **common
-            )
-            self.propagated.contour = 1
+
+    def _add_propagated(self) -> None:
+        self.propagated = self.viewer.add_labels(
+            self.propagated_data,
+            name=f"{self.prefix} {self.class_name} (propagated)",
+            **self._common,
+        )
+        self.propagated.contour = 1
 
     def names(self) -> list[str]:
         """Names of the layers this run may own (existing ones are replaced)."""
@@ -141,29 +211,36 @@ class DebugLayers:
         ]
 
     def update(self, chunk: DiagnosticsChunk, masks: np.ndarray | None = None) -> None:
-        """Write one chunk's frames into the layers."""
+        """Write one chunk's frames into the layers (those added so far are redrawn)."""
         ts = chunk.frames
         self.fields[ts] = chunk.fields
         self.done[ts] = True
-        self.det.data[ts] = det_display(chunk.det, self.log_scale)
-        self.folding.data[ts] = (chunk.det <= 0).astype(np.uint8)
-        self.difference.data[ts] = chunk.difference
-        if masks is not None and self.propagated is not None:
-            self.propagated.data[ts] = masks.astype(np.uint8)
-            self.propagated.refresh()
-        for i, t in enumerate(ts):
-            self._vectors[int(t)] = displacement_vectors(
-                chunk.fields[i], self.vector_step, frame_index=[int(t)]
-            )
-        self.vectors.data = np.concatenate([self._vectors[t] for t in sorted(self._vectors)])
-        for layer in (self.det, self.folding, self.difference):
-            layer.refresh()
+        self.det_data[ts] = det_display(chunk.det, self.log_scale)
+        self.folding_data[ts] = (chunk.det <= 0).astype(np.uint8)
+        self.difference_data[ts] = chunk.difference
+        if masks is not None and self.propagated_data is not None:
+            self.propagated_data[ts] = masks.astype(np.uint8)
+        # napari re-slices the arrays when the slider moves: a refresh is needed only when
+        # the shown frame changed (each one also redraws the layer list's thumbnails, and
+        # refreshing every chunk held the GUI thread for 0.1-0.7 s at a time)
+        if int(self.viewer.dims.current_step[0]) not in set(ts.tolist()):
+            return
+        for layer in (self.det, self.folding, self.difference, self.propagated):
+            if layer is not None:
+                layer.refresh()
 
-    def show_grid(self, frame: int) -> None:
-        """Draw the deformed grid of ``frame`` (only computed frames have one)."""
+    def show_frame(self, frame: int) -> None:
+        """Draw the displacement vectors and the deformed grid of ``frame`` (only computed
+        frames have them; other frames show none)."""
+        if self.vectors is None or self.grid is None:
+            return
         if not 0 <= frame < self.done.size or not self.done[frame]:
+            self.vectors.data = np.zeros((0, 2, 3), np.float32)
             self.grid.data = []
             return
+        self.vectors.data = displacement_vectors(
+            self.fields[frame], self.vector_step, frame_index=[frame]
+        )
         lines = deformed_grid_lines(self.fields[frame], self.grid_step)
         paths = [np.column_stack([np.full(len(line), frame), line]) for line in lines]
         self.grid.data = []

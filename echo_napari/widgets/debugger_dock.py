@@ -4,7 +4,11 @@ difference and propagated-class layers plus per-frame plots linked to the time s
 
 Computation runs in a napari ``thread_worker`` that yields one chunk of frames at a time
 (:func:`echo_napari.registration.diagnostics.diagnostics_chunks`); each chunk is shown as
-it arrives and Cancel stops at the next chunk. The registration core imports torch
+it arrives and Cancel stops at the next chunk. Frames longer than
+:data:`~echo_napari.registration.working_grid.WORK_SIDE_PX` are registered and shown on a
+grid that long, as Propagate registers them (the fields come from a network run on a
+~128-pixel square, so nothing is lost): a 150-frame 600 × 800 scanner clip's layers then
+hold 0.3 GB instead of 3.4 GB. The registration core imports torch
 (~1.2 s), so the dock opens without it and imports it in the background
 (:class:`~echo_napari.widgets.job_cores.CoreGate`): the backends and Compute are enabled
 then.
@@ -18,6 +22,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -95,15 +100,20 @@ def run_diagnostics(
     keyframe_labels: np.ndarray | None,
     label_class: int,
     cancel: threading.Event,
+    grid: tuple[int, int] | None = None,
 ) -> Iterator[tuple[str, DiagnosticsChunk, np.ndarray | None]]:
     """Worker body: yields (tag, chunk, propagated class masks or None) per chunk.
 
     ``frames`` is the image layer's data, numpy or lazy (dask), read here off the GUI
-    thread (divided by 255 when it holds 8-bit values)."""
+    thread (divided by 255 when it holds 8-bit values); with ``grid`` (h, w) they are
+    registered resized to it (``keyframe_labels`` already on it)."""
     from echo_napari.io.frame_source import unit_grey_frames
     from echo_napari.registration.diagnostics import diagnostics_chunks, propagated_class_masks
+    from echo_napari.registration.working_grid import frames_on_grid
 
     frames = unit_grey_frames(frames)
+    if grid is not None:
+        frames = frames_on_grid(frames, grid)
 
     for tag, make_backend in runs:
         backend = make_backend()
@@ -129,6 +139,11 @@ class DebuggerDock(WaitsForCores, QWidget):
         self._cancel = threading.Event()
         self._frames_total = 0
         self._frames_done = 0
+        self._grid: tuple[int, int] | None = None  # (h, w) of the last run's grid, if any
+        # adds the runs' layers one per event-loop turn (:meth:`DebugLayers.add_next_layer`)
+        self._layers_timer = QTimer(self)
+        self._layers_timer.setInterval(0)
+        self._layers_timer.timeout.connect(self._add_next_layer)
 
         self.image_combo = QComboBox()
         self.labels_combo = QComboBox()
@@ -167,6 +182,11 @@ class DebuggerDock(WaitsForCores, QWidget):
         steps.addWidget(QLabel("grid every"))
         steps.addWidget(self.grid_step)
         form.addRow("Pixels", steps)
+        for spin in (self.vector_step, self.grid_step):
+            spin.setToolTip(
+                "Pixels of the frames; frames longer than 320 pixels are registered and "
+                "shown on a 320-pixel grid, whose pixels these are then"
+            )
         form.addRow("", self.log_check)
 
         self.compute_button = QPushButton("Compute")
@@ -222,7 +242,7 @@ class DebuggerDock(WaitsForCores, QWidget):
     def _refresh_layers(self, event: Any = None) -> None:
         from napari.layers import Image, Labels
 
-        owned = {ly.name for run in self.runs.values() for ly in _run_layers(run)}
+        owned = {ly.name for run in self.runs.values() for ly in run.layers()}
         for combo, kind in ((self.image_combo, Image), (self.labels_combo, Labels)):
             current = combo.currentText()
             combo.blockSignals(True)
@@ -260,6 +280,11 @@ class DebuggerDock(WaitsForCores, QWidget):
         """Start the worker for the chosen pairs and backends."""
         from napari.qt.threading import create_worker
 
+        from echo_napari.registration.working_grid import (
+            grid_spacing,
+            labels_on_grid,
+            working_shape,
+        )
         from echo_napari.widgets.debug_layers import DebugLayers
 
         if self.worker is not None:
@@ -269,6 +294,12 @@ class DebuggerDock(WaitsForCores, QWidget):
             notify_error("Pick a (T, H, W) image layer with at least 2 frames")
             return
         frames = layer.data  # read in the worker: a lazy cine would decode here
+        t = frames.shape[0]
+        grid = working_shape(tuple(frames.shape[1:]))
+        shape, scale = (t, *frames.shape[1:]), tuple(layer.scale)
+        if grid is not None:
+            spacing = grid_spacing(tuple(frames.shape[1:]), grid)
+            shape, scale = (t, *grid), (scale[0], scale[1] * spacing[0], scale[2] * spacing[1])
         mode = MODES[self.mode_combo.currentText()]
         keyframe = self.keyframe_spin.value()
         only = [self.current_frame()] if self.scope_combo.currentText() == SCOPES[1] else None
@@ -282,6 +313,8 @@ class DebuggerDock(WaitsForCores, QWidget):
             if not (keyframe_labels == label_class).any():
                 notify_error(f"Keyframe {keyframe} has no {class_name} pixels to propagate")
                 return
+            if grid is not None:
+                keyframe_labels = labels_on_grid(keyframe_labels, grid)
         chosen = [("A", self.backend_a), ("B", self.backend_b)]
         runs = [(tag, combo.currentText(), combo.currentData()) for tag, combo in chosen]
         runs = [r for r in runs if r[2] is not None]
@@ -290,25 +323,32 @@ class DebuggerDock(WaitsForCores, QWidget):
             return
         self._clear_runs()
         self.plots.clear()
-        t = frames.shape[0]
         for tag, label, _ in runs:
             prefix = f"dbg {tag} {label}"
             self.runs[tag] = DebugLayers(
                 self.viewer,
                 prefix,
-                frames.shape,
-                tuple(layer.scale),
+                shape,
+                scale,
                 log_scale=self.log_check.isChecked(),
                 vector_step=self.vector_step.value(),
                 grid_step=self.grid_step.value(),
                 class_name=class_name,
                 units=tuple(str(u) for u in layer.units),
+                translate=tuple(layer.translate),
             )
             self.plots.start_series(tag, label, t)
+        # The first layer is added in this same call as the removal of the last run's: with
+        # napari 0.9 (vispy 0.17, Mesa), removing layers, letting the canvas paint and then
+        # adding one crashed the process (a segfault in glDrawArrays); an add before that
+        # first paint does not.
+        self._add_next_layer()
         self.viewer.layers.selection.active = layer
+        self._layers_timer.start()
         factory = self.backend_factory
         jobs = [(tag, (lambda key=key: factory(key))) for tag, _, key in runs]
         self._cancel = threading.Event()
+        self._grid = grid
         self._frames_total = len(runs) * (t if only is None else 1)
         self._frames_done = 0
         self.worker = create_worker(
@@ -321,6 +361,7 @@ class DebuggerDock(WaitsForCores, QWidget):
             keyframe_labels,
             label_class,
             self._cancel,
+            grid,
             _start_thread=False,
             _ignore_errors=True,
         )
@@ -335,7 +376,9 @@ class DebuggerDock(WaitsForCores, QWidget):
             progress_bar=self.progress_bar,
             total=self._frames_total,
             status_label=self.status_label,
-            text="Registering…",
+            text="Registering…"
+            if grid is None
+            else f"Registering on a {grid[1]} × {grid[0]} grid…",
             start_button=self.compute_button,
             cancel_button=self.cancel_button,
         )
@@ -347,8 +390,9 @@ class DebuggerDock(WaitsForCores, QWidget):
             self.status_label.setText("Cancelling…")
 
     def _clear_runs(self) -> None:
+        self._layers_timer.stop()
         for run in self.runs.values():
-            for ly in _run_layers(run):
+            for ly in run.layers():
                 if ly in self.viewer.layers:
                     self.viewer.layers.remove(ly)
         self.runs.clear()
@@ -369,10 +413,28 @@ class DebuggerDock(WaitsForCores, QWidget):
         series.box[ts] = chunk.box
         self.plots.redraw(tag)
         if self.current_frame() in set(ts.tolist()):
-            run.show_grid(self.current_frame())
+            run.show_frame(self.current_frame())
         self._frames_done += ts.size
         self.progress_bar.setValue(self._frames_done)
         self.status_label.setText(f"{self._frames_done}/{self._frames_total} frames")
+
+    def _add_next_layer(self) -> None:
+        """Add one more layer of the runs; once all are in, draw the current frame's
+        vectors and grid, and stop."""
+        for run in self.runs.values():
+            if not run.complete:
+                run.add_next_layer()
+                if run.complete:
+                    run.show_frame(self.current_frame())
+                return
+        self._layers_timer.stop()
+
+    def _add_all_layers(self) -> None:
+        self._layers_timer.stop()
+        for run in self.runs.values():
+            if not run.complete:
+                run.add_all_layers()
+                run.show_frame(self.current_frame())
 
     def _on_errored(self, error: BaseException) -> None:
         message = error_message(error)
@@ -380,6 +442,7 @@ class DebuggerDock(WaitsForCores, QWidget):
         show_job_failure(self.status_label, "Registration debugger", message)
 
     def _on_finished(self) -> None:
+        self._add_all_layers()  # a quick run (one frame) may end before they were added
         self.worker = None
         self.compute_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
@@ -394,14 +457,15 @@ class DebuggerDock(WaitsForCores, QWidget):
                     f"{tag}: folding {np.nanmean(series.folding):.3f} %, "
                     f"NCC {np.nanmean(series.ncc_before):.3f} → {np.nanmean(series.ncc_after):.3f}"
                 )
-            self.status_label.setText("Done. " + "; ".join(summary))
+            where = "" if self._grid is None else f" (on a {self._grid[1]} × {self._grid[0]} grid)"
+            self.status_label.setText(f"Done{where}. " + "; ".join(summary))
 
     # -- time slider link ------------------------------------------------------------------
     def _on_step(self, event: Any = None) -> None:
         frame = self.current_frame()
         self.plots.set_frame(frame)
         for run in self.runs.values():
-            run.show_grid(frame)
+            run.show_frame(frame)
 
     def _go_to_frame(self, frame: int) -> None:
         layer = self._image_layer()
@@ -409,8 +473,3 @@ class DebuggerDock(WaitsForCores, QWidget):
             return
         frame = int(np.clip(frame, 0, layer.data.shape[0] - 1))
         self.viewer.dims.set_current_step(0, frame)
-
-
-def _run_layers(run: DebugLayers) -> list[Any]:
-    layers = [run.det, run.difference, run.folding, run.vectors, run.grid]
-    return layers + ([run.propagated] if run.propagated is not None else [])
