@@ -211,8 +211,8 @@ def test_large_frames_are_registered_and_shown_on_the_working_grid(make_napari_v
 
 def test_computing_again_while_the_canvas_paints(make_napari_viewer, qtbot):
     """The last run's layers are removed and the next run's added while the canvas paints
-    between chunks (napari 0.9 crashed when a paint came between removing layers and adding
-    the next one)."""
+    between chunks (on Mesa's software OpenGL napari crashed when a paint came between
+    removing layers and adding the next one)."""
     viewer = make_napari_viewer(show=True)
     sequence = make_sequence(n_frames=T, size=SIZE)
     viewer.add_image(sequence.frames_array(), name="echo")

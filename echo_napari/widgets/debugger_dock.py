@@ -338,10 +338,10 @@ class DebuggerDock(WaitsForCores, QWidget):
                 translate=tuple(layer.translate),
             )
             self.plots.start_series(tag, label, t)
-        # The first layer is added in this same call as the removal of the last run's: with
-        # napari 0.9 (vispy 0.17, Mesa), removing layers, letting the canvas paint and then
-        # adding one crashed the process (a segfault in glDrawArrays); an add before that
-        # first paint does not.
+        # The first layer is added in this same call as the removal of the last run's: on
+        # Mesa's software OpenGL (Xvfb; napari 0.6 and 0.9 alike) removing two layers,
+        # letting the canvas paint and then adding one crashed the process (a segfault in
+        # glDrawArrays); an add before that first paint does not.
         self._add_next_layer()
         self.viewer.layers.selection.active = layer
         self._layers_timer.start()
