@@ -56,7 +56,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
-from scipy.spatial import ConvexHull, QhullError
 
 from echo_napari.errors import SequenceError
 from echo_napari.metrics_jumps import flipped_frames
@@ -187,6 +186,10 @@ def row_extremes(mask: np.ndarray) -> np.ndarray:
 def _solidity(mask: np.ndarray) -> float:
     """Pixel area / area of the convex hull of the pixel squares (1 for a filled convex
     region, up to discretisation)."""
+    # Imported on first use: scipy.spatial takes ~50 ms to import, and the review dock
+    # imports this module as it opens, on the GUI thread.
+    from scipy.spatial import ConvexHull, QhullError
+
     points = row_extremes(mask)
     corners = (points[:, None, :] + _CORNERS[None]).reshape(-1, 2)
     try:
