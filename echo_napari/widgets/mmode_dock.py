@@ -12,6 +12,7 @@ user version of the band network on them and re-segments with it. Numerics live 
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -76,6 +77,9 @@ class MModeDock(WaitsForCores, QWidget):
             lambda message: notify_error(f"M-mode: {message}"),
         )
         self._worker = None
+        # line layers whose data events reach this dock (a layer attribute would be private
+        # attribute access on a napari object, deprecated for plugins since napari 0.9)
+        self._connected_lines: weakref.WeakSet = weakref.WeakSet()
         #: (upper, lower) (N,) row traces after editing; the band they enclose
         self.edited: tuple[np.ndarray, np.ndarray] | None = None
         self.edited_band: np.ndarray | None = None
@@ -212,9 +216,9 @@ class MModeDock(WaitsForCores, QWidget):
                 combo.setCurrentIndex(1)
             combo.blockSignals(False)
         line_layer = self._line_layer(create=False)
-        if line_layer is not None and not getattr(line_layer, "_mmode_connected", False):
+        if line_layer is not None and line_layer not in self._connected_lines:
             line_layer.events.data.connect(self._on_line_changed)
-            line_layer._mmode_connected = True
+            self._connected_lines.add(line_layer)
 
     def _image_layer(self):
         name = self.image_combo.currentText()
@@ -237,7 +241,7 @@ class MModeDock(WaitsForCores, QWidget):
             name=LINE_LAYER, ndim=2, scale=scale, edge_color="yellow", edge_width=1.5
         )
         layer.events.data.connect(self._on_line_changed)
-        layer._mmode_connected = True
+        self._connected_lines.add(layer)
         return layer
 
     def sequence(self, then: Callable[[], None] = lambda: None) -> EchoSequence | None:
