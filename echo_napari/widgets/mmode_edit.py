@@ -114,13 +114,16 @@ class TraceEditor:
         # reset_view would also fit the hidden B-mode layers, and napari 0.9's
         # fit_to_view(layers=[host]) fails for a 2D layer in a 3D world: fit by hand.
         (y0, x0), (y1, x1) = np.asarray(host.extent.world)[:, -2:]
-        self.viewer.camera.center = (0.5 * (y0 + y1), 0.5 * (x0 + x1))
+        # napari 0.9 moved the camera to viewer.scene (viewer.camera is deprecated there)
+        scene = getattr(self.viewer, "scene", None)
+        camera = scene.camera if scene is not None else self.viewer.camera
+        camera.center = (0.5 * (y0 + y1), 0.5 * (x0 + x1))
         try:
             canvas = np.asarray(self.viewer.canvas.viewbox_size(self.viewer.layers), float)
         except (AttributeError, TypeError, ValueError):
             return
         if y1 > y0 and x1 > x0 and canvas.size == 2:
-            self.viewer.camera.zoom = 0.95 * float(np.min(canvas / [y1 - y0, x1 - x0]))
+            camera.zoom = 0.95 * float(np.min(canvas / [y1 - y0, x1 - x0]))
 
     def traces(self) -> tuple[np.ndarray, np.ndarray]:
         """(upper, lower) (N,) float64 row traces from the current paths."""
