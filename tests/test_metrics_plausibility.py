@@ -269,3 +269,35 @@ def test_the_long_axis_is_that_of_the_pixel_coordinates_covariance():
         largest = np.linalg.eigvalsh(np.cov(np.stack([rows, cols]).astype(float)))[-1]
         assert long_axis_px(mask) == pytest.approx(4 * np.sqrt(max(largest, 0.0)), rel=1e-9)
     assert long_axis_px(np.zeros((5, 5), bool)) == 0.0
+
+
+def test_large_frames_are_judged_on_the_check_grid_as_small_ones_are():
+    """A heart drawn at 5× the size (a scanner's screen) is measured on its labels shrunk to
+    CHECK_SIDE_PX: the same verdicts as on the small frames, where the checks' pixel
+    thresholds were chosen (the atrium-enclosed reach is 2 pixels there)."""
+    from echo_napari.metrics_plausibility import (
+        CHECK_SIDE_PX,
+        check_grid,
+        long_axis_px,
+        shape_features,
+    )
+
+    small = _heart(size=64)
+    small[4][small[4] == 1] = 2  # a collapsed frame
+    lv = small[6] == 1
+    cols = np.arange(64)
+    small[6][lv & (np.arange(64)[:, None] < 30) & (np.abs(cols - 32) < 3)] = 2  # notched
+    big = np.repeat(np.repeat(small, 5, axis=1), 5, axis=2)  # 320 × 320
+    assert check_grid(small) is small
+    grid = check_grid(big)
+    assert grid.shape == (small.shape[0], CHECK_SIDE_PX, CHECK_SIDE_PX)
+    assert set(np.unique(grid)) == set(np.unique(big))
+    on_small, on_big = frame_plausibility(small), frame_plausibility(big)
+    np.testing.assert_array_equal(on_big.score >= 0.5, on_small.score >= 0.5)
+    assert (on_small.score >= 0.5).tolist()[4] and (on_small.score >= 0.5).tolist()[6]
+    np.testing.assert_allclose(on_big.score, on_small.score, atol=0.15)
+    # pixel measures are the grid's: 2.5 grid pixels per small-frame pixel
+    features = shape_features(big)
+    np.testing.assert_allclose(
+        features.lv_length[0], 2.5 * long_axis_px(small[0] == 1), rtol=0.03
+    )
