@@ -298,6 +298,4 @@ def test_large_frames_are_judged_on_the_check_grid_as_small_ones_are():
     np.testing.assert_allclose(on_big.score, on_small.score, atol=0.15)
     # pixel measures are the grid's: 2.5 grid pixels per small-frame pixel
     features = shape_features(big)
-    np.testing.assert_allclose(
-        features.lv_length[0], 2.5 * long_axis_px(small[0] == 1), rtol=0.03
-    )
+    np.testing.assert_allclose(features.lv_length[0], 2.5 * long_axis_px(small[0] == 1), rtol=0.03)
