@@ -304,7 +304,7 @@ class ReviewSession:
     def _refresh_disagreement(self, idx: np.ndarray) -> None:
         if self.second_source is not None and idx.size:
             self.second_source.disagreement[idx] = label_disagreement(
-                self.labels[idx], self.second_source.labels[idx]
+                self.labels, self.second_source.labels, frames=idx
             )
 
     # -- keyframes and phases -----------------------------------------------------------

@@ -19,7 +19,10 @@ DISAGREEMENT_GRID_PX = 256
 
 
 def label_disagreement(
-    a: np.ndarray, b: np.ndarray, classes: tuple[int, ...] = (1, 2, 3)
+    a: np.ndarray,
+    b: np.ndarray,
+    classes: tuple[int, ...] = (1, 2, 3),
+    frames: np.ndarray | None = None,
 ) -> np.ndarray:
     """Per-frame disagreement 1 − mean Dice over the classes present in either array.
 
@@ -30,15 +33,19 @@ def label_disagreement(
     Parameters
     ----------
     a, b : (N, H, W) uint8 label stacks
+    frames : (M,) int, compare only these frames of ``a`` and ``b`` (gathered already
+        subsampled: copying 150 whole frames of 600 × 800 first cost ~0.17 s); None: all
 
     Returns
     -------
-    (N,) float64 in [0, 1]; 0 where neither has any of ``classes``.
+    (N,) float64 in [0, 1] (or (M,) with ``frames``); 0 where neither has any of
+    ``classes``.
     """
-    n = a.shape[0]
     step = max(1, max(a.shape[1:], default=1) // DISAGREEMENT_GRID_PX)
-    a = a[:, ::step, ::step].reshape(n, -1)
-    b = b[:, ::step, ::step].reshape(n, -1)
+    rows = slice(None) if frames is None else np.asarray(frames, dtype=np.intp)
+    a, b = a[rows, ::step, ::step], b[rows, ::step, ::step]
+    n = a.shape[0]
+    a, b = a.reshape(n, -1), b.reshape(n, -1)
     dice_sum = np.zeros(n)
     present = np.zeros(n)
     for c in classes:

@@ -301,6 +301,10 @@ def test_disagreement_of_large_frames_is_taken_on_a_subsampled_grid(monkeypatch)
     full = label_disagreement(a, b)
     assert full[0] > 0.03 and full[1] == 0.0
     np.testing.assert_allclose(fast, full, atol=0.01)
+    # some frames only: the same as comparing those frames' stacks
+    monkeypatch.undo()
+    np.testing.assert_array_equal(label_disagreement(a, b, frames=np.array([1])), fast[1:])
+    np.testing.assert_array_equal(label_disagreement(a, b, frames=[1, 0]), fast[::-1])
 
 
 def test_phase_detection_passes_over_a_beat_shorter_than_a_systole():
