@@ -81,3 +81,21 @@ def test_the_coarse_lv_grid_comes_back_from_the_memo():
     found, hits = memo.features(labels)
     assert hits == 3
     np.testing.assert_array_equal(found.lv_grid, shape_features(labels).lv_grid)
+
+
+def test_digests_of_large_frames_cover_what_the_features_are_computed_from():
+    """Large frames are measured on the checks' grid: a frame differing only where the
+    grid does not sample has the same features, and the same digest; having any label at
+    all is part of it."""
+    from echo_napari.metrics_plausibility import check_grid
+
+    a = np.zeros((3, 400, 500), np.uint8)
+    a[:, 100:300, 150:350] = 1
+    a[2] = 0
+    b = a.copy()
+    b[0, 0, 0] = 3  # not under any grid pixel's centre (the grid starts at 1.5 px)
+    b[2, 0, 0] = 3  # … but the frame now has a label
+    assert (check_grid(b)[0] == check_grid(a)[0]).all()
+    da, db = frame_digests(a), frame_digests(b)
+    assert da[0] == db[0] and da[1] == db[1] and da[2] != db[2]
+    _assert_same(shape_features(b[:1]), shape_features(a[:1]))
