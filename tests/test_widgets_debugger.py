@@ -226,3 +226,13 @@ def test_computing_again_while_the_canvas_paints(make_napari_viewer, qtbot):
         qtbot.wait(200)  # the canvas paints the run's layers
     assert sum(ly.name.startswith("dbg A") for ly in viewer.layers) == 5
     assert widget.runs["A"].done.all()
+
+
+def test_labels_of_another_frame_size_are_refused_with_a_message(dock, qtbot):
+    viewer, widget = dock
+    viewer.add_labels(np.ones((T, SIZE + 8, SIZE), np.uint8), name="other labels")
+    widget.mode_combo.setCurrentIndex(1)  # keyframe → t
+    widget.labels_combo.setCurrentText("other labels")
+    widget.class_combo.setCurrentIndex(1)  # LV cavity
+    widget.compute_button.click()
+    assert widget.worker is None and not widget.runs

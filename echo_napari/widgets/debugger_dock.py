@@ -307,8 +307,15 @@ class DebuggerDock(WaitsForCores, QWidget):
         keyframe_labels = None
         class_name = None
         if label_class and mode == "keyframe" and self.labels_combo.currentText():
-            labels = self.viewer.layers[self.labels_combo.currentText()].data
-            keyframe_labels = np.asarray(labels[keyframe], np.uint8)
+            labels_layer = self.viewer.layers[self.labels_combo.currentText()]
+            if tuple(labels_layer.data.shape[1:]) != tuple(frames.shape[1:]):
+                notify_error(
+                    f"Labels layer '{labels_layer.name}' has frames of "
+                    f"{tuple(labels_layer.data.shape[1:])} pixels, the echo layer "
+                    f"{tuple(frames.shape[1:])}: pick labels drawn on these frames"
+                )
+                return
+            keyframe_labels = np.asarray(labels_layer.data[keyframe], np.uint8)
             class_name = CLASS_NAMES[LabelClass(label_class)]
             if not (keyframe_labels == label_class).any():
                 notify_error(f"Keyframe {keyframe} has no {class_name} pixels to propagate")
