@@ -177,6 +177,21 @@ def _lateness_while(app, start, busy, probe_ms: int = 10) -> tuple[float, list[f
     return seconds, sorted(1e3 * x for x in lateness) or [0.0]
 
 
+def busy_until_done(owner, settle_s: float = 0.3):
+    """A ``busy()`` for :func:`_lateness_while`: True while ``owner.worker`` runs and
+    ``settle_s`` after it ended; returns it and the list the end time is appended to."""
+    ended: list[float] = []
+
+    def busy() -> bool:
+        if owner.worker is not None:
+            return True
+        if not ended:
+            ended.append(time.perf_counter())
+        return time.perf_counter() < ended[0] + settle_s
+
+    return busy, ended
+
+
 def event_loop_latency(viewer, dock, app, job: str = "propagate", probe_ms: int = 10):
     """Lateness of a 10 ms QTimer while the dock's ``job`` ("propagate" or "predict") runs
     in its worker and until 0.3 s after it ends, and the time its result handler takes."""
@@ -207,15 +222,7 @@ def event_loop_latency(viewer, dock, app, job: str = "propagate", probe_ms: int 
         handler_ms.append(1e3 * (time.perf_counter() - begin))
 
     panel._on_returned = timed_on_returned
-    ended: list[float] = []
-
-    def busy() -> bool:
-        if panel.worker is not None:
-            return True
-        if not ended:
-            ended.append(time.perf_counter())
-        return time.perf_counter() < ended[0] + 0.3
-
+    busy, ended = busy_until_done(panel)
     start = time.perf_counter()
     _, lateness_ms = _lateness_while(app, start_job, busy, probe_ms)
     job_s = ended[0] - start

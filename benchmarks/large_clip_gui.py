@@ -142,20 +142,13 @@ def part_accept() -> dict:
 
 def compute_once(dock, app) -> dict[str, float]:
     """The debugger's Compute: job seconds and the longest stall until 0.3 s after it."""
-    from gui_latency import _lateness_while
+    from gui_latency import _lateness_while, busy_until_done
 
-    ended: list[float] = []
-
-    def busy() -> bool:
-        if dock.worker is not None:
-            return True
-        if not ended:
-            ended.append(time.perf_counter())
-        return time.perf_counter() < ended[0] + 0.3
-
-    seconds, lateness = _lateness_while(app, dock.compute, busy)
+    busy, ended = busy_until_done(dock)
+    begin = time.perf_counter()
+    _, lateness = _lateness_while(app, dock.compute, busy)
     settle(app)
-    return {"job_s": seconds - 0.3, "max_ms": lateness[-1]}
+    return {"job_s": ended[0] - begin, "max_ms": lateness[-1]}
 
 
 def part_debugger(full_size_registration: bool) -> dict:
