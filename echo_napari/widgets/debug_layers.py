@@ -2,13 +2,14 @@
 overlay, displacement vectors, deformed grid, warped − fixed difference, propagated class.
 
 Arrays are allocated for the whole sequence when the run starts and filled chunk by chunk
-(:meth:`DebugLayers.update`), so the user sees each chunk as it arrives. The layers are
-added one per event-loop turn (:meth:`DebugLayers.add_next_layer`): napari takes ~60 ms
-to add each, and the five or six at once held the GUI thread ~0.35 s at Compute. The vectors and
-the deformed grid are drawn for the frame on the time slider only
+(:meth:`DebugLayers.update`), so the user sees each chunk as it arrives; the layers are
+redrawn only when a chunk holds the frame on the time slider. The layers are added one
+per event-loop turn (:meth:`DebugLayers.add_next_layer`): napari takes ~60 ms to add
+each, and the five or six at once held the GUI thread ~0.35 s at Compute. The vectors
+and the deformed grid are drawn for the frame on the time slider only
 (:meth:`DebugLayers.show_frame`): a Vectors layer holding every frame's vectors was
-re-sent whole with each chunk, and on a 150-frame 600 × 800 clip (2 million vectors) that
-held the GUI thread for seconds.
+re-sent whole with each chunk, and on a 150-frame 600 × 800 clip (2 million vectors)
+that held the GUI thread for seconds.
 """
 
 from __future__ import annotations
@@ -139,7 +140,7 @@ class DebugLayers:
         self.det = self.viewer.add_image(
             self.det_data,
             name=f"{self.prefix} log det J" if self.log_scale else f"{self.prefix} det J",
-            colormap=Colormap(DET_COLORS, name=f"echo det J {id(self)}"),
+            colormap=Colormap(DET_COLORS, name="echo det J"),
             contrast_limits=limits,
             **self._common,
         )
@@ -150,7 +151,7 @@ class DebugLayers:
         self.difference = self.viewer.add_image(
             self.difference_data,
             name=f"{self.prefix} warped − fixed",
-            colormap=Colormap(DET_COLORS, name=f"echo difference {id(self)}"),
+            colormap=Colormap(DET_COLORS, name="echo difference"),
             contrast_limits=(-0.5, 0.5),
             visible=False,
             **self._common,

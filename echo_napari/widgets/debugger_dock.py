@@ -7,8 +7,9 @@ Computation runs in a napari ``thread_worker`` that yields one chunk of frames a
 it arrives and Cancel stops at the next chunk. Frames longer than
 :data:`~echo_napari.registration.working_grid.WORK_SIDE_PX` are registered and shown on a
 grid that long, as Propagate registers them (the fields come from a network run on a
-~128-pixel square, so nothing is lost): a 150-frame 600 × 800 scanner clip's layers then
-hold 0.3 GB instead of 3.4 GB. The registration core imports torch
+~128-pixel square, so nothing is lost): on a 150-frame 600 × 800 scanner clip the
+process then peaks at 1.5 GB instead of 3.5 GB, and Compute takes ~2 s instead of ~5 s
+(``benchmarks/large_clip_gui.py``). The registration core imports torch
 (~1.2 s), so the dock opens without it and imports it in the background
 (:class:`~echo_napari.widgets.job_cores.CoreGate`): the backends and Compute are enabled
 then.
