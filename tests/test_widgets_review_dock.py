@@ -150,7 +150,8 @@ def test_image_without_labels_gets_an_empty_labels_layer(make_napari_viewer, qtb
     assert layer.data.shape == (6, 32, 32) and layer.data.dtype == np.uint8
     assert not layer.data.any()
     assert dock.session.area_unit == "px²"
-    assert "spacing unknown" in dock.info_label.text()
+    # the summary is written on the event loop's next turn (not part of opening the dock)
+    qtbot.waitUntil(lambda: "spacing unknown" in dock.info_label.text(), timeout=2000)
 
 
 def test_mismatched_labels_layer_is_refused_with_a_message(docked, qtbot):

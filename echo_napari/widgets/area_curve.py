@@ -234,7 +234,9 @@ class AreaCurveWidget(QWidget):
         self._draw_provenance()
         self._draw_keyframes()
         self._draw_phases()
-        self._draw_suspicion_now()
+        # On the next event-loop turn: the anatomical checks of every frame (the first time
+        # also scipy.spatial's import, ~50 ms) would otherwise add to the dock's opening.
+        self._draw_suspicion()
         self._draw_second_source()
 
     # -- drawing ----------------------------------------------------------------------

@@ -89,6 +89,10 @@ class ReviewDock(JobPanelsMixin, SessionDockMixin, QWidget):
         self._summary_timer.setSingleShot(True)
         self._summary_timer.setInterval(150)
         self._summary_timer.timeout.connect(self._update_info)
+        self._info_timer = QTimer(self)
+        self._info_timer.setSingleShot(True)
+        self._info_timer.setInterval(0)
+        self._info_timer.timeout.connect(self._update_info)
         # The clip's beat-by-beat EF (what the command line reports), in a worker.
         from echo_napari.widgets.beat_ef import BeatEFJob
 
@@ -429,7 +433,9 @@ class ReviewDock(JobPanelsMixin, SessionDockMixin, QWidget):
     def _on_sequence(self) -> None:
         self.beat_ef.reset()
         self._beats_stale = True
-        self._update_info()
+        # On the next event-loop turn, as the suspicion strip: the summary runs the
+        # anatomical checks of every frame, which would otherwise add to the dock's opening.
+        self._info_timer.start()
 
     def _clip_for_beats(self) -> Any:
         from echo_napari.sequence import LabelClass
