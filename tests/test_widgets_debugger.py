@@ -236,3 +236,31 @@ def test_labels_of_another_frame_size_are_refused_with_a_message(dock, qtbot):
     widget.class_combo.setCurrentIndex(1)  # LV cavity
     widget.compute_button.click()
     assert widget.worker is None and not widget.runs
+
+
+def test_computing_again_reuses_the_layers_and_keeps_the_users_choices(dock, qtbot):
+    viewer, widget = dock
+    widget.compute_button.click()
+    _wait(qtbot, widget)
+    first = widget.runs["A"]
+    ids = [id(ly) for ly in first.layers()]
+    first.det.visible = False  # the user's choices on the layers
+    first.grid.opacity = 0.3
+    widget.log_check.setChecked(True)
+    widget.compute_button.click()
+    _wait(qtbot, widget)
+    run = widget.runs["A"]
+    assert run is not first and [id(ly) for ly in run.layers()] == ids
+    assert not run.det.visible and run.grid.opacity == pytest.approx(0.3)
+    assert run.det.name.endswith("log det J") and tuple(run.det.contrast_limits) == (-1.0, 1.0)
+    det = det_independent(folding_field())
+    ok = det > np.exp(-1)
+    np.testing.assert_allclose(run.det.data[1][ok], np.log(det[ok]), atol=1e-5)
+    assert sum(ly.name.startswith("dbg A") for ly in viewer.layers) == 5
+    # another slot (backend B) or a propagated class: the last run's layers are replaced
+    widget.backend_b.setCurrentIndex(1)
+    widget.compute_button.click()
+    _wait(qtbot, widget)
+    assert id(widget.runs["A"].det) not in ids
+    assert sum(ly.name.startswith("dbg A") for ly in viewer.layers) == 5
+    assert sum(ly.name.startswith("dbg B") for ly in viewer.layers) == 5

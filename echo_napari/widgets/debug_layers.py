@@ -56,6 +56,10 @@ class DebugLayers:
         own, or larger where the run is on a coarser grid than the frames)
     units : the image layer's units (napari renders mixed units without them)
     translate : the image layer's translate (t, y, x), None for none
+    previous : the last run of this slot, all its layers added and with a propagated-class
+        layer exactly when this run has one: its layers are taken over (renamed, given
+        this run's arrays, scale and display range) instead of new ones added, so the
+        user's visibility, opacity and layer order stay and napari adds nothing
     log_scale : show log det J
     vector_step, grid_step : pixels between vectors / grid lines
     class_name : name of the propagated class, None for no class layer
@@ -73,6 +77,7 @@ class DebugLayers:
         class_name: str | None = None,
         units: tuple[str, ...] | None = None,
         translate: tuple[float, ...] | None = None,
+        previous: DebugLayers | None = None,
     ) -> None:
         self.viewer = viewer
         self.prefix = prefix
@@ -100,6 +105,10 @@ class DebugLayers:
         self.vectors: Any = None
         self.grid: Any = None
         self.propagated: Any = None
+        if previous is not None:
+            self._to_add: list = []
+            self._take_layers(previous)
+            return
         self._to_add = [
             self._add_det,
             self._add_difference,
@@ -110,6 +119,38 @@ class DebugLayers:
         for name in self.names():
             if name in viewer.layers:
                 viewer.layers.remove(name)
+
+    def _take_layers(self, previous: DebugLayers) -> None:
+        """Use ``previous``'s layers for this run (see ``previous`` in the class docstring)."""
+        if not previous.complete or (previous.propagated is None) != (self.class_name is None):
+            raise ValueError("the previous run's layers do not fit this run")
+        self.det, self.difference = previous.det, previous.difference
+        self.folding, self.vectors = previous.folding, previous.vectors
+        self.grid, self.propagated = previous.grid, previous.propagated
+        p = self.prefix
+        self.vectors.data = np.zeros((0, 2, 3), np.float32)
+        self.grid.data = []
+        for layer, name, data in (
+            (self.det, f"{p} log det J" if self.log_scale else f"{p} det J", self.det_data),
+            (self.difference, f"{p} warped − fixed", self.difference_data),
+            (self.folding, f"{p} folding", self.folding_data),
+            (self.vectors, f"{p} displacement", None),
+            (self.grid, f"{p} deformed grid", None),
+            (self.propagated, f"{p} {self.class_name} (propagated)", self.propagated_data),
+        ):
+            if layer is None:
+                continue
+            # each change redraws the layer (~7 ms): only what differs from the last run
+            for key, value in self._common.items():
+                if tuple(map(str, getattr(layer, key))) != tuple(map(str, value)):
+                    setattr(layer, key, value)
+            if data is not None:
+                layer.data = data
+            if layer.name != name:
+                layer.name = name
+        self.det.contrast_limits = (
+            (-LOG_RANGE, LOG_RANGE) if self.log_scale else (1 - DET_RANGE, 1 + DET_RANGE)
+        )
 
     # -- adding the layers -----------------------------------------------------------------
     @property

@@ -329,7 +329,19 @@ class DebuggerDock(WaitsForCores, QWidget):
         if not runs:
             notify_error("Pick a backend")
             return
-        self._clear_runs()
+        # Computing again with the same slots (and a propagated class or not as before)
+        # re-uses the layers: the user's choices on them stay, and nothing is removed and
+        # added again (see below). Otherwise the last run's layers go.
+        previous = dict(self.runs)
+        reuse = set(previous) == {tag for tag, _, _ in runs} and all(
+            run.complete and (run.propagated is None) == (class_name is None)
+            for run in previous.values()
+        )
+        if reuse:
+            self._layers_timer.stop()
+            self.runs.clear()
+        else:
+            self._clear_runs()
         self.plots.clear()
         for tag, label, _ in runs:
             prefix = f"dbg {tag} {label}"
@@ -344,6 +356,7 @@ class DebuggerDock(WaitsForCores, QWidget):
                 class_name=class_name,
                 units=tuple(str(u) for u in layer.units),
                 translate=tuple(layer.translate),
+                previous=previous[tag] if reuse else None,
             )
             self.plots.start_series(tag, label, t)
         # The first layer is added in this same call as the removal of the last run's: on
