@@ -341,17 +341,24 @@ def shape_features(labels: np.ndarray, min_pixels: int = 10) -> ShapeFeatures:
     labels = np.asarray(labels)
     if labels.ndim != 3:
         raise SequenceError(f"labels must be (T, H, W); got shape {labels.shape}")
-    n = labels.shape[0]
-    labelled = labels.reshape(n, -1).any(axis=1)
+    labelled = labels.reshape(labels.shape[0], -1).any(axis=1)
+    return grid_shape_features(check_grid(labels), labelled, min_pixels)
+
+
+def grid_shape_features(
+    grid: np.ndarray, labelled: np.ndarray, min_pixels: int = 10
+) -> ShapeFeatures:
+    """:func:`shape_features` from the labels already on :func:`check_grid` ((T, h, w)
+    uint8) and whether each frame has any label at its own size ((T,) bool)."""
+    n = grid.shape[0]
     if 0 < labelled.sum() < n:
         # Unlabelled frames have the blank features: a long clip with a few keyframes
         # (600 × 800 × 150 with 2) is then measured in ~30 ms instead of ~120 ms.
         features = ShapeFeatures.blank(n)
         index = np.flatnonzero(labelled)
-        features.update(index, shape_features(labels[index], min_pixels))
+        features.update(index, grid_shape_features(grid[index], labelled[index], min_pixels))
         return features
-    labels = check_grid(labels)
-    lv = labels == int(LabelClass.LV_CAVITY)
+    lv = grid == int(LabelClass.LV_CAVITY)
     features = ShapeFeatures.blank(n)
     features.labelled[:] = labelled
     features.lv_pixels[:] = lv.sum(axis=(1, 2))
@@ -360,7 +367,7 @@ def shape_features(labels: np.ndarray, min_pixels: int = 10) -> ShapeFeatures:
     for t in np.flatnonzero(features.lv_pixels >= min_pixels):
         features.solidity[t] = _solidity(lv[t])
         features.lv_length[t] = long_axis_px(lv[t])
-    la = labels == int(LabelClass.LA)
+    la = grid == int(LabelClass.LA)
     features.la_pixels[:] = la.sum(axis=(1, 2))
     features.la_direction[:], features.la_enclosed[:] = _atrium_from_masks(lv, la, min_pixels)
     return features

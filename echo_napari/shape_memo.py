@@ -19,7 +19,7 @@ from collections import OrderedDict
 import numpy as np
 
 from echo_napari.metrics_place import PLACE_GRID
-from echo_napari.metrics_plausibility import ShapeFeatures, check_grid, shape_features
+from echo_napari.metrics_plausibility import ShapeFeatures, check_grid, grid_shape_features
 
 #: Frames remembered (least recently used dropped first): ~200 bytes of features each
 #: (the coarse LV grid packed to bits).
@@ -30,11 +30,20 @@ def frame_digests(labels: np.ndarray) -> list[bytes]:
     """SHA-1 of each frame's shape, whether it has any label and its labels on the checks'
     grid (all its features depend on); ``labels`` (N, H, W) uint8."""
     labels = np.asarray(labels)
-    shape = repr(labels.shape[1:]).encode()
+    return _digests(labels.shape[1:], *_measured(labels))
+
+
+def _measured(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """What the features of (N, H, W) ``labels`` are computed from: whether each frame has
+    any label ((N,) bool) and the labels on the checks' grid ((N, h, w) uint8)."""
     labelled = labels.reshape(labels.shape[0], -1).any(axis=1)
-    grid = np.ascontiguousarray(check_grid(labels))
+    return labelled, np.ascontiguousarray(check_grid(labels))
+
+
+def _digests(shape: tuple[int, ...], labelled: np.ndarray, grid: np.ndarray) -> list[bytes]:
+    prefix = repr(tuple(shape)).encode()
     return [
-        hashlib.sha1(shape + (b"1" if flag else b"0") + memoryview(frame).cast("B")).digest()
+        hashlib.sha1(prefix + (b"1" if flag else b"0") + memoryview(frame).cast("B")).digest()
         for flag, frame in zip(labelled, grid, strict=True)
     ]
 
@@ -56,13 +65,15 @@ class ShapeMemo:
 
     def features(self, labels: np.ndarray) -> tuple[ShapeFeatures, int]:
         """Shape features of ``labels`` (N, H, W) uint8: remembered frames looked up, the
-        others computed (:func:`shape_features`) and remembered.
+        others computed (from the checks' grid made for the digests) and remembered.
 
         Returns
         -------
         (features of the N frames, how many were found in the memo)
         """
-        keys = frame_digests(labels)
+        labels = np.asarray(labels)
+        labelled, grid = _measured(labels)
+        keys = _digests(labels.shape[1:], labelled, grid)
         out = ShapeFeatures.blank(len(keys))
         missing = []
         for i, key in enumerate(keys):
@@ -81,7 +92,8 @@ class ShapeMemo:
             out.lv_length[i] = row[8]
         if missing:
             index = np.array(missing)
-            computed = shape_features(np.asarray(labels)[index])
+            # from the grid already made for the digests, not the frames again
+            computed = grid_shape_features(grid[index], labelled[index])
             out.update(index, computed)
             for j, i in enumerate(missing):
                 self._rows[keys[i]] = (

@@ -73,13 +73,13 @@ def test_write_labels_takes_shape_features_computed_by_the_job(echo_sequence, mo
     new = np.flip(session.labels[[4, 6]], axis=1).copy()  # LA above the LV
     features = shape_features(new)
     seen = []
-    original = memo_module.shape_features
+    original = memo_module.grid_shape_features
 
-    def counted(labels):
-        seen.append(len(labels))
-        return original(labels)
+    def counted(grid, labelled):
+        seen.append(len(grid))
+        return original(grid, labelled)
 
-    monkeypatch.setattr(memo_module, "shape_features", counted)
+    monkeypatch.setattr(memo_module, "grid_shape_features", counted)
     session.write_labels([4, 6], new, prov, shapes=features)
     session.suspicion_scores()
     assert seen == []  # nothing recomputed on the caller's (GUI) thread
@@ -104,7 +104,7 @@ def test_accepting_a_prediction_reuses_what_its_job_computed(echo_sequence, monk
     import echo_napari.shape_memo as memo_module
 
     for module, name in (
-        (memo_module, "shape_features"),
+        (memo_module, "grid_shape_features"),
         (review_module, "class_areas_mm2"),
         (review_module, "label_disagreement"),
     ):
@@ -270,11 +270,11 @@ def test_anatomical_checks_recompute_only_edited_frames(echo_sequence, monkeypat
     session = ReviewSession(echo_sequence)
     session.suspicion_scores()
     seen = []
-    original = memo_module.shape_features
+    original = memo_module.grid_shape_features
     monkeypatch.setattr(
         memo_module,
-        "shape_features",
-        lambda labels: seen.append(len(labels)) or original(labels),
+        "grid_shape_features",
+        lambda grid, labelled: seen.append(len(grid)) or original(grid, labelled),
     )
     session.labels[5] = np.flip(session.labels[5], axis=0).copy()
     session.labels_edited(5)

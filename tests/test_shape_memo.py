@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from conftest import make_sequence
 
-from echo_napari.metrics_plausibility import _FEATURES, shape_features
+from echo_napari.metrics_plausibility import _FEATURES, grid_shape_features, shape_features
 from echo_napari.review_session import ReviewSession
 from echo_napari.shape_memo import ShapeMemo, frame_digests
 
@@ -51,11 +51,11 @@ def test_undo_of_every_frame_finds_the_features_again(monkeypatch):
 
     computed = []
 
-    def counting(labels, *args, **kwargs):
-        computed.append(len(labels))
-        return shape_features(labels, *args, **kwargs)
+    def counting(grid, labelled, *args, **kwargs):
+        computed.append(len(grid))
+        return grid_shape_features(grid, labelled, *args, **kwargs)
 
-    monkeypatch.setattr(shape_memo, "shape_features", counting)
+    monkeypatch.setattr(shape_memo, "grid_shape_features", counting)
     seq = make_sequence(n_frames=16, size=40)
     session = ReviewSession(seq)
     session.suspicion_scores()  # the review scores every frame once

@@ -122,7 +122,7 @@ class DebugLayers:
 
     def _take_layers(self, previous: DebugLayers) -> None:
         """Use ``previous``'s layers for this run (see ``previous`` in the class docstring)."""
-        if not previous.complete or (previous.propagated is None) != (self.class_name is None):
+        if not previous.fits(self.class_name):
             raise ValueError("the previous run's layers do not fit this run")
         self.det, self.difference = previous.det, previous.difference
         self.folding, self.vectors = previous.folding, previous.vectors
@@ -151,6 +151,11 @@ class DebugLayers:
         self.det.contrast_limits = (
             (-LOG_RANGE, LOG_RANGE) if self.log_scale else (1 - DET_RANGE, 1 + DET_RANGE)
         )
+
+    def fits(self, class_name: str | None) -> bool:
+        """Whether a next run propagating ``class_name`` (None: none) can take over this
+        run's layers (``previous``): all added, and a class layer exactly when it has one."""
+        return self.complete and (self.propagated is None) == (class_name is None)
 
     # -- adding the layers -----------------------------------------------------------------
     @property

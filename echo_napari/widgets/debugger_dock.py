@@ -334,8 +334,7 @@ class DebuggerDock(WaitsForCores, QWidget):
         # added again (see below). Otherwise the last run's layers go.
         previous = dict(self.runs)
         reuse = set(previous) == {tag for tag, _, _ in runs} and all(
-            run.complete and (run.propagated is None) == (class_name is None)
-            for run in previous.values()
+            run.fits(class_name) for run in previous.values()
         )
         if reuse:
             self._layers_timer.stop()
