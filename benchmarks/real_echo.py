@@ -8,7 +8,9 @@ the predicted cavity; beats found on the smoothed volume curve, EF = mean over b
 :func:`echo_napari.metrics_ef.ef_by_beats`) and is compared with the FileList EF.
 Prints, per model, one row per video (ours — beat mean, ours — global max/min of the
 smoothed area curve as before, the network's own masks before the LV border refinement on
-the image (:mod:`echo_napari.segmentation.boundary`, part of ``predict_sequence``),
+the image (:mod:`echo_napari.segmentation.boundary`, part of ``predict_sequence``), the
+refined masks before the shape prior redraws them (``ef_unshaped``,
+:mod:`echo_napari.segmentation.shape_prior`, the last step of ``predict_sequence``),
 FileList, number of beats, frames left unlabelled because the model found no heart there
 (``no_view``: :func:`echo_napari.metrics_plausibility.view_lost_frames`), labelled frames
 whose LV border the network was unsure of (``unsure``:
@@ -48,6 +50,7 @@ from echo_napari.segmentation import load_model, predict_sequence
 from echo_napari.segmentation.boundary import refine_lv_boundary
 from echo_napari.segmentation.data import HELD_OUT_VIDEOS, _simulator
 from echo_napari.segmentation.evaluate import evaluate_arrays
+from echo_napari.segmentation.inference import redraw_with_shape_prior
 from echo_napari.sequence import LabelClass
 from echo_napari.uncertainty import count_unsure
 
@@ -151,8 +154,11 @@ def real_table(
     rows = []
     for stem, frames, reference in echonet_videos(npz):
         uncertainty: list[float] = []
-        network = predict_sequence(frames, model, clip_len, refine=False, uncertainty=uncertainty)
-        pred = refine_lv_boundary(frames, network)  # = predict_sequence(frames, model)
+        network = predict_sequence(
+            frames, model, clip_len, refine=False, shape_prior=False, uncertainty=uncertainty
+        )
+        unshaped = refine_lv_boundary(frames, network)
+        pred = redraw_with_shape_prior(unshaped)  # = predict_sequence(frames, model)
         result = ef_by_beats(pred)
         checks = frame_plausibility(pred)
         # frames left unlabelled because the model found no heart there (view lost)
@@ -173,6 +179,7 @@ def real_table(
                 "ef_beat_median": result.ef_median,
                 "ef_global": ef_global(pred),
                 "ef_network": ef_by_beats(network).ef,
+                "ef_unshaped": ef_by_beats(unshaped).ef,
                 "ef_filelist": reference,
                 "beats": len(result.beats),
                 "rejected": len(result.rejected),
@@ -181,6 +188,7 @@ def real_table(
                 "plausible_pct": 100.0 * checks.plausible_share(),
                 "plausible_all_pct": 100.0 * checks.plausible_share() * (1 - n_lost / len(pred)),
                 "plausible_network_pct": 100.0 * frame_plausibility(network).plausible_share(),
+                "plausible_unshaped_pct": 100.0 * frame_plausibility(unshaped).plausible_share(),
                 **extra,
             }
         )
@@ -288,7 +296,7 @@ def main() -> int:
         df = real_table(model, tiles, args.videos_npz, repair, args.clip_len, beat_dir)
         with pd.option_context("display.width", 200):
             print(df.to_string(index=False, **fmt))
-        columns = ("ef_ours", "ef_network", "ef_beat_median", "ef_global")
+        columns = ("ef_ours", "ef_network", "ef_unshaped", "ef_beat_median", "ef_global")
         for column in columns + (("ef_repaired",) if repair is not None else ()):
             parts = (
                 ("train-18", df[~df.held_out]),
@@ -301,13 +309,19 @@ def main() -> int:
                     f"{column:12s} {label:10s} n={s['n']:2d}: MAE {s['mae']:5.1f}  "
                     f"bias {s['bias']:+5.1f}  r {s['r']:+.2f}  no EF (LV lost): {s['no_ef']}"
                 )
-        shares = ("plausible_pct", "plausible_all_pct", "plausible_network_pct")
+        shares = (
+            "plausible_pct",
+            "plausible_all_pct",
+            "plausible_network_pct",
+            "plausible_unshaped_pct",
+        )
         if repair is not None:
             shares += ("plausible_repaired_pct",)
         titles = {
             "plausible_pct": "plausible",
             "plausible_all_pct": "  (of all)",
             "plausible_network_pct": "network  ",
+            "plausible_unshaped_pct": "no prior ",
             "plausible_repaired_pct": "repaired ",
         }
         lost = df[df.no_view > 0]

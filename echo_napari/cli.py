@@ -241,6 +241,12 @@ def build_parser() -> argparse.ArgumentParser:
         "border where the image shows it more sharply, then smoothed at constant area)",
     )
     predict.add_argument(
+        "--no-shape-prior",
+        action="store_true",
+        help="keep the shapes as drawn (default: each frame redrawn by the bundled shape "
+        "prior, the LV keeping its area)",
+    )
+    predict.add_argument(
         "--one-direction",
         action="store_true",
         help="run the network on the clip played forwards only, on overlapping windows "
@@ -451,6 +457,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         "device": args.device,
         "repair": args.repair,
         "refine": not args.no_refine,
+        "shape_prior": not args.no_shape_prior,
         "both_directions": not args.one_direction,
         "mirrored": args.mirrored,
     }

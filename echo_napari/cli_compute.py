@@ -141,6 +141,8 @@ def predict_one(item: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
     from echo_napari.metrics_plausibility import frame_plausibility
     from echo_napari.probe_side import probe_side_warning
     from echo_napari.segmentation import load_model, predict_sequence
+    from echo_napari.segmentation.inference import redraw_with_shape_prior
+    from echo_napari.segmentation.shape_prior import shaped_version
     from echo_napari.uncertainty import count_unsure, store_uncertainty
     from echo_napari.view_orientation import check_orientation_or_none
 
@@ -160,6 +162,7 @@ def predict_one(item: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
         frames,
         model,
         refine=False,
+        shape_prior=False,
         both_directions=both,
         frame_time_ms=seq.frame_time_ms,
         mirrored=bool(options.get("mirrored", False)),
@@ -180,6 +183,11 @@ def predict_one(item: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
         labels = refine_lv_boundary(frames, network, field_of_view=view)
         moved = int(moved_frames(network, labels).sum())
         version = refined_version(version)
+    # judged on the labels as drawn from the image: the prior must not hide it
+    probe_warning = probe_side_warning(labels, view)
+    if options.get("shape_prior", True):
+        labels = redraw_with_shape_prior(labels, view)
+        version = shaped_version(version)
     made = FrameProvenance(ProvenanceKind.PREDICTED, model.name, version)
     provenance = [made] * seq.n_frames
     repaired: list[int] = []
@@ -234,7 +242,7 @@ def predict_one(item: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
         "view_warning": (
             orientation.warning(bool(options.get("mirrored", False))) if orientation else ""
         ),
-        "probe_warning": probe_side_warning(labels, view),
+        "probe_warning": probe_warning,
         "output": dst,
     }
 

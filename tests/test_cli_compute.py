@@ -86,9 +86,13 @@ def test_predict_with_a_tiny_model(tmp_path, capsys):
     result = read_sequence(out / "clip.h5")
     assert result.labels.shape == (6, 32, 32) and result.labels.max() <= 3
     assert result.provenance[0].kind == ProvenanceKind.PREDICTED
-    assert result.provenance[0].version == "t1+refined"
+    assert result.provenance[0].version == "t1+refined+shape"
     header = capsys.readouterr().out.splitlines()[0]
     assert "ef" in header.split() and "plausible_pct" in header
+    plain = tmp_path / "plain"
+    args = ["predict", str(tmp_path / "clip.h5"), "-o", str(plain), "--model", model]
+    assert main([*args, "--no-shape-prior"]) == 0
+    assert read_sequence(plain / "clip.h5").provenance[0].version == "t1+refined"
 
 
 def test_predict_summary_reports_ef_and_plausibility(tmp_path):
@@ -150,15 +154,15 @@ def test_predict_refines_the_lv_border_unless_told_not_to(tmp_path, monkeypatch,
     )
     seq = EchoSequence(frames=np.repeat(frame[None], 4, axis=0), spacing=(0.5, 0.5))
     write_sequence(seq, tmp_path / "c.h5")
-    assert main(["predict", str(tmp_path / "c.h5"), "-o", str(tmp_path / "a")]) == 0
+    args = ["predict", str(tmp_path / "c.h5"), "--no-shape-prior"]  # the refinement alone
+    assert main([*args, "-o", str(tmp_path / "a")]) == 0
     assert "refined" in capsys.readouterr().out.splitlines()[0]
     refined = read_sequence(tmp_path / "a" / "c.h5").labels
     assert moved_frames(network, refined).tolist() == [0, 0, 1, 0]
     # the other frames are only smoothed: same area, a few border pixels
     for t in (0, 1, 3):
         assert ((refined[t] == 1) != (network[t] == 1)).sum() < 0.02 * (network[t] == 1).sum()
-    args = ["predict", str(tmp_path / "c.h5"), "-o", str(tmp_path / "b"), "--no-refine"]
-    assert main(args) == 0
+    assert main([*args, "-o", str(tmp_path / "b"), "--no-refine"]) == 0
     assert "refined" not in capsys.readouterr().out.splitlines()[0]
     np.testing.assert_array_equal(read_sequence(tmp_path / "b" / "c.h5").labels, network)
 
@@ -181,6 +185,7 @@ def test_predict_repair_redraws_the_implausible_frames(tmp_path, monkeypatch, ca
     write_sequence(seq.copy(labels=None), tmp_path / "s.h5")
     out = tmp_path / "o"
     args = ["predict", str(tmp_path / "s.h5"), "-o", str(out), "--repair", "--no-refine"]
+    args.append("--no-shape-prior")  # the frame the "model" drew upside down stays so
     assert main(args) == 0
     assert "repaired" in capsys.readouterr().out.splitlines()[0]
     result = read_sequence(out / "s.h5")
@@ -230,12 +235,13 @@ def test_train_seg_small_architecture(tmp_path):
     assert main(args) == 0
     out = tmp_path / "pred"
     assert main(["predict", str(data), "-o", str(out), "--model", f"{stem}.safetensors"]) == 0
-    # the provenance says which pipeline drew the labels: the model, then the refinement
-    assert read_sequence(out / "a.h5").provenance[0].version == "seg_small+refined"
+    # the provenance says which pipeline drew the labels: the model, the refinement, the
+    # shape prior
+    assert read_sequence(out / "a.h5").provenance[0].version == "seg_small+refined+shape"
     raw = tmp_path / "raw"
     args = ["predict", str(data), "-o", str(raw), "--model", f"{stem}.safetensors", "--no-refine"]
     assert main(args) == 0
-    assert read_sequence(raw / "a.h5").provenance[0].version == "seg_small"
+    assert read_sequence(raw / "a.h5").provenance[0].version == "seg_small+shape"
 
 
 def _tiny_seg_model(tmp_path):

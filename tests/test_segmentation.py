@@ -25,6 +25,7 @@ from echo_napari.segmentation import (
 )
 from echo_napari.segmentation.evaluate import mean_dice
 from echo_napari.segmentation.inference import blend_weights, window_starts
+from echo_napari.segmentation.shape_prior import n_batches
 from echo_napari.segmentation.training import frame_weights
 from echo_napari.segmentation.weights import load_model_file
 from echo_napari.sequence import LabelClass
@@ -114,8 +115,9 @@ def test_lazy_frames_and_progress():
     labels = predict_sequence(lazy, model, progress=lambda d, t: calls.append((d, t)))
     np.testing.assert_array_equal(labels, predict_sequence(frames, model))
     # every window forwards (0, 8, 12) and backwards (staggered: 0, 4, 12 of the clip's
-    # frames), then one report per 32 frames of the refinement
-    assert calls[-1][0] == calls[-1][1] == 2 * len(window_starts(20, 8, 0.0)) + 1
+    # frames), then one report per 32 frames of the refinement, one per batch of the prior
+    total = 2 * len(window_starts(20, 8, 0.0)) + 1 + n_batches(20)
+    assert calls[-1][0] == calls[-1][1] == total
     assert [done for done, _ in calls] == list(range(1, calls[-1][1] + 1))
 
 
@@ -421,8 +423,10 @@ def test_frames_with_no_heart_in_view_are_left_unlabelled(monkeypatch):
     truth[10:14, 4:6, 4:6] = LabelClass.LA  # the specks a model draws with the probe off
     onehot = (truth[:, None] == np.arange(4)[None, :, None, None]).astype(np.float32)
     monkeypatch.setattr(inference, "predict_probabilities", lambda *a, **k: onehot)
-    kept = predict_sequence(frames, tiny_model(), refine=False, clear_lost_view=False)
-    labels = predict_sequence(frames, tiny_model(), refine=False)
+    kept = predict_sequence(
+        frames, tiny_model(), refine=False, shape_prior=False, clear_lost_view=False
+    )
+    labels = predict_sequence(frames, tiny_model(), refine=False, shape_prior=False)
     assert (kept[10:14] > 0).any() and not labels[10:14].any()
     np.testing.assert_array_equal(
         np.delete(labels, range(10, 14), 0), np.delete(kept, range(10, 14), 0)

@@ -186,7 +186,12 @@ def test_run_prediction_counts_the_frames_the_refinement_moved(monkeypatch):
         network[t][cavity & ~ndimage.binary_erosion(cavity, iterations=3)] = 2
     monkeypatch.setattr(inference, "predict_sequence", lambda *a, **k: network.copy())
     stages = []
-    out = run_prediction(frames, lambda: None, progress=lambda stage, d, t: stages.append(stage))
+    out = run_prediction(
+        frames,
+        lambda: None,
+        progress=lambda stage, d, t: stages.append(stage),
+        shape_prior=False,  # the refinement alone
+    )
     labels, provenance = out.labels, out.provenance
     assert out.moved == 2 and provenance.kind is ProvenanceKind.PREDICTED
     assert out.notes == [] and out.cleaned == []  # an EchoNet-like clip, shown as it is
@@ -195,9 +200,14 @@ def test_run_prediction_counts_the_frames_the_refinement_moved(monkeypatch):
     area = (labels == 1).sum(axis=(1, 2))
     assert (area != (network == 1).sum(axis=(1, 2))).tolist() == [0, 1, 0, 0, 1, 0]
     assert stages[0] == "predicting" and stages[-1] == "refining the LV border"
-    plain = run_prediction(frames, lambda: None, refine=False)
+    plain = run_prediction(frames, lambda: None, refine=False, shape_prior=False)
     np.testing.assert_array_equal(plain.labels, network)
     assert plain.moved == 0 and not plain.provenance.version.endswith("+refined")
+    # the shape prior, last, keeps every frame's LV area (the network's here)
+    shaped = run_prediction(frames, lambda: None, refine=False)
+    assert shaped.provenance.version.endswith("+shape")
+    area = (shaped.labels == 1).sum(axis=(1, 2))
+    np.testing.assert_allclose(area, (network == 1).sum(axis=(1, 2)), rtol=0.02)
 
 
 def test_a_prediction_on_a_clip_without_labels_is_drawn_within_the_axis(make_napari_viewer, qtbot):

@@ -36,13 +36,14 @@ def read_network_files(path: str | Path, what: str) -> tuple[dict[str, Any], dic
     ModelError
         "PATH: cannot load the WHAT (reason)" when either file is missing or corrupt.
     """
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     path = Path(path)
     try:
         card = json.loads(path.with_suffix(".json").read_text())
         state = load_file(str(path.with_suffix(".safetensors")))
-    except (OSError, ValueError, TypeError) as exc:
+    except (OSError, ValueError, TypeError, SafetensorError) as exc:
         raise ModelError(f"{path}: cannot load the {what} ({exc})") from exc
     return card, state
 

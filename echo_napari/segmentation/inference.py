@@ -36,6 +36,8 @@ from echo_napari.segmentation.masks import (
     largest_component_per_frame,
 )
 from echo_napari.segmentation.mitral_plane import lv_beyond_mitral_plane
+from echo_napari.segmentation.prediction_notes import framing_notes, postprocess_notes
+from echo_napari.segmentation.shape_prior import apply_shape_prior_in_view, n_batches
 from echo_napari.segmentation.weights import SegmentationModel
 from echo_napari.segmentation.windows import (
     ONE_WAY_OVERLAP,
@@ -293,6 +295,31 @@ def postprocess_labels(labels: np.ndarray) -> np.ndarray:
     return out
 
 
+def redraw_with_shape_prior(
+    labels: np.ndarray,
+    field_of_view: FieldOfView | None = None,
+    progress: Progress | None = None,
+) -> np.ndarray:
+    """Every labelled frame redrawn by the bundled shape prior
+    (:func:`~echo_napari.segmentation.shape_prior.apply_shape_prior_in_view`: each
+    frame's LV cavity keeps its pixel count), then the largest component per class
+    (:func:`postprocess_labels`). The last step of :func:`predict_sequence`, for callers
+    that refine the LV border themselves.
+
+    Parameters
+    ----------
+    labels : (T, H, W) uint8
+    field_of_view : FieldOfView, optional
+        Of the frames; None: the frames are the EchoNet-like square already.
+    progress : callable(done, total), optional
+
+    Returns
+    -------
+    (T, H, W) uint8
+    """
+    return postprocess_labels(apply_shape_prior_in_view(labels, field_of_view, progress))
+
+
 def predict_sequence(
     frames: Any,
     model: SegmentationModel | None = None,
@@ -301,6 +328,7 @@ def predict_sequence(
     progress: Progress | None = None,
     postprocess: bool = True,
     refine: bool = True,
+    shape_prior: bool = True,
     clear_lost_view: bool = True,
     both_directions: bool = True,
     crop_to_sector: bool = True,
@@ -339,6 +367,13 @@ def predict_sequence(
         Move each frame's LV cavity border to the image's blood/wall border, after the
         background cut into it is filled
         (:func:`echo_napari.segmentation.boundary.refine_lv_boundary`).
+    shape_prior : bool
+        Last (after ``refine``), redraw every labelled frame as the bundled shape
+        prior's plausible heart, each frame's LV cavity keeping its pixel count
+        (:func:`~echo_napari.segmentation.shape_prior.apply_shape_prior`: notched apices,
+        ventricles running into the atrium and atria drawn apart go), then the largest
+        component per class again. On the 24 shared EchoNet videos plausible frames
+        97.8 → 98.9 %, EF MAE 7.66 → 7.87 (held out 7.15 → 6.83).
     clear_lost_view : bool
         Leave unlabelled the frames on which the model found no heart
         (:func:`echo_napari.metrics_plausibility.view_lost_frames`: probe off the chest, a
@@ -413,6 +448,7 @@ def predict_sequence(
         progress,
         postprocess,
         refine,
+        shape_prior,
         clear_lost_view,
         both_directions,
         frame_time_ms,
@@ -424,49 +460,6 @@ def predict_sequence(
     return view.paste(labels) if view is not None else labels
 
 
-def framing_notes(
-    frames: Any,
-    frame_time_ms: float | None = None,
-    mirrored: bool = False,
-    field_of_view: FieldOfView | None = None,
-) -> list[str]:
-    """How :func:`predict_sequence` shows this clip to the network, in words for a status
-    line ("the 448-pixel square around the imaging sector", "turned apex up", "resampled
-    from 30 to 50 frames/s", "mirrored back"); empty for an EchoNet-like clip.
-
-    Parameters
-    ----------
-    frames : (T, H, W) float32, numpy or lazy (dask) array
-    frame_time_ms, mirrored, field_of_view : as for :func:`predict_sequence`
-    """
-    notes = []
-    view = field_of_view if field_of_view is not None else find_field_of_view(frames)
-    if not view.is_whole and not view.crops_whole_frame:
-        notes.append(f"the {view.side}-pixel square around the imaging sector")
-    if view.apex_down:
-        notes.append("turned apex up (the clip shows the apex at the bottom)")
-    if int(frames.shape[0]) > 1 and needs_resampling(frame_time_ms):
-        notes.append(f"resampled from {1000.0 / frame_time_ms:.0f} to 50 frames/s")
-    if mirrored:
-        notes.append("mirrored back (LV on the left)")
-    return notes
-
-
-def postprocess_notes(tally: dict[str, int]) -> list[str]:
-    """The ``tally`` of :func:`predict_sequence` in words for a status line ("LV cut back
-    to the mitral plane on 12 frames"); steps that changed nothing are left out."""
-    words = (
-        ("cut_at_mitral_plane", "LV cut back to the mitral plane on {} frame{}"),
-        ("view_lost", "no heart found on {} frame{} (left unlabelled)"),
-        ("lv_displaced", "LV away from its place on {} frame{} (left unlabelled)"),
-    )
-    return [
-        text.format(tally[key], "" if tally[key] == 1 else "s")
-        for key, text in words
-        if tally.get(key)
-    ]
-
-
 def _segment(
     frames: Any,
     model: SegmentationModel,
@@ -475,6 +468,7 @@ def _segment(
     progress: Progress | None,
     postprocess: bool,
     refine: bool,
+    shape_prior: bool,
     clear_lost_view: bool,
     both_directions: bool,
     frame_time_ms: float | None,
@@ -497,7 +491,9 @@ def _segment(
     back_offset = backward_offset(n_network, length, overlap)
     windows = n_windows(n_network, length, overlap)
     back_windows = n_windows(n_network, length, overlap, back_offset) if both_directions else 0
-    total = windows + back_windows + (n_reports(n_frames) if refine else 0)
+    refine_reports = n_reports(n_frames) if refine else 0
+    prior_reports = n_batches(n_frames) if shape_prior else 0
+    total = windows + back_windows + refine_reports + prior_reports
 
     def report(done: int, stage_offset: int) -> None:
         if progress is not None:
@@ -546,6 +542,10 @@ def _segment(
             labels,
             progress=lambda done, _: report(done, windows + back_windows),
         )
+    if shape_prior:
+        labels = redraw_with_shape_prior(
+            labels, progress=lambda done, _: report(done, windows + back_windows + refine_reports)
+        )
     return labels if work is None else labels_to_shape(labels, (height, width))
 
 
@@ -561,5 +561,6 @@ __all__ = [
     "predict_probabilities",
     "predict_sequence",
     "probabilities_to_labels",
+    "redraw_with_shape_prior",
     "window_starts",
 ]

@@ -108,6 +108,7 @@ def run_prediction(
     both_directions: bool = True,
     frame_time_ms: float | None = None,
     mirrored: bool = False,
+    shape_prior: bool = True,
 ) -> PredictionOutput:
     """The job body: the prediction of every frame and what goes with it.
 
@@ -125,6 +126,8 @@ def run_prediction(
     frame_time_ms : ms between frames; a clip far from 50 frames/s is given to the
         network at 50 /s (:mod:`echo_napari.frame_rate`)
     mirrored : the clip shows the LV on the left (mirrored apical convention)
+    shape_prior : last, redraw each frame as the bundled shape prior's plausible heart,
+        the LV keeping its area (:mod:`echo_napari.segmentation.shape_prior`)
     """
     import torch
 
@@ -139,7 +142,9 @@ def run_prediction(
         framing_notes,
         postprocess_notes,
         predict_sequence,
+        redraw_with_shape_prior,
     )
+    from echo_napari.segmentation.shape_prior import shaped_version
 
     reporter = stage_reporter(progress, cancel)
     torch.set_num_threads(torch_threads_for_jobs())
@@ -154,6 +159,7 @@ def run_prediction(
         model,
         progress=reporter("predicting"),
         refine=False,
+        shape_prior=False,
         both_directions=both_directions,
         frame_time_ms=frame_time_ms,
         mirrored=mirrored,
@@ -175,6 +181,11 @@ def run_prediction(
     version = getattr(model, "version", "")
     if refine:
         version = refined_version(version)
+    # judged on the labels as drawn from the image: the prior must not hide it
+    probe_warning = probe_side_warning(labels, view)
+    if shape_prior:
+        labels = redraw_with_shape_prior(labels, view, reporter("drawing plausible shapes"))
+        version = shaped_version(version)
     provenance = FrameProvenance(ProvenanceKind.PREDICTED, name, version)
     labels = labels.astype(np.uint8)
     notes = framing_notes(array, frame_time_ms, mirrored, field_of_view=view)
@@ -190,7 +201,7 @@ def run_prediction(
         postprocess_notes(tally),
         np.asarray(uncertainty, dtype=np.float64) if uncertainty else None,
         orientation,
-        probe_side_warning(labels, view),
+        probe_warning,
     )
 
 
@@ -215,6 +226,7 @@ class PredictPanel(ProgressJobMixin, QGroupBox):
         self.worker: Any = None
         self._cancel = threading.Event()
         self._job_refine = True
+        self._job_shape = True
         self._job_mirrored = False
         self._relay = _Relay(self)
         self._relay.progress.connect(self._on_progress)
@@ -238,6 +250,14 @@ class PredictPanel(ProgressJobMixin, QGroupBox):
             "meets the bright wall, where the image shows that step more sharply "
             "(lowered the EF error on real echo videos), then smooth it without changing "
             "its area"
+        )
+        self.shape_check = QCheckBox("Plausible shapes")
+        self.shape_check.setChecked(True)
+        self.shape_check.setToolTip(
+            "Last, redraw each frame with the bundled shape prior, a network that knows "
+            "what a heart's outline looks like (not the image): a notch bitten out of the "
+            "apex, a ventricle running into the atrium or an atrium drawn apart go. The "
+            "LV keeps the area measured on the image, so volumes and EF barely change"
         )
         self.directions_check = QCheckBox("Both directions")
         self.directions_check.setChecked(True)
@@ -273,6 +293,7 @@ class PredictPanel(ProgressJobMixin, QGroupBox):
         form.addRow("Device", self.device_combo)
         checks = QHBoxLayout()
         checks.addWidget(self.refine_check)
+        checks.addWidget(self.shape_check)
         checks.addWidget(self.directions_check)
         checks.addWidget(self.mirrored_check)
         checks.addStretch(1)
@@ -334,6 +355,7 @@ class PredictPanel(ProgressJobMixin, QGroupBox):
         self._cancel = threading.Event()
         self._job_sequence = self.session.sequence
         self._job_refine = self.refine_check.isChecked()
+        self._job_shape = self.shape_check.isChecked()
         self._job_mirrored = self.mirrored_check.isChecked()
         self.view_button.hide()
         # fine-tuning reads it, and a saved session keeps it
@@ -348,6 +370,7 @@ class PredictPanel(ProgressJobMixin, QGroupBox):
             both_directions=self.directions_check.isChecked(),
             frame_time_ms=self.session.sequence.frame_time_ms,
             mirrored=self._job_mirrored,
+            shape_prior=self._job_shape,
             _start_thread=False,
             _ignore_errors=True,
         )
@@ -405,6 +428,7 @@ class PredictPanel(ProgressJobMixin, QGroupBox):
             return
         mean = float(np.mean(self.session.second_source.disagreement))
         refined = f"; LV border refined on {output.moved} frames" if self._job_refine else ""
+        refined += "; shapes redrawn by the shape prior" if self._job_shape else ""
         shown = f" Shown to the network: {'; '.join(output.notes)}." if output.notes else ""
         shown += f" Post-processing: {'; '.join(output.cleaned)}." if output.cleaned else ""
         unsure = self.session.second_source.n_unsure()
