@@ -28,7 +28,7 @@ from torch import nn
 
 from echo_napari.errors import ModelError
 from echo_napari.field_of_view import FieldOfView, sector_mask
-from echo_napari.models.files import load_state, read_network_files, save_network_files
+from echo_napari.models.files import load_cached_network, save_network_files
 
 logger = logging.getLogger(__name__)
 
@@ -249,17 +249,8 @@ def load_orientation_model(path: str | Path | None = None) -> OrientationNet:
     ModelError
         When the weights or card are missing, corrupt or do not fit the architecture.
     """
-    if path is None:
-        from echo_napari.models.registry import bundled_model
 
-        path = bundled_model(MODEL_NAME).path
-    path = Path(path)
-    key = str(path.resolve())
-    if key not in _CACHE:
-        card, state = read_network_files(path, "view-orientation model")
-        try:
-            config = OrientationNetConfig.from_dict(card.get("config", {}))
-        except (TypeError, ValueError) as exc:
-            raise ModelError(f"{path}: cannot load the view-orientation model ({exc})") from exc
-        _CACHE[key] = load_state(OrientationNet(config), state, path)
-    return _CACHE[key]
+    def build(config: dict[str, Any]) -> OrientationNet:
+        return OrientationNet(OrientationNetConfig.from_dict(config))
+
+    return load_cached_network(path, MODEL_NAME, "view-orientation model", build, _CACHE)

@@ -4,6 +4,7 @@ each written to a temporary file and renamed, so a crash never leaves half a mod
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -56,3 +57,41 @@ def load_state(network: Any, state: dict[str, Any], path: str | Path) -> Any:
     except RuntimeError as exc:
         raise ModelError(f"{path}: weights do not fit the model card's config ({exc})") from exc
     return network.eval()
+
+
+def load_cached_network(
+    path: str | Path | None,
+    family: str,
+    what: str,
+    build: Callable[[dict[str, Any]], Any],
+    cache: dict[str, Any],
+) -> Any:
+    """The network at ``path`` (the newest bundled ``family`` when None), read once.
+
+    Parameters
+    ----------
+    path : the ``.safetensors`` file, or None
+    family : model family of the bundled weights (``"shape"``, ``"orient"``)
+    what : its name in error messages ("shape prior")
+    build : makes the untrained network from its card's ``"config"``
+    cache : the caller's ``{resolved path: network}``
+
+    Raises
+    ------
+    ModelError
+        When the weights or card are missing, corrupt or do not fit the architecture.
+    """
+    if path is None:
+        from echo_napari.models.registry import bundled_model
+
+        path = bundled_model(family).path
+    path = Path(path)
+    key = str(path.resolve())
+    if key not in cache:
+        card, state = read_network_files(path, what)
+        try:
+            network = build(card.get("config", {}))
+        except (TypeError, ValueError) as exc:
+            raise ModelError(f"{path}: cannot load the {what} ({exc})") from exc
+        cache[key] = load_state(network, state, path)
+    return cache[key]

@@ -27,9 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from echo_napari.errors import ModelError
 from echo_napari.field_of_view import FieldOfView
-from echo_napari.models.files import load_state, read_network_files, save_network_files
+from echo_napari.models.files import load_cached_network, save_network_files
 from echo_napari.sequence import LabelClass
 
 MODEL_NAME = "shape"
@@ -247,25 +246,17 @@ _CACHE: dict[str, ShapePriorNet] = {}
 
 
 def load_shape_prior(path: str | Path | None = None) -> ShapePriorNet:
-    """The shape prior (the newest bundled one when ``path`` is None).
+    """The shape prior (the newest bundled one when ``path`` is None), in channels-last
+    layout.
 
     Raises
     ------
     ModelError
         When the weights or card are missing, corrupt or do not fit the architecture.
     """
-    if path is None:
-        from echo_napari.models.registry import bundled_model
 
-        path = bundled_model(MODEL_NAME).path
-    path = Path(path)
-    key = str(path.resolve())
-    if key not in _CACHE:
-        card, state = read_network_files(path, "shape prior")
-        try:
-            config = ShapePriorConfig.from_dict(card.get("config", {}))
-        except (TypeError, ValueError) as exc:
-            raise ModelError(f"{path}: cannot load the shape prior ({exc})") from exc
-        network = load_state(ShapePriorNet(config), state, path)
-        _CACHE[key] = network.to(memory_format=torch.channels_last)
-    return _CACHE[key]
+    def build(config: dict[str, Any]) -> ShapePriorNet:
+        network = ShapePriorNet(ShapePriorConfig.from_dict(config))
+        return network.to(memory_format=torch.channels_last)
+
+    return load_cached_network(path, MODEL_NAME, "shape prior", build, _CACHE)
