@@ -295,6 +295,10 @@ def postprocess_labels(labels: np.ndarray) -> np.ndarray:
     return out
 
 
+#: Frames cleaned up at once after the shape prior (:func:`redraw_with_shape_prior`).
+CLEANUP_BLOCK = 16
+
+
 def redraw_with_shape_prior(
     labels: np.ndarray,
     field_of_view: FieldOfView | None = None,
@@ -317,7 +321,14 @@ def redraw_with_shape_prior(
     -------
     (T, H, W) uint8
     """
-    return postprocess_labels(apply_shape_prior_in_view(labels, field_of_view, progress))
+    redrawn = apply_shape_prior_in_view(labels, field_of_view, progress)
+    # Frame by frame all the same; in blocks, so that on large frames no single scipy
+    # call holds the GIL long enough to stall the GUI thread (150 frames of a 448-pixel
+    # square: 1.1 s in all).
+    for start in range(0, len(redrawn), CLEANUP_BLOCK):
+        block = slice(start, start + CLEANUP_BLOCK)
+        redrawn[block] = postprocess_labels(redrawn[block])
+    return redrawn
 
 
 def predict_sequence(
