@@ -257,7 +257,8 @@ class PredictPanel(ProgressJobMixin, QGroupBox):
             "Last, redraw each frame with the bundled shape prior, a network that knows "
             "what a heart's outline looks like (not the image): a notch bitten out of the "
             "apex, a ventricle running into the atrium or an atrium drawn apart go. The "
-            "LV keeps the area measured on the image, so volumes and EF barely change"
+            "LV keeps the area measured on the image; its length may change, and with it "
+            "the EF, by 0-3 points on most real videos"
         )
         self.directions_check = QCheckBox("Both directions")
         self.directions_check.setChecked(True)
