@@ -148,7 +148,7 @@ def _redraw(labels: np.ndarray, probs: torch.Tensor) -> np.ndarray:
         probs = F.interpolate(
             probs[None], size=labels.shape, mode="bilinear", align_corners=False
         )[0]
-    probs = probs.numpy().copy()
+    probs = probs.numpy()  # a fresh tensor, or this frame's own row of the batch's
     count = int(np.count_nonzero(labels == LabelClass.LV_CAVITY))
     lv = probs[LabelClass.LV_CAVITY].reshape(-1).copy()
     probs[LabelClass.LV_CAVITY] = -1.0  # the others compete for what is not cavity
