@@ -10,7 +10,9 @@ Prints, per model, one row per video (ours — beat mean, ours — global max/mi
 smoothed area curve as before, the network's own masks before the LV border refinement on
 the image (:mod:`echo_napari.segmentation.boundary`, part of ``predict_sequence``), the
 refined masks before the shape prior redraws them (``ef_unshaped``,
-:mod:`echo_napari.segmentation.shape_prior`, the last step of ``predict_sequence``),
+:mod:`echo_napari.segmentation.shape_prior`), the shape prior's before the frames that
+lost the LV's apex are re-drawn by registration (``ef_shaped``; ``apex_restored`` counts
+them: :mod:`echo_napari.registration.apex_restore`, the last step of ``predict_sequence``),
 FileList, number of beats, frames left unlabelled because the model found no heart there
 (``no_view``: :func:`echo_napari.metrics_plausibility.view_lost_frames`), labelled frames
 whose LV border the network was unsure of (``unsure``:
@@ -40,11 +42,13 @@ import pandas as pd
 import torch
 from scipy import ndimage, stats
 
+from echo_napari.field_of_view import square_apex_point
 from echo_napari.io.video import iter_videos_npz
 from echo_napari.metrics_ef import ef_by_beats
 from echo_napari.metrics_plausibility import frame_plausibility
 from echo_napari.metrics_volume import volume_area_length
 from echo_napari.registration import DirnetBackend
+from echo_napari.registration.apex_restore import restore_collapsed_apex
 from echo_napari.registration.repair import repair_implausible_frames
 from echo_napari.segmentation import load_model, predict_sequence
 from echo_napari.segmentation.boundary import refine_lv_boundary
@@ -158,7 +162,9 @@ def real_table(
             frames, model, clip_len, refine=False, shape_prior=False, uncertainty=uncertainty
         )
         unshaped = refine_lv_boundary(frames, network)
-        pred = redraw_with_shape_prior(unshaped)  # = predict_sequence(frames, model)
+        shaped = redraw_with_shape_prior(unshaped)
+        restored = restore_collapsed_apex(frames, shaped, square_apex_point(frames.shape[1:]))
+        pred = restored.labels  # = predict_sequence(frames, model)
         result = ef_by_beats(pred)
         checks = frame_plausibility(pred)
         # frames left unlabelled because the model found no heart there (view lost)
@@ -180,6 +186,8 @@ def real_table(
                 "ef_global": ef_global(pred),
                 "ef_network": ef_by_beats(network).ef,
                 "ef_unshaped": ef_by_beats(unshaped).ef,
+                "ef_shaped": ef_by_beats(shaped).ef,
+                "apex_restored": int(restored.redrawn.size),
                 "ef_filelist": reference,
                 "beats": len(result.beats),
                 "rejected": len(result.rejected),
@@ -296,7 +304,14 @@ def main() -> int:
         df = real_table(model, tiles, args.videos_npz, repair, args.clip_len, beat_dir)
         with pd.option_context("display.width", 200):
             print(df.to_string(index=False, **fmt))
-        columns = ("ef_ours", "ef_network", "ef_unshaped", "ef_beat_median", "ef_global")
+        columns = (
+            "ef_ours",
+            "ef_network",
+            "ef_unshaped",
+            "ef_shaped",
+            "ef_beat_median",
+            "ef_global",
+        )
         for column in columns + (("ef_repaired",) if repair is not None else ()):
             parts = (
                 ("train-18", df[~df.held_out]),

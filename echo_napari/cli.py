@@ -244,7 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-shape-prior",
         action="store_true",
         help="keep the shapes as drawn (default: each frame redrawn by the bundled shape "
-        "prior, the LV keeping its area)",
+        "prior, the LV keeping its area; frames that lost the LV's apex re-drawn from the "
+        "frames either side by registration)",
     )
     predict.add_argument(
         "--one-direction",

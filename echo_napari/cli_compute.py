@@ -117,7 +117,10 @@ def predict_one(item: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
     away from where it is on the frames around them
     (:func:`echo_napari.metrics_place.displaced_lv_frames`); ``mitral_cut`` the
     frames whose LV, drawn around the LA, was cut back to the mitral plane
-    (:mod:`echo_napari.segmentation.mitral_plane`); ``unsure`` the labelled frames whose LV
+    (:mod:`echo_napari.segmentation.mitral_plane`); ``apex_restored`` the frames on which
+    the LV lost its apex, re-drawn from the frames either side by registration after the
+    shape prior (:mod:`echo_napari.registration.apex_restore`; recorded as propagated
+    frames); ``unsure`` the labelled frames whose LV
     border the network was unsure of (:mod:`echo_napari.uncertainty`: check
     those first; kept in the output's metadata, where the review dock finds them). Unless
     ``options["refine"]`` is False, each frame's LV border is moved to the image's
@@ -185,11 +188,31 @@ def predict_one(item: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
         version = refined_version(version)
     # judged on the labels as drawn from the image: the prior must not hide it
     probe_warning = probe_side_warning(labels, view)
+    restored = None
     if options.get("shape_prior", True):
         labels = redraw_with_shape_prior(labels, view)
         version = shaped_version(version)
+        if seq.n_frames > 1:
+            from echo_napari.registration import get_backend
+            from echo_napari.registration.apex_restore import restore_collapsed_apex
+
+            restored = restore_collapsed_apex(
+                frames,
+                labels,
+                view.apex_point,
+                seq.frame_time_ms,
+                lambda: get_backend(
+                    "dirnet", device=options.get("device"), threads=options.get("threads")
+                ),
+            )
+            labels = restored.labels
     made = FrameProvenance(ProvenanceKind.PREDICTED, model.name, version)
     provenance = [made] * seq.n_frames
+    if restored is not None and restored.redrawn.size:
+        from echo_napari.registration.backends import propagated_provenance
+
+        for t in restored.redrawn.tolist():
+            provenance[t] = propagated_provenance(restored.backend, "dirnet")
     repaired: list[int] = []
     if options.get("repair") and seq.n_frames >= 2:
         from echo_napari.registration import get_backend
@@ -225,6 +248,7 @@ def predict_one(item: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
         "lv_frames": int((lv > 0).sum()),
         "no_view": int(np.count_nonzero(~checks.labelled)),
         "mitral_cut": tally.get("cut_at_mitral_plane", 0),
+        "apex_restored": 0 if restored is None else int(restored.redrawn.size),
         "unsure": count_unsure(uncertainty, lv > 0),
         "ef": round(ef, 1),
         # no LV anywhere: nothing the checks could judge (not "100 % plausible")

@@ -193,6 +193,13 @@ class FieldOfView:
         return out
 
 
+def square_apex_point(shape: tuple[int, int]) -> tuple[float, float]:
+    """(row, col) pixels of the fan's apex in a frame of ``shape`` (H, W) that is the
+    square around the sector, apex up (EchoNet's frames, :meth:`FieldOfView.crop`'s
+    output), at any grid: as :attr:`FieldOfView.apex_point` of that square."""
+    return TOP_MARGIN * shape[0], shape[1] / 2.0
+
+
 def _upside_down(frames: Any) -> Any:
     """(T, H, W) frames flipped top to bottom; numpy copies stay contiguous (torch reads
     them without a copy), lazy arrays stay lazy."""

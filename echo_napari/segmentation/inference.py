@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from scipy import ndimage
 
 from echo_napari.errors import ModelError, SequenceError
-from echo_napari.field_of_view import FieldOfView, find_field_of_view
+from echo_napari.field_of_view import FieldOfView, find_field_of_view, square_apex_point
 from echo_napari.frame_rate import (
     clip_positions,
     needs_resampling,
@@ -386,6 +386,9 @@ def predict_sequence(
         component per class again. On the 24 shared EchoNet videos plausible frames
         98.4 → 98.1 % (training videos), 95.9 → 99.8 % (held out); EF MAE 7.7 → 8.0
         (held out 7.2 → 7.0): the shapes' rounder tips move the area-length volumes.
+        Then the frames on which the LV lost its apex are re-drawn from the frames
+        either side by registration
+        (:func:`~echo_napari.registration.apex_restore.restore_collapsed_apex`).
     clear_lost_view : bool
         Leave unlabelled the frames on which the model found no heart
         (:func:`echo_napari.metrics_plausibility.view_lost_frames`: probe off the chest, a
@@ -429,7 +432,8 @@ def predict_sequence(
     tally : dict, optional
         Filled with the number of frames each post-processing step changed, for the
         user's status line: ``"cut_at_mitral_plane"`` (LV drawn around the LA, cut back),
-        ``"view_lost"`` and ``"lv_displaced"`` (left unlabelled by ``clear_lost_view``).
+        ``"view_lost"`` and ``"lv_displaced"`` (left unlabelled by ``clear_lost_view``),
+        ``"apex_restored"`` (re-drawn after ``shape_prior``).
     uncertainty : list, optional
         Filled with each frame's LV-border uncertainty (T floats,
         :func:`~echo_napari.uncertainty.lv_border_uncertainty`).
@@ -558,6 +562,13 @@ def _segment(
         labels = redraw_with_shape_prior(
             labels, progress=lambda done, _: report(done, windows + back_windows + refine_reports)
         )
+        if n_frames > 1:
+            from echo_napari.registration.apex_restore import restore_collapsed_apex
+
+            probe = square_apex_point(labels.shape[1:])
+            restored = restore_collapsed_apex(frames, labels, probe, frame_time_ms)
+            labels = restored.labels
+            tally["apex_restored"] = int(restored.redrawn.size)
     return labels if work is None else labels_to_shape(labels, (height, width))
 
 

@@ -47,6 +47,7 @@ def postprocess_notes(tally: dict[str, int]) -> list[str]:
         ("cut_at_mitral_plane", "LV cut back to the mitral plane on {} frame{}"),
         ("view_lost", "no heart found on {} frame{} (left unlabelled)"),
         ("lv_displaced", "LV away from its place on {} frame{} (left unlabelled)"),
+        ("apex_restored", "apex lost on {} frame{}: re-drawn from the frames either side"),
     )
     return [
         text.format(tally[key], "" if tally[key] == 1 else "s")

@@ -127,7 +127,9 @@ def run_prediction(
         network at 50 /s (:mod:`echo_napari.frame_rate`)
     mirrored : the clip shows the LV on the left (mirrored apical convention)
     shape_prior : last, redraw each frame as the bundled shape prior's plausible heart,
-        the LV keeping its area (:mod:`echo_napari.segmentation.shape_prior`)
+        the LV keeping its area (:mod:`echo_napari.segmentation.shape_prior`), then
+        re-draw the frames on which the LV lost its apex from the frames either side
+        (:mod:`echo_napari.registration.apex_restore`)
     """
     import torch
 
@@ -186,6 +188,14 @@ def run_prediction(
     if shape_prior:
         labels = redraw_with_shape_prior(labels, view, reporter("drawing plausible shapes"))
         version = shaped_version(version)
+        if array.shape[0] > 1:
+            from echo_napari.registration.apex_restore import restore_collapsed_apex
+
+            restored = restore_collapsed_apex(
+                array, labels, view.apex_point, frame_time_ms, progress=reporter("restoring apex")
+            )
+            labels = restored.labels
+            tally["apex_restored"] = int(restored.redrawn.size)
     provenance = FrameProvenance(ProvenanceKind.PREDICTED, name, version)
     labels = labels.astype(np.uint8)
     notes = framing_notes(array, frame_time_ms, mirrored, field_of_view=view)
@@ -258,7 +268,9 @@ class PredictPanel(ProgressJobMixin, QGroupBox):
             "what a heart's outline looks like (not the image): a notch bitten out of the "
             "apex, a ventricle running into the atrium or an atrium drawn apart go. The "
             "LV keeps the area measured on the image; its length may change, and with it "
-            "the EF, by 0-3 points on most real videos"
+            "the EF, by 0-3 points on most real videos. Frames where the LV's tip jumps "
+            "away from the probe and back (the apex lost in haze) are then re-drawn from "
+            "the frames either side by registration"
         )
         self.directions_check = QCheckBox("Both directions")
         self.directions_check.setChecked(True)
