@@ -62,7 +62,8 @@ def test_predict_sequence_tells_how_many_frames_it_cut(monkeypatch):
     labels = inference.predict_sequence(
         frames, model, refine=False, both_directions=False, crop_to_sector=False, tally=tally
     )
-    assert tally == {"cut_at_mitral_plane": 1, "view_lost": 0, "lv_displaced": 0}
+    counts = {"cut_at_mitral_plane": 1, "view_lost": 0, "lv_displaced": 0, "apex_restored": 0}
+    assert tally == counts
     assert frame_plausibility(labels).plausible_share() == 1.0
     assert inference.postprocess_notes(tally) == ["LV cut back to the mitral plane on 1 frame"]
     notes = inference.postprocess_notes({"view_lost": 3, "lv_displaced": 0})
