@@ -29,7 +29,8 @@ per frame:
   it, touches it most of the way round. The score rises linearly from 0 at
   ``MAX_LA_ENCLOSED − 0.1`` to 1 at ``MAX_LA_ENCLOSED + 0.1``;
 * **flip** — the LV and the LA trade pixels (an LV area jump of 35 % or more between
-  frames, the LA changing the other way) and trade them back within 100 ms: the frames
+  frames, the LA changing the other way) and trade them back within 150 ms
+  (:data:`~echo_napari.metrics_jumps.MAX_FLIP_MS`): the frames
   between are a segmentation flip, scored 1
   (:func:`echo_napari.metrics_jumps.flipped_frames`);
 * **shortened** — the cavity is much shorter than the clip's LV: its long axis (the
@@ -58,9 +59,11 @@ import numpy as np
 from scipy import ndimage
 
 from echo_napari.errors import SequenceError
-from echo_napari.metrics_jumps import flipped_frames
+from echo_napari.metrics_jumps import MAX_FLIP_MS, flipped_frames
 from echo_napari.metrics_place import PLACE_GRID, coarse_grid, displaced_frames, place_window
 from echo_napari.sequence import LabelClass
+
+FLIP_MS = f"{MAX_FLIP_MS:.0f}"  # in the flip check's words
 
 #: share of the typical end-diastolic LV area below which a cavity counts as collapsed
 COLLAPSE_FRACTION = 0.25
@@ -147,7 +150,7 @@ class Plausibility:
             (self.atrium_side, "LA on another side of the LV than in the other frames"),
             (self.displaced, "LV away from where it is on the frames around it"),
             (self.atrium_enclosed, "LV drawn around the LA (over the atrium?)"),
-            (self.flipped, "LV and LA trade pixels and trade them back within 100 ms (a flip)"),
+            (self.flipped, f"LV and LA trade pixels and back within {FLIP_MS} ms (a flip)"),
             (self.shortened, "LV much shorter than on the other frames (apex taken for wall?)"),
         )
         return [

@@ -213,7 +213,7 @@ def test_a_flip_of_the_chambers_and_back_is_flagged():
         labels[t][(labels[t] == 1) & (rows > 26)] = 3
     result = frame_plausibility(labels)
     assert np.flatnonzero(result.flipped).tolist() == [8, 9]
-    assert "LV and LA trade pixels and trade them back within 100 ms (a flip)" in result.reasons(8)
+    assert "LV and LA trade pixels and back within 150 ms (a flip)" in result.reasons(8)
     # at 10 frames/s, 100 ms apart, such steps are within what a heart does
     assert not frame_plausibility(labels, frame_time_ms=100.0).flipped.any()
 
