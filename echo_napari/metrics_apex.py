@@ -8,9 +8,10 @@ frames later has lost the apex on the frames between: the apical cavity, hazy at
 end-systole, taken for wall or for tissue outside the heart. On the 24 shared EchoNet
 videos (``seg_v4`` with the shape prior) it finds 0X1059…'s four end-systoles (4–8
 frames each, a small cavity at the base where the ventricle reaches the apex on the
-frames either side) and one frame of 0X78A2…, nothing on the other 22; the nearest
-misses are tip steps of 10 % of the ventricle's length with the area falling by under a
-quarter (0XA6BD…, 0X3C1E…) or by two thirds with the tip moving 10 % (one frame of 0X78A2…).
+frames either side) and one frame of 0X78A2…, nothing on the other 22 (0X1059…'s tip
+steps are 12–20 % of the ventricle's length, its area falling by 36–43 %); the nearest
+misses are tip steps of 9–13 % with the area falling by under a quarter (0XA6BD…,
+0X3C1E…) and a step of 9.6 % with the area halving (one frame of 0X78A2…).
 
 :func:`echo_napari.registration.apex_restore.restore_collapsed_apex` re-draws those
 frames from the frames either side.
