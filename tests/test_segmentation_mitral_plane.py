@@ -28,6 +28,23 @@ def test_only_the_lv_beyond_the_atrium_border_is_cut():
     assert np.count_nonzero(fixed[6] == 1) >= np.count_nonzero(_heart()[6] == 1)
 
 
+def test_a_plane_that_would_cut_the_ventricle_in_two_is_not_used():
+    labels = _heart()
+    rows, cols = np.mgrid[0:64, 0:64]
+    # frame 6: the LA drawn as a blob in the middle of the cavity, the LV all round it
+    labels[6][(labels[6] == 3)] = 0
+    labels[6][(rows - 27) ** 2 + (cols - 32) ** 2 <= 9] = 3
+    assert frame_plausibility(labels).atrium_enclosed[6] >= 0.5
+    lv = np.count_nonzero(labels[6] == 1)
+    # the plane through the blob would take the lower half of the LV: left as drawn
+    cut = lv_beyond_mitral_plane(labels, margin=0.0)
+    assert not cut[6].any() and np.count_nonzero(labels[6] == 1) == lv
+    # a trim of what runs past the atrium is still made
+    ring = _heart()
+    _lv_around_the_atrium(ring, 6)
+    assert lv_beyond_mitral_plane(ring)[6].any()
+
+
 def test_the_usual_direction_comes_from_the_clip_not_the_frame():
     directions = np.array([[1.0, 0.0]] * 5 + [[0.0, 1.0]] + [[np.nan, np.nan]])
     np.testing.assert_allclose(usual_la_direction(directions), [5, 1] / np.hypot(5, 1))

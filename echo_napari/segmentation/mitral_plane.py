@@ -22,6 +22,15 @@ frames the LV is now cut along a slanted line with the LA beside it, which passe
 check but is still not what a cardiologist would draw there. Placing the plane where it
 lies on the frames around (and giving the LV side back to the LV) measured worse: EF MAE
 7.44 on the training videos, 0X64E2… +18.0.
+
+A plane that would take more than :data:`MAX_CUT_SHARE` of the frame's LV is not trimming
+what ran past the atrium but cutting the ventricle in two (the LA a blob drawn inside
+it): such a frame is left as drawn. On the 24 shared EchoNet videos (``seg_v4``, the
+current pipeline, 2026-11-28) the cuts took 1–11 % of the LV (20 % on one frame of
+0X42FB…) except on 0X64E2…'s frames 84–89, 43–45 %, where they drew the atrium up
+into the ventricle's base between its walls; left uncut, those six frames show the
+whole LV above the LA and pass the checks (0X64E2…'s EF 54.1 → 46.8 %, FileList 53.2:
+its first beat's end-systole had been taken from the cut frames).
 """
 
 from __future__ import annotations
@@ -46,6 +55,9 @@ MARGIN_PX = float(ENCLOSED_REACH_PX)
 #: 41, 33 of them on 0X64E2…); the plane through the median of the touching LV pixels
 #: gave EF MAE 6.79 there (through the LA's near end, 5th percentile of its pixels: 7.03).
 CUT_LA_ENCLOSED = MAX_LA_ENCLOSED - 0.1
+
+#: largest share of a frame's LV the cut may take (see the module docstring)
+MAX_CUT_SHARE = 1.0 / 3.0
 
 
 def usual_la_direction(la_direction: np.ndarray) -> np.ndarray | None:
@@ -78,7 +90,8 @@ def lv_beyond_mitral_plane(
     Returns
     -------
     (T, H, W) bool; all False when no frame's LA is enclosed or the clip has no usual
-    LV → LA direction
+    LV → LA direction; False on a frame whose cut would take more than
+    :data:`MAX_CUT_SHARE` of its LV
     """
     labels = np.asarray(labels)
     out = np.zeros(labels.shape, bool)
@@ -98,5 +111,7 @@ def lv_beyond_mitral_plane(
         if not touching.any():
             continue
         plane = float(np.median(along[touching]))
-        out[t] = lv & (along > plane + margin)
+        beyond = lv & (along > plane + margin)
+        if np.count_nonzero(beyond) <= MAX_CUT_SHARE * np.count_nonzero(lv):
+            out[t] = beyond
     return out
