@@ -15,10 +15,12 @@ Where the chambers trade pixels and trade them back within :data:`MAX_FLIP_MS`, 
 between are a segmentation flip (:func:`flipped_frames`; the **flip** check of
 :mod:`echo_napari.metrics_plausibility`): no heart loses a third of its cavity and gets it
 back in 150 ms. On the 24 shared EchoNet videos (``seg_v4`` with the shape prior and the
-lost apex re-drawn) 28 frames: 0X64E2… 6 (84–89, mid-diastole: the LA drawn up into the
-ventricle's base between its walls; the LA took 29 % and 46 % of the LV's two steps, so
-the share was lowered from a half and the time raised from 100 ms for them on
-2026-11-28) and 0X78A2… 22 (a noisy clip whose LV and LA trade pixels back and forth).
+lost apex re-drawn, before the mitral-plane cut's one-third limit) 28 frames: 0X64E2… 6
+(84–89, mid-diastole: the LA drawn up into the ventricle's base between its walls by
+that cut; the LA took 29 % and 46 % of the LV's two steps, so the share was lowered from
+a half and the time raised from 100 ms for them on 2026-11-28; with the limit these
+frames are no longer cut) and 0X78A2… 22 (a noisy clip whose LV and LA trade pixels back
+and forth).
 Which side is right is not asked of longer stretches (a state of its own).
 """
 

@@ -10,7 +10,7 @@ the ventricle shortens as the tissue moves, not as the network's view of the haz
 On the 24 shared EchoNet videos (``seg_v4`` with the shape prior) it re-draws 0X1059…'s 28
 end-systolic frames and one frame of 0X78A2…: 0X1059…'s EF 85.7 → 78.3 % (FileList 66.2),
 its frames passing the anatomical checks 92.5 → 100 %, EF MAE over the 24 7.98 → 7.67
-(``benchmarks/real_echo.py``).
+(``benchmarks/real_echo.py``, before the mitral-plane cut's one-third limit).
 """
 
 from __future__ import annotations
