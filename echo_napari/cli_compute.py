@@ -144,7 +144,7 @@ def predict_one(item: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
     from echo_napari.metrics_plausibility import frame_plausibility
     from echo_napari.probe_side import probe_side_warning
     from echo_napari.segmentation import load_model, predict_sequence
-    from echo_napari.segmentation.inference import redraw_with_shape_prior
+    from echo_napari.segmentation.plausible_shapes import draw_plausible_shapes
     from echo_napari.segmentation.shape_prior import shaped_version
     from echo_napari.uncertainty import count_unsure, store_uncertainty
     from echo_napari.view_orientation import check_orientation_or_none
@@ -190,29 +190,26 @@ def predict_one(item: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
     probe_warning = probe_side_warning(labels, view)
     restored = None
     if options.get("shape_prior", True):
-        labels = redraw_with_shape_prior(labels, view)
-        version = shaped_version(version)
-        if seq.n_frames > 1:
-            from echo_napari.registration import get_backend
-            from echo_napari.registration.apex_restore import restore_collapsed_apex
+        from echo_napari.registration import get_backend
 
-            restored = restore_collapsed_apex(
-                frames,
-                labels,
-                view.apex_point,
-                seq.frame_time_ms,
-                lambda: get_backend(
-                    "dirnet", device=options.get("device"), threads=options.get("threads")
-                ),
-            )
-            labels = restored.labels
+        labels, restored = draw_plausible_shapes(
+            frames,
+            labels,
+            view,
+            seq.frame_time_ms,
+            lambda: get_backend(
+                "dirnet", device=options.get("device"), threads=options.get("threads")
+            ),
+        )
+        version = shaped_version(version)
     made = FrameProvenance(ProvenanceKind.PREDICTED, model.name, version)
     provenance = [made] * seq.n_frames
     if restored is not None and restored.redrawn.size:
         from echo_napari.registration.backends import propagated_provenance
 
+        carried = propagated_provenance(restored.backend, "dirnet")
         for t in restored.redrawn.tolist():
-            provenance[t] = propagated_provenance(restored.backend, "dirnet")
+            provenance[t] = carried
     repaired: list[int] = []
     if options.get("repair") and seq.n_frames >= 2:
         from echo_napari.registration import get_backend

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from scipy import ndimage
 
 from echo_napari.errors import ModelError, SequenceError
-from echo_napari.field_of_view import FieldOfView, find_field_of_view, square_apex_point
+from echo_napari.field_of_view import FieldOfView, find_field_of_view
 from echo_napari.frame_rate import (
     clip_positions,
     needs_resampling,
@@ -559,16 +559,15 @@ def _segment(
             progress=lambda done, _: report(done, windows + back_windows),
         )
     if shape_prior:
-        labels = redraw_with_shape_prior(
-            labels, progress=lambda done, _: report(done, windows + back_windows + refine_reports)
-        )
-        if n_frames > 1:
-            from echo_napari.registration.apex_restore import restore_collapsed_apex
+        from echo_napari.segmentation.plausible_shapes import draw_plausible_shapes
 
-            probe = square_apex_point(labels.shape[1:])
-            restored = restore_collapsed_apex(frames, labels, probe, frame_time_ms)
-            labels = restored.labels
-            tally["apex_restored"] = int(restored.redrawn.size)
+        labels, restored = draw_plausible_shapes(
+            frames,
+            labels,
+            frame_time_ms=frame_time_ms,
+            prior_progress=lambda done, _: report(done, windows + back_windows + refine_reports),
+        )
+        tally["apex_restored"] = 0 if restored is None else int(restored.redrawn.size)
     return labels if work is None else labels_to_shape(labels, (height, width))
 
 

@@ -144,8 +144,8 @@ def run_prediction(
         framing_notes,
         postprocess_notes,
         predict_sequence,
-        redraw_with_shape_prior,
     )
+    from echo_napari.segmentation.plausible_shapes import draw_plausible_shapes
     from echo_napari.segmentation.shape_prior import shaped_version
 
     reporter = stage_reporter(progress, cancel)
@@ -186,16 +186,16 @@ def run_prediction(
     # judged on the labels as drawn from the image: the prior must not hide it
     probe_warning = probe_side_warning(labels, view)
     if shape_prior:
-        labels = redraw_with_shape_prior(labels, view, reporter("drawing plausible shapes"))
+        labels, restored = draw_plausible_shapes(
+            array,
+            labels,
+            view,
+            frame_time_ms,
+            prior_progress=reporter("drawing plausible shapes"),
+            apex_progress=reporter("restoring apex"),
+        )
         version = shaped_version(version)
-        if array.shape[0] > 1:
-            from echo_napari.registration.apex_restore import restore_collapsed_apex
-
-            restored = restore_collapsed_apex(
-                array, labels, view.apex_point, frame_time_ms, progress=reporter("restoring apex")
-            )
-            labels = restored.labels
-            tally["apex_restored"] = int(restored.redrawn.size)
+        tally["apex_restored"] = 0 if restored is None else int(restored.redrawn.size)
     provenance = FrameProvenance(ProvenanceKind.PREDICTED, name, version)
     labels = labels.astype(np.uint8)
     notes = framing_notes(array, frame_time_ms, mirrored, field_of_view=view)
